@@ -1,0 +1,1 @@
+"""reestr compiler: registry → validated models → signed policy bundles."""
