@@ -173,7 +173,7 @@ def _shape_problems(source: Source, kind: str, data: Any, error: PydanticError) 
     covered = {tuple(e.absolute_path) for e in errors}
     for e in error.errors():  # what the schema cannot say (e.g. 2024-02-30), pydantic does
         node = _data_path(data, e["loc"])
-        if not any(node[: len(c)] == c or c[: len(node)] == node for c in covered):
+        if not any(c[: len(node)] == node for c in covered):
             found.add(Problem(*source.at(*node), "SCHEMA-invalid",
                               f"{'.'.join(map(str, node)) or 'document'}: {e['msg']}"))
     return sorted(found)
