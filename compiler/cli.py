@@ -1,0 +1,49 @@
+"""`reestr`: validate the registry, explain changes, compile and verify signed policy bundles.
+
+Commands are thin: they parse options, call one library function, print, and choose the exit code
+(0 ok, 1 problems found or refused, 2 usage error). Library errors (CompilerError) become one
+clear line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from compiler import report
+from compiler.errors import CompilerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _clean_errors(fn: F) -> F:
+    """Turn a CompilerError into `reestr: message` and exit code 2."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CompilerError as e:
+            click.echo(f"reestr: {e}", err=True)
+            sys.exit(2)
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="reestr")
+def main() -> None:
+    """reestr — government interagency e-service access as code.
+
+    The registry (participants, services, access sheets) is YAML in git; reestr validates it,
+    shows what a change does to access, and compiles one signed policy bundle per participant
+    for the reestr-sidecar in front of each agency.
+    """
+
+
+FORMAT = click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="text",
+                      show_default=True, help="Output format: text, json, or GitHub annotations.")
+REGISTRY = click.argument("path", type=click.Path(file_okay=False, path_type=Path), default="registry")
