@@ -9,3 +9,22 @@ from __future__ import annotations
 
 class SidecarError(Exception):
     """Root of every error the sidecar raises on purpose."""
+
+
+# --- runtime (config, bundles, policy) ---------------------------------------------------------
+
+
+class ConfigError(SidecarError):
+    """The sidecar configuration is unreadable or invalid; the message names the file and field."""
+
+
+class StateDirError(SidecarError):
+    """The state directory (last good bundle, highest serial) cannot be read or written."""
+
+
+class BundleSourceError(SidecarError):
+    """The bundle source (file or URL) could not be fetched."""
+
+
+class PolicyFormatError(SidecarError):
+    """A verified bundle's content does not have the shape the sidecar needs."""
