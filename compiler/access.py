@@ -1,0 +1,151 @@
+"""Effective access: who may call which service operation on a given day, and why (not).
+
+One place answers the question for every consumer of it: the bundle compiler (what to ship), the
+plan (what a change does), and `reestr explain` (why a call is allowed or denied). The rules:
+the owner may always call its own services (R2); a grant needs its consumer and the service's
+owner to be active participants (R9 suspension, R10 termination) and must not have expired; a
+`state-secret` service is never reachable (R6); `operations` access covers only listed operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from compiler.models import Access, Classification, Grant, Participant, Status
+from compiler.registry import Registry
+
+IMPLICIT_OWNER = "implicit:owner"
+
+
+@dataclass(frozen=True)
+class Right:
+    """One consumer's access to one service, as granted (or implied for the owner)."""
+
+    consumer: str
+    sid: str
+    access: Access
+    operations: frozenset[str] | None
+    where: str                      # "path:line" of the grant, or IMPLICIT_OWNER
+    legal_basis: str | None
+    valid_until: date | None
+    index: int | None               # position in the consumer's sheet; None for implicit rights
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A right (or a whole participant) left out on this day, and the reason code."""
+
+    what: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to 'may CONSUMER call SID [OPERATION] today?'."""
+
+    allowed: bool
+    reason: str                     # stable code: allowed-grant, allowed-owner, no-grant, ...
+    message: str
+    right: Right | None = None
+
+
+def inactive_reason(participant: Participant, today: date) -> tuple[str, str] | None:
+    """('suspended', detail) or ('terminated', detail) when the participant has no access today."""
+    spec = participant.spec
+    if spec.status is Status.SUSPENDED:
+        since = spec.suspension.since.isoformat() if spec.suspension else "unknown date"
+        reason = spec.suspension.reason if spec.suspension else "no reason recorded"
+        return "suspended", f"suspended since {since}: {reason}"
+    termination = spec.agreement.termination
+    if termination is not None and termination.end <= today:
+        return "terminated", f"agreement terminated, no access from {termination.end.isoformat()}"
+    return None
+
+
+def rights_of(registry: Registry, consumer: str) -> list[Right]:
+    """The rights written in CONSUMER's sheet plus its implicit owner rights, unfiltered."""
+    rights = [Right(consumer, sid, Access.FULL, None, IMPLICIT_OWNER, None, None, None)
+              for sid, svc in sorted(registry.services.items()) if svc.spec.owner == consumer]
+    sheet = registry.sheets.get(consumer)
+    if sheet is None:
+        return rights
+    source = registry.source("AccessSheet", consumer)
+    for i, grant in enumerate(sheet.spec.grants):
+        path, line, _ = source.at("spec", "grants", i)
+        rights.append(_right(consumer, grant, f"{path}:{line}", i))
+    return rights
+
+
+def _right(consumer: str, grant: Grant, where: str, index: int) -> Right:
+    ops = frozenset(grant.operations or ()) if grant.access is Access.OPERATIONS else None
+    return Right(consumer, grant.service, grant.access, ops, where, grant.legal_basis,
+                 grant.valid_until, index)
+
+
+def effective_rights(registry: Registry, today: date) -> tuple[list[Right], list[Exclusion]]:
+    """Every right in force today, and every right or participant left out with its reason."""
+    kept: list[Right] = []
+    excluded: list[Exclusion] = []
+    for pid in sorted(registry.participants):
+        state = inactive_reason(registry.participants[pid], today)
+        if state is not None:
+            excluded.append(Exclusion(f"participant {pid}", state[0], state[1]))
+    for consumer in sorted(registry.participants):
+        for right in rights_of(registry, consumer):
+            reason = _exclusion(registry, right, today)
+            if reason is None:
+                kept.append(right)
+            else:
+                excluded.append(Exclusion(f"grant {consumer} → {right.sid}", *reason))
+    return kept, excluded
+
+
+def _exclusion(registry: Registry, right: Right, today: date) -> tuple[str, str] | None:
+    service = registry.services.get(right.sid)
+    if service is None:
+        return "unknown-service", f"{right.sid} is not registered"
+    if service.spec.classification is Classification.STATE_SECRET:
+        return "state-secret", "R6: state-secret services are never processed"
+    for role, pid in (("consumer", right.consumer), ("owner", service.spec.owner)):
+        participant = registry.participants.get(pid)
+        if participant is None:
+            return "unknown-participant", f"{role} {pid} is not registered"
+        state = inactive_reason(participant, today)
+        if state is not None:
+            return f"{role}-{state[0]}", state[1]
+    if right.valid_until is not None and right.valid_until < today:
+        return "grant-expired", f"valid until {right.valid_until.isoformat()}"
+    return None
+
+
+def decide(registry: Registry, consumer: str, sid: str, operation: str | None,
+           today: date) -> Decision:
+    """Allowed or not, with the stable reason code and the right that decided it."""
+    service = registry.services.get(sid)
+    if service is None:
+        return Decision(False, "unknown-service", f"{sid} is not registered")
+    if consumer not in registry.participants:
+        return Decision(False, "unknown-participant", f"{consumer} is not a registered participant")
+    if operation is not None and operation not in {op.name for op in service.spec.operations}:
+        return Decision(False, "unknown-operation", f"{sid} has no operation {operation!r}")
+    candidates = [r for r in rights_of(registry, consumer) if r.sid == sid]
+    if not candidates:
+        return Decision(False, "no-grant", f"{consumer} has no grant for {sid} in its access sheet")
+    last: Decision | None = None
+    for right in candidates:
+        reason = _exclusion(registry, right, today)
+        if reason is not None:
+            last = Decision(False, reason[0], reason[1], right)
+            continue
+        if operation is not None and right.operations is not None and operation not in right.operations:
+            listed = ", ".join(sorted(right.operations))
+            last = Decision(False, "operation-not-granted",
+                            f"{operation} is not among the granted operations ({listed})", right)
+            continue
+        code = "allowed-owner" if right.where == IMPLICIT_OWNER else "allowed-grant"
+        what = "owner's implicit right (R2)" if code == "allowed-owner" else f"grant at {right.where}"
+        return Decision(True, code, what, right)
+    assert last is not None
+    return last
