@@ -1,0 +1,205 @@
+"""Domain rules on a loaded registry: references, uniqueness, dates, and R1–R10 of DESIGN §3.
+
+`check` returns every problem at once, each pointing at the node that is wrong. It reads only the
+Registry (and, for payload schema references, the files beside it); it never prints or raises
+for bad content. Codes are stable: CI, docs and suppression lists name them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from compiler.access import inactive_reason
+from compiler.errors import Problem, Severity
+from compiler.models import Access, Classification, Participant, ParticipantType, Protocol, Service, Status
+from compiler.registry import Registry, Source
+
+DEPRECATION_NOTICE = timedelta(days=30)        # R7, seed 000 2.2.13: one month
+CLASSIFICATION_NOTICE = timedelta(days=60)     # R8, seed 002 6.6.1
+
+WARNING = Severity.WARNING
+
+
+def check(registry: Registry, today: date, repo_root: Path | None = None) -> list[Problem]:
+    """Every domain problem of `registry` on `today`; payload schema files resolve under repo_root."""
+    problems: list[Problem] = []
+    fingerprints: dict[str, str] = {}
+    for pid, participant in sorted(registry.participants.items()):
+        problems += _participant(participant, registry.source("Participant", pid), today, fingerprints)
+    for sid, service in sorted(registry.services.items()):
+        problems += _service(service, registry, registry.source("Service", sid), repo_root)
+    for consumer in sorted(registry.sheets):
+        problems += _sheet(registry, consumer, today)
+    return sorted(problems)
+
+
+# --- participants -------------------------------------------------------------------------------
+
+
+def _participant(p: Participant, src: Source, today: date, seen: dict[str, str]) -> Iterator[Problem]:
+    spec = p.spec
+    if spec.status is Status.SUSPENDED and spec.suspension is None:
+        yield Problem(*src.at("spec", "status"), "R9-suspension-record",
+                      "a suspended participant needs `suspension: {since, reason}` (000 4.1–4.3)")
+    if spec.status is Status.ACTIVE and spec.suspension is not None:
+        yield Problem(*src.at("spec", "suspension"), "R9-suspension-record",
+                      "`suspension` is set but status is active: reinstate by removing it")
+    termination = spec.agreement.termination
+    if termination is not None:
+        if termination.notified < spec.agreement.signed or termination.end < termination.notified:
+            yield Problem(*src.at("spec", "agreement", "termination"), "DATE-order",
+                          "expected agreement signed ≤ termination notified ≤ end")
+        elif termination.end - termination.notified < timedelta(days=spec.agreement.notice_days):
+            yield Problem(*src.at("spec", "agreement", "termination", "end"), "R10-notice-too-short",
+                          f"termination ends {(termination.end - termination.notified).days} days "
+                          f"after notice; the agreement requires {spec.agreement.notice_days}")
+    for i, cert in enumerate(spec.certificates):
+        yield from _certificate(cert.pem, src, i, today, p.metadata.id, seen)
+
+
+def _certificate(pem: str, src: Source, i: int, today: date, owner: str,
+                 seen: dict[str, str]) -> Iterator[Problem]:
+    where = src.at("spec", "certificates", i, "pem")
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        yield Problem(*where, "CERT-invalid", "not a PEM X.509 certificate")
+        return
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    if fingerprint in seen and seen[fingerprint] != owner:
+        yield Problem(*where, "UNIQ-certificate",
+                      f"certificate {fingerprint[:16]}… is already registered to {seen[fingerprint]}")
+    seen.setdefault(fingerprint, owner)
+    if cert.not_valid_after_utc.date() < today:
+        yield Problem(*where, "CERT-expired",
+                      f"certificate expired on {cert.not_valid_after_utc.date().isoformat()}", WARNING)
+
+
+# --- services -----------------------------------------------------------------------------------
+
+
+def _service(svc: Service, registry: Registry, src: Source, repo_root: Path | None) -> Iterator[Problem]:
+    spec = svc.spec
+    owner = registry.participants.get(spec.owner)
+    if owner is None:
+        yield Problem(*src.at("spec", "owner"), "REF-unknown-participant",
+                      f"owner {spec.owner!r} is not a registered participant")
+    elif owner.spec.sidecar is None:
+        yield Problem(*src.at("spec", "owner"), "REF-sidecar-missing",
+                      f"owner {spec.owner} has no sidecar address: consumers cannot reach {svc.metadata.sid}",
+                      WARNING)
+    if spec.classification is Classification.STATE_SECRET:
+        yield Problem(*src.at("spec", "classification"), "R6-state-secret",
+                      "messages with state secrets are never processed (004 §8)")
+    planned = spec.planned_classification
+    if planned is not None and planned.effective - planned.announced < CLASSIFICATION_NOTICE:
+        yield Problem(*src.at("spec", "planned_classification", "effective"), "R8-classification-notice",
+                      f"announced {(planned.effective - planned.announced).days} days ahead; "
+                      "a classification change needs 60 (002 6.6.1)")
+    names: dict[str, int] = {}
+    routes: dict[tuple[object, ...], str] = {}
+    for i, op in enumerate(spec.operations):
+        at = ("spec", "operations", i)
+        if op.name in names:
+            yield Problem(*src.at(*at, "name"), "UNIQ-operation",
+                          f"operation {op.name!r} is already defined (operation #{names[op.name] + 1})")
+        names.setdefault(op.name, i)
+        if spec.protocol is Protocol.REST:
+            route: tuple[object, ...] = (op.method, _template_shape(op.path)) if op.method and op.path else ()
+            if not route:
+                yield Problem(*src.at(*at), "OP-route-missing", f"REST operation {op.name} needs method and path")
+        else:
+            route = (op.soap_action, op.body_element) if op.soap_action or op.body_element else ()
+            if not route:
+                yield Problem(*src.at(*at), "OP-route-missing",
+                              f"SOAP operation {op.name} needs soap_action or body_element")
+        if route and route in routes:
+            yield Problem(*src.at(*at), "OP-route-duplicate",
+                          f"operation {op.name} matches the same requests as {routes[route]}")
+        if route:
+            routes.setdefault(route, op.name)
+        if op.deprecation is not None and op.deprecation.sunset - op.deprecation.announced < DEPRECATION_NOTICE:
+            yield Problem(*src.at(*at, "deprecation", "sunset"), "R7-deprecation-notice",
+                          f"sunset {(op.deprecation.sunset - op.deprecation.announced).days} days after "
+                          "the announcement; a new version is announced a month ahead (000 2.2.13)")
+        for field in ("request_schema", "response_schema"):
+            ref = getattr(op, field)
+            if ref and repo_root is not None and not (repo_root / ref).is_file():
+                yield Problem(*src.at(*at, field), "REF-unknown-schema-file", f"{ref} does not exist")
+
+
+def _template_shape(path: str | None) -> tuple[str, ...]:
+    """A path template with parameter names erased: /a/{x} and /a/{y} match the same requests."""
+    return tuple("{}" if s.startswith("{") and s.endswith("}") else s for s in (path or "").split("/"))
+
+
+# --- access sheets ------------------------------------------------------------------------------
+
+
+def _sheet(registry: Registry, consumer: str, today: date) -> Iterator[Problem]:
+    sheet = registry.sheets[consumer]
+    src = registry.source("AccessSheet", consumer)
+    participant = registry.participants.get(consumer)
+    if participant is None:
+        yield Problem(*src.at("metadata", "consumer"), "REF-unknown-participant",
+                      f"consumer {consumer!r} is not a registered participant")
+    elif participant.spec.type is ParticipantType.OPERATOR and sheet.spec.grants:
+        yield Problem(*src.at("spec", "grants"), "R2-operator-grant",
+                      "the operator's default rights are not written in access sheets (001 App. 2 note 2)")
+    elif (state := inactive_reason(participant, today)) is not None and sheet.spec.grants:
+        yield Problem(*src.at("metadata", "consumer"), f"R10-{state[0]}-consumer",
+                      f"{consumer} is {state[1]}: its grants are not compiled", WARNING)
+    granted: dict[str, int] = {}
+    for i, grant in enumerate(sheet.spec.grants):
+        at = ("spec", "grants", i)
+        if grant.service in granted:
+            yield Problem(*src.at(*at, "service"), "R1-duplicate-grant",
+                          f"{grant.service} is already granted in this sheet (grant #{granted[grant.service] + 1}); "
+                          "one row per service")
+        granted.setdefault(grant.service, i)
+        if not (grant.legal_basis or "").strip():
+            yield Problem(*src.at(*at, "legal_basis") if grant.legal_basis is not None else src.at(*at),
+                          "R4-legal-basis-missing",
+                          "access is granted only with the normative act that gives the power (004 §13)")
+        if grant.access is Access.FULL and grant.operations is not None:
+            yield Problem(*src.at(*at, "operations"), "R3-full-with-operations",
+                          "access `full` lists no operations (001 App. 2 note 3)")
+        if grant.access is Access.OPERATIONS and not grant.operations:
+            yield Problem(*src.at(*at, "operations") if grant.operations is not None else src.at(*at, "access"),
+                          "R3-operations-missing", "access `operations` must list at least one operation")
+        if grant.valid_until is not None and grant.valid_until < today:
+            yield Problem(*src.at(*at, "valid_until"), "GRANT-expired",
+                          f"expired on {grant.valid_until.isoformat()}: it is not compiled", WARNING)
+        service = registry.services.get(grant.service)
+        if service is None:
+            yield Problem(*src.at(*at, "service"), "REF-unknown-service", f"{grant.service} is not registered")
+            continue
+        yield from _grant_vs_service(grant.access, grant.operations or [], grant.justification, service,
+                                     consumer, src, at, today)
+
+
+def _grant_vs_service(access: Access, operations: list[str], justification: str | None, service: Service,
+                      consumer: str, src: Source, at: tuple[str | int, ...], today: date) -> Iterator[Problem]:
+    if service.spec.owner == consumer:
+        yield Problem(*src.at(*at, "service"), "R2-owner-grant",
+                      f"{consumer} owns {service.metadata.sid}: the owner's rights are implicit (001 App. 2 note 2)")
+    if (access is Access.FULL and service.spec.classification is Classification.PERSONAL_DATA
+            and not justification):
+        yield Problem(*src.at(*at, "access"), "R5-full-personal-data",
+                      f"full access to {service.metadata.sid} (personal data) without `justification`: "
+                      "grant only the operations needed (004 §13)", WARNING)
+    ops = {op.name: op for op in service.spec.operations}
+    for j, name in enumerate(operations):
+        if name not in ops:
+            yield Problem(*src.at(*at, "operations", j), "REF-unknown-operation",
+                          f"{service.metadata.sid} has no operation {name!r}")
+            continue
+        deprecation = ops[name].deprecation
+        if deprecation is not None and deprecation.sunset <= today:
+            yield Problem(*src.at(*at, "operations", j), "R7-sunset-passed",
+                          f"{name} reached its sunset on {deprecation.sunset.isoformat()}", WARNING)
