@@ -26,7 +26,7 @@ class Right:
     sid: str
     access: Access
     operations: frozenset[str] | None
-    where: str                      # "path:line" of the grant, or IMPLICIT_OWNER
+    where: str                      # "consumers/<id>.yaml:line" of the grant, or IMPLICIT_OWNER
     legal_basis: str | None
     valid_until: date | None
     index: int | None               # position in the consumer's sheet; None for implicit rights
@@ -64,17 +64,26 @@ def inactive_reason(participant: Participant, today: date) -> tuple[str, str] | 
     return None
 
 
-def rights_of(registry: Registry, consumer: str) -> list[Right]:
-    """The rights written in CONSUMER's sheet plus its implicit owner rights, unfiltered."""
-    rights = [Right(consumer, sid, Access.FULL, None, IMPLICIT_OWNER, None, None, None)
-              for sid, svc in sorted(registry.services.items()) if svc.spec.owner == consumer]
+def services_by_owner(registry: Registry) -> dict[str, list[str]]:
+    """SIDs grouped by owner, sorted: computed once so per-consumer lookups stay linear."""
+    owned: dict[str, list[str]] = {}
+    for sid in sorted(registry.services):
+        owned.setdefault(registry.services[sid].spec.owner, []).append(sid)
+    return owned
+
+
+def rights_of(registry: Registry, consumer: str,
+              owned: dict[str, list[str]] | None = None) -> list[Right]:
+    """The rights written in CONSUMER's sheet plus its implicit owner rights (R2), unfiltered."""
+    sids = (owned if owned is not None else services_by_owner(registry)).get(consumer, [])
+    rights = [Right(consumer, sid, Access.FULL, None, IMPLICIT_OWNER, None, None, None) for sid in sids]
     sheet = registry.sheets.get(consumer)
     if sheet is None:
         return rights
     source = registry.source("AccessSheet", consumer)
     for i, grant in enumerate(sheet.spec.grants):
-        path, line, _ = source.at("spec", "grants", i)
-        rights.append(_right(consumer, grant, f"{path}:{line}", i))
+        _, line, _ = source.at("spec", "grants", i)
+        rights.append(_right(consumer, grant, f"{source.rel}:{line}", i))
     return rights
 
 
@@ -92,8 +101,9 @@ def effective_rights(registry: Registry, today: date) -> tuple[list[Right], list
         state = inactive_reason(registry.participants[pid], today)
         if state is not None:
             excluded.append(Exclusion(f"participant {pid}", state[0], state[1]))
+    owned = services_by_owner(registry)
     for consumer in sorted(registry.participants):
-        for right in rights_of(registry, consumer):
+        for right in rights_of(registry, consumer, owned):
             reason = _exclusion(registry, right, today)
             if reason is None:
                 kept.append(right)

@@ -47,3 +47,38 @@ def main() -> None:
 FORMAT = click.option("--format", "fmt", type=click.Choice(report.FORMATS), default="text",
                       show_default=True, help="Output format: text, json, or GitHub annotations.")
 REGISTRY = click.argument("path", type=click.Path(file_okay=False, path_type=Path), default="registry")
+
+
+# --- codeowners (issue 4) -----------------------------------------------------------------------
+
+
+@main.command("codeowners")
+@REGISTRY
+@click.option("--write", is_flag=True, help="Write .github/CODEOWNERS beside the registry folder.")
+@click.option("--check", is_flag=True, help="Exit 1 with a diff when the committed file is stale.")
+@_clean_errors
+def codeowners_command(path: Path, write: bool, check: bool) -> None:
+    """Render .github/CODEOWNERS from the participants' review teams (printed by default)."""
+    from compiler.codeowners import diff, expected_for
+    from compiler.registry import load_directory
+
+    if write and check:
+        raise click.UsageError("--write and --check exclude each other")
+    registry = load_directory(path)
+    if registry.problems:
+        click.echo(f"reestr: warning: {len(registry.problems)} problem(s) while loading {path}; "
+                   "documents that failed to load are missing here (run `reestr validate`)", err=True)
+    target, expected = expected_for(path, registry)
+    if write:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(expected, encoding="utf-8")
+        click.echo(f"wrote {target}")
+    elif check:
+        current = target.read_text(encoding="utf-8") if target.is_file() else ""
+        if current != expected:
+            click.echo(diff(current, expected), nl=False)
+            click.echo(f"{target} is stale: run `reestr codeowners --write` and commit it", err=True)
+            sys.exit(1)
+        click.echo(f"{target} is up to date")
+    else:
+        click.echo(expected, nl=False)

@@ -34,6 +34,7 @@ class Source:
 
     path: str
     positions: Positions
+    rel: str = ""  # path inside the registry (e.g. consumers/ved1.yaml): stable across checkouts
 
     def at(self, *node: str | int, key: bool = False) -> tuple[str, int, int]:
         line, col = self.positions.of(tuple(node), key=key)
@@ -109,7 +110,7 @@ def load_files(files: Mapping[str, bytes], base: str = "registry") -> Registry:
             registry.problems.append(Problem(path, 1, 1, "PATH-unexpected-file",
                                              "registry files live in participants/, services/ or consumers/"))
             continue
-        _load_one(registry, path, raw, kind, rel.stem)
+        _load_one(registry, path, raw, kind, rel)
     registry.problems.sort()
     return registry
 
@@ -128,14 +129,15 @@ _MODEL: dict[str, type[Participant] | type[Service] | type[AccessSheet]] = {
     "Participant": Participant, "Service": Service, "AccessSheet": AccessSheet}
 
 
-def _load_one(registry: Registry, path: str, raw: bytes, kind: str, stem: str) -> None:
+def _load_one(registry: Registry, path: str, raw: bytes, kind: str, rel: PurePosixPath) -> None:
     loaded = load_bytes(raw)
     problems = registry.problems
     for p in loaded.problems:
         problems.append(Problem(path, p.line, p.col, p.code, p.message))
     if loaded.data is None:
         return
-    source = Source(path, loaded.positions)
+    source = Source(path, loaded.positions, str(rel))
+    stem = rel.stem
     if not raw.startswith(SCHEMA_LINE.encode()):
         problems.append(Problem(path, 1, 1, "SCHEMA-comment-missing",
                                 f"the file must start with '{SCHEMA_LINE}...' so editors validate it",

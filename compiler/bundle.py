@@ -1,0 +1,162 @@
+"""Per-participant policy bundles: the slice of the registry one sidecar needs, signed.
+
+A bundle holds the audience's own services with who may call which operation (and with which
+certificate fingerprints), and the audience's own grants with where those providers listen
+(docs/bundle-format.md). Its size follows the participant's own rules, not the registry's.
+Output is canonical JSON, so the same registry, serial, issue time and key give the same bytes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from compiler.access import IMPLICIT_OWNER, Right, effective_rights, inactive_reason
+from compiler.errors import CompilerError
+from compiler.models import Operation, Participant, Service
+from compiler.registry import Registry
+from compiler.trust import BUNDLE_TYPE, FORMAT_VERSION, INDEX_TYPE, format_time, sha256_hex, sign_envelope
+
+
+class BundleError(CompilerError):
+    """The registry cannot be compiled (it has errors, or the output cannot be written)."""
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    serial: int
+    issued_at: datetime
+    expires_at: datetime
+    commit: str | None
+
+
+def git_source(path: Path) -> tuple[int, str] | None:
+    """(commit count, HEAD sha) of the git repository holding `path`, or None outside git."""
+    try:
+        count = subprocess.run(["git", "-C", str(path), "rev-list", "--count", "HEAD"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return int(count), head
+
+
+def build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -> dict[str, bytes]:
+    """{file name: envelope bytes} for every participant, plus `index.json`."""
+    today = info.issued_at.date()
+    rights, exclusions = effective_rights(registry, today)
+    certs = {pid: _certificates(p) for pid, p in registry.participants.items()}
+    callers: dict[str, list[Right]] = defaultdict(list)
+    grants: dict[str, list[Right]] = defaultdict(list)
+    for right in rights:
+        callers[right.sid].append(right)
+        if right.where != IMPLICIT_OWNER:
+            grants[right.consumer].append(right)
+    owned: dict[str, list[str]] = defaultdict(list)
+    for sid in sorted(registry.services):
+        owned[registry.services[sid].spec.owner].append(sid)
+
+    header = {"format": FORMAT_VERSION, "serial": info.serial, "issued_at": format_time(info.issued_at),
+              "expires_at": format_time(info.expires_at),
+              "source": {"commit": info.commit, "registry_digest": registry.digest}}
+    files: dict[str, bytes] = {}
+    for pid in sorted(registry.participants):
+        participant = registry.participants[pid]
+        active = inactive_reason(participant, today) is None
+        signed = {**header, "type": BUNDLE_TYPE, "audience": pid,
+                  "participant": _self(participant, certs[pid]),
+                  "services": {sid: _provided(registry.services[sid], callers[sid], registry, certs)
+                               for sid in owned[pid]} if active else {},
+                  "grants": {r.sid: _granted(r, registry, certs) for r in grants[pid]} if active else {}}
+        files[f"{pid}.json"] = sign_envelope(signed, keys)
+    index = {**header, "type": INDEX_TYPE,
+             "bundles": {name.removesuffix(".json"): {"sha256": sha256_hex(data), "bytes": len(data)}
+                         for name, data in files.items()},
+             "excluded": [{"what": e.what, "reason": e.reason, "detail": e.detail} for e in exclusions]}
+    files["index.json"] = sign_envelope(index, keys)
+    return files
+
+
+def write(files: dict[str, bytes], out: Path) -> None:
+    """Write every file atomically (temp file + rename) so a reader never sees half a bundle."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            tmp = out / f".{name}.tmp"
+            tmp.write_bytes(data)
+            tmp.replace(out / name)
+    except OSError as e:
+        raise BundleError(f"{out}: cannot write bundles: {e.strerror}") from e
+
+
+def _certificates(participant: Participant) -> list[dict[str, str]]:
+    out = []
+    for cert in participant.spec.certificates:
+        try:
+            parsed = x509.load_pem_x509_certificate(cert.pem.encode())
+        except ValueError:
+            continue  # reported by validation as CERT-invalid; never shipped
+        out.append({"sha256": parsed.fingerprint(hashes.SHA256()).hex(),
+                    "subject": parsed.subject.rfc4514_string(),
+                    "not_before": format_time(parsed.not_valid_before_utc),
+                    "not_after": format_time(parsed.not_valid_after_utc)})
+    return sorted(out, key=lambda c: c["sha256"])
+
+
+def _ends_on(participant: Participant) -> str | None:
+    termination = participant.spec.agreement.termination
+    return termination.end.isoformat() if termination else None
+
+
+def _self(participant: Participant, certs: list[dict[str, str]]) -> dict[str, Any]:
+    spec = participant.spec
+    return {"id": participant.metadata.id, "name": spec.name, "status": spec.status.value,
+            "ends_on": _ends_on(participant), "sidecar": spec.sidecar, "certificates": certs}
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    return {"method": op.method.value if op.method else None, "path": op.path,
+            "soap_action": op.soap_action, "body_element": op.body_element,
+            "deprecated": op.deprecation.announced.isoformat() if op.deprecation else None,
+            "sunset": op.deprecation.sunset.isoformat() if op.deprecation else None}
+
+
+def _service_header(service: Service) -> dict[str, Any]:
+    spec = service.spec
+    return {"name": spec.name, "protocol": spec.protocol.value,
+            "classification": spec.classification.value, "signed_messages": spec.signed_messages}
+
+
+def _provided(service: Service, callers: list[Right], registry: Registry,
+              certs: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+    return {**_service_header(service),
+            "operations": {op.name: _operation(op) for op in service.spec.operations},
+            "callers": {r.consumer: {
+                "access": r.access.value,
+                "operations": sorted(r.operations) if r.operations is not None else None,
+                "grant": r.where, "legal_basis": r.legal_basis,
+                "valid_until": r.valid_until.isoformat() if r.valid_until else None,
+                "ends_on": _ends_on(registry.participants[r.consumer]),
+                "certificates": certs[r.consumer]} for r in callers}}
+
+
+def _granted(right: Right, registry: Registry, certs: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+    service = registry.services[right.sid]
+    owner = registry.participants[service.spec.owner]
+    return {**_service_header(service),
+            "provider": owner.metadata.id, "provider_sidecar": owner.spec.sidecar,
+            "provider_certificates": certs[owner.metadata.id],
+            "access": right.access.value,
+            "operations": sorted(right.operations) if right.operations is not None else None,
+            "operation_defs": {op.name: _operation(op) for op in service.spec.operations},
+            "grant": right.where, "legal_basis": right.legal_basis,
+            "valid_until": right.valid_until.isoformat() if right.valid_until else None}
