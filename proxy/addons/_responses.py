@@ -1,0 +1,55 @@
+"""The bodies the sidecar answers with itself: RFC 9457 problem+json, or a SOAP 1.1 Fault."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from xml.sax.saxutils import escape
+
+from mitmproxy import http
+
+from proxy.policy import REASONS, SOAP11_ENV, Decision
+
+# metadata keys shared by the addons
+DECISION = "reestr.decision"
+BUNDLE = "reestr.bundle"
+REQUEST_RECORD = "reestr.request_record"
+RESPONSE_RECORD = "reestr.response_record"
+JOURNAL_HEADER = "Reestr-Journal-Id"
+
+
+def wants_soap(decision: Decision, request: http.Request) -> bool:
+    """SOAP services get Faults; when the service is unknown, judge by the request itself."""
+    if decision.protocol == "soap":
+        return True
+    if decision.sid is not None and decision.operation is not None:
+        return False
+    ctype = request.headers.get("content-type", "").lower()
+    return "soapaction" in request.headers or "xml" in ctype
+
+
+def deny_response(decision: Decision, request: http.Request) -> http.Response:
+    """The answer to a denied call: status by reason, the stable reason code in the body."""
+    assert decision.reason is not None
+    status, title = REASONS[decision.reason]
+    headers: dict[str, Any]
+    if wants_soap(decision, request):
+        body = _soap_fault(decision.reason, title, server=status >= 500).encode()
+        headers = {"Content-Type": "text/xml; charset=utf-8"}
+    else:
+        problem = {"type": f"urn:reestr:problem:{decision.reason}", "title": title, "status": status,
+                   "code": decision.reason, "sid": decision.sid, "operation": decision.operation}
+        body = json.dumps({k: v for k, v in problem.items() if v is not None}).encode()
+        headers = {"Content-Type": "application/problem+json"}
+    if status == 413:
+        headers["Connection"] = "close"  # the rest of an oversized body is not worth reading
+    return http.Response.make(status, body, headers)
+
+
+def _soap_fault(code: str, title: str, server: bool) -> str:
+    fault = "soap:Server" if server else "soap:Client"
+    return (f'<?xml version="1.0" encoding="utf-8"?>'
+            f'<soap:Envelope xmlns:soap="{SOAP11_ENV}"><soap:Body><soap:Fault>'
+            f"<faultcode>{fault}</faultcode><faultstring>{escape(title)}</faultstring>"
+            f'<detail><reestr:code xmlns:reestr="urn:reestr">{escape(code)}</reestr:code></detail>'
+            f"</soap:Fault></soap:Body></soap:Envelope>")

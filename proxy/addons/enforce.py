@@ -1,0 +1,78 @@
+"""Enforce: decide every inbound call before anything is forwarded.
+
+`requestheaders` pins the bundle in force for the whole exchange (a swap mid-request does not change
+its rules), answers 503 when there is none, and 413 when Content-Length is over the limit.
+`request` (body complete) identifies the caller by its client certificate and decides by SID and
+operation. A denial becomes the flow's response, so mitmproxy never opens an upstream connection
+(connection_strategy=lazy). The verdict is `flow.metadata["reestr.decision"]`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mitmproxy import ctx, exceptions, http
+
+from proxy.addons._responses import BUNDLE, DECISION, deny_response
+from proxy.bundles import BundleStore
+from proxy.identity import identify, leaf_of
+from proxy.policy import Decision, deny, evaluate
+
+FORWARDED_CONSUMER = "Reestr-Consumer"
+FORWARDED_OPERATION = "Reestr-Operation"
+
+
+class Enforce:
+    """Identity + policy for the inbound side."""
+
+    def __init__(self, store: BundleStore) -> None:
+        self.store = store
+
+    def load(self, loader: object) -> None:
+        loader.add_option(  # type: ignore[attr-defined]
+            "reestr_max_body_bytes", int, 1024 * 1024,
+            "Largest request body the sidecar accepts; larger ones get 413 body-too-large.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "reestr_max_body_bytes" in updated and ctx.options.reestr_max_body_bytes <= 0:
+            raise exceptions.OptionsError("reestr_max_body_bytes must be positive")
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        bundle = self.store.in_force()
+        if bundle is None:
+            return self._deny(flow, deny("no-valid-bundle"))
+        flow.metadata[BUNDLE] = bundle
+        length = flow.request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > ctx.options.reestr_max_body_bytes:
+            self._deny(flow, deny("body-too-large"))
+        return None
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if DECISION in flow.metadata:
+            return
+        bundle = flow.metadata.get(BUNDLE)
+        if bundle is None:  # pragma: no cover - requestheaders always runs first
+            return self._deny(flow, deny("no-valid-bundle"))
+        if len(flow.request.raw_content or b"") > ctx.options.reestr_max_body_bytes:
+            return self._deny(flow, deny("body-too-large"))
+        now = datetime.now(UTC)
+        who = identify(bundle.policy, leaf_of(flow.client_conn), now)
+        if who.participant is None or who.reason is not None:
+            return self._deny(flow, deny(who.reason or "unknown-certificate", consumer=who.participant))
+        decision = evaluate(bundle.policy, who.participant, flow.request.method, flow.request.path,
+                            flow.request.headers.get("soapaction"), flow.request.raw_content,
+                            now.date())
+        if not decision.allowed:
+            return self._deny(flow, decision)
+        flow.metadata[DECISION] = decision
+        # upstream learns who calls from the sidecar only, never from the caller's own headers
+        for name in [h for h in flow.request.headers if h.lower().startswith("reestr-")]:
+            del flow.request.headers[name]
+        flow.request.headers[FORWARDED_CONSUMER] = decision.consumer or ""
+        flow.request.headers[FORWARDED_OPERATION] = decision.operation or ""
+        return None
+
+    @staticmethod
+    def _deny(flow: http.HTTPFlow, decision: Decision) -> None:
+        flow.metadata[DECISION] = decision
+        flow.response = deny_response(decision, flow.request)

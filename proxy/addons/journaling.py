@@ -1,0 +1,122 @@
+"""Journaling: no journal, no traffic (R11, DESIGN §7).
+
+The request record is made durable (awaited) before the flow may go upstream; the response record
+before the response goes back to the caller. If either cannot be written, the caller gets 503
+`journal-unavailable` and nothing is forwarded. Every response the sidecar returns carries the id of
+its response record in `Reestr-Journal-Id`; the upstream gets the request record's id in the same
+header. Bodies are not stored, only their size and SHA-256 (personal data stays out of the journal).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from mitmproxy import http
+
+from proxy.addons._responses import (
+    BUNDLE,
+    DECISION,
+    JOURNAL_HEADER,
+    REQUEST_RECORD,
+    RESPONSE_RECORD,
+    deny_response,
+)
+from proxy.identity import leaf_of
+from proxy.journal import Journal
+from proxy.journal_format import JournalError, Record, utc_now
+from proxy.policy import Decision, deny
+
+
+class Journaling:
+    """Durable request and response records around every exchange."""
+
+    def __init__(self, journal: Journal, participant: str, direction: str = "inbound") -> None:
+        self.journal = journal
+        self.participant = participant
+        self.direction = direction
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if REQUEST_RECORD in flow.metadata:
+            return
+        try:
+            rid = await self.journal.append(self._record(flow, "request"))
+        except JournalError:
+            self._unavailable(flow)
+            return
+        flow.metadata[REQUEST_RECORD] = rid
+        if flow.response is None:
+            flow.request.headers[JOURNAL_HEADER] = str(rid)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None or RESPONSE_RECORD in flow.metadata:
+            return
+        if REQUEST_RECORD not in flow.metadata and flow.metadata.get(DECISION) is None:
+            await self.request(flow)  # a response set before our request hook ran
+        try:
+            rid = await self.journal.append(self._record(flow, "response"))
+        except JournalError:
+            self._unavailable(flow)
+            return
+        flow.metadata[RESPONSE_RECORD] = rid
+        flow.response.headers[JOURNAL_HEADER] = str(rid)
+
+    async def error(self, flow: http.HTTPFlow) -> None:
+        """Upstream unreachable, or mitmproxy refused the body: record the exchange as an error."""
+        if RESPONSE_RECORD in flow.metadata:
+            return
+        if REQUEST_RECORD not in flow.metadata:
+            try:
+                flow.metadata[REQUEST_RECORD] = await self.journal.append(self._record(flow, "request"))
+            except JournalError:
+                return
+        try:
+            flow.metadata[RESPONSE_RECORD] = await self.journal.append(self._record(flow, "error"))
+        except JournalError:
+            return
+
+    def _unavailable(self, flow: http.HTTPFlow) -> None:
+        decision = deny("journal-unavailable", **_ids(flow.metadata.get(DECISION)))
+        flow.metadata[DECISION] = decision
+        flow.metadata[RESPONSE_RECORD] = None
+        flow.response = deny_response(decision, flow.request)
+
+    def _record(self, flow: http.HTTPFlow, kind: str) -> Record:
+        decision: Decision | None = flow.metadata.get(DECISION)
+        bundle = flow.metadata.get(BUNDLE)
+        leaf = leaf_of(flow.client_conn)
+        if kind == "request":
+            body: bytes = flow.request.raw_content or b""
+            status = None
+        elif kind == "response" and flow.response is not None:
+            body = flow.response.raw_content or b""
+            status = flow.response.status_code
+        else:  # mitmproxy answered by itself: upstream failed, or a body over its hard cap
+            body = b""
+            status = 413 if decision is not None and decision.reason == "body-too-large" else 502
+        verdict = "error" if kind == "error" else (
+            "allow" if decision is not None and decision.allowed else "deny")
+        return Record(
+            time=utc_now(), direction=self.direction,
+            kind="response" if kind == "error" else kind, exchange=flow.id,
+            consumer=decision.consumer if decision else None,
+            provider=self.participant if self.direction == "inbound" else None,
+            sid=decision.sid if decision else None,
+            operation=decision.operation if decision else None,
+            decision=verdict,
+            reason=(decision.reason if decision else None) if kind != "error" else (
+                decision.reason if decision and decision.reason else "upstream-error"),
+            status=status, method=flow.request.method, path=flow.request.path,
+            size=len(body), body_sha256=hashlib.sha256(body).hexdigest(),
+            signature_check=None,
+            bundle_serial=bundle.serial if bundle is not None else None,
+            grant=decision.grant if decision else None,
+            client_fingerprint=leaf.sha256 if leaf else None,
+        )
+
+
+def _ids(decision: Decision | None) -> dict[str, Any]:
+    if decision is None:
+        return {}
+    return {"sid": decision.sid, "operation": decision.operation, "consumer": decision.consumer,
+            "protocol": decision.protocol}

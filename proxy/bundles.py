@@ -1,0 +1,276 @@
+"""The bundle in force: where it comes from, whether it is accepted, and what survives a restart.
+
+Every candidate passes `compiler.trust.verify_envelope` — the one acceptance function the compiler's
+`reestr verify` also uses — with the configured trusted keys and threshold, audience = our own
+participant id, min_serial = the highest serial ever accepted, and pinned = (serial, digest) of that
+bundle, so a rollback or an equal serial with other content is refused (DESIGN §6).
+
+Accepted bundles replace one reference (`BundleStore.current`): a request that already took the old
+`ActiveBundle` finishes with it, so a swap drops nothing. The last good bundle and the highest serial
+are persisted in the state directory (`bundle.json`, `state.json`) and the store starts from them.
+A refusal keeps the last good bundle and is recorded with its reason. No bundle, or the one in
+force expired ⇒ `not_ready_reason()` says why and the sidecar answers 503 (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from compiler.trust import TrustError, Verified, format_time, verify_envelope
+from proxy.errors import BundleSourceError, PolicyFormatError, StateDirError
+from proxy.policy import Policy, parse_policy
+
+BUNDLE_FILE = "bundle.json"
+STATE_FILE = "state.json"
+
+# TrustError subclass name -> stable refusal code (status output, logs, metrics)
+_REFUSAL_CODES = {
+    "SignatureThresholdError": "bad-signature",
+    "AudienceError": "wrong-audience",
+    "ExpiredError": "expired",
+    "RollbackError": "rollback",
+    "SerialReuseError": "serial-reuse",
+    "EnvelopeFormatError": "malformed",
+    "PolicyFormatError": "malformed",
+}
+
+
+@dataclass(frozen=True)
+class ActiveBundle:
+    """A verified bundle and its indexed policy; immutable, so in-flight requests can keep it."""
+
+    verified: Verified
+    policy: Policy
+    origin: str
+
+    @property
+    def serial(self) -> int:
+        return self.verified.serial
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.verified.expires_at
+
+
+@dataclass(frozen=True)
+class Refusal:
+    time: str
+    origin: str
+    code: str
+    message: str
+
+
+class BundleStore:
+    """The bundle in force, the highest serial seen, the last refusal; persisted in `state_dir`."""
+
+    def __init__(self, participant: str, trusted_keys: Sequence[Ed25519PublicKey], threshold: int,
+                 state_dir: Path) -> None:
+        self.participant = participant
+        self.trusted_keys = tuple(trusted_keys)
+        self.threshold = threshold
+        self.state_dir = Path(state_dir)
+        self.current: ActiveBundle | None = None
+        self.highest: tuple[int, str] | None = None  # (serial, digest) of the newest accepted
+        self.last_refusal: Refusal | None = None
+        self.last_fetch_error: str | None = None
+        self._lock = threading.Lock()
+
+    # --- startup ----------------------------------------------------------------------------
+
+    def load_state(self, now: datetime | None = None) -> None:
+        """Start from the persisted bundle and serial; an expired or bad one is recorded, not used."""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StateDirError(f"{self.state_dir}: cannot create state directory: {e.strerror}") from e
+        state = read_state(self.state_dir)
+        if isinstance(state.get("highest_serial"), int) and isinstance(state.get("highest_digest"), str):
+            self.highest = (state["highest_serial"], state["highest_digest"])
+        if isinstance(state.get("last_refusal"), dict):
+            self.last_refusal = Refusal(**state["last_refusal"])
+        path = self.state_dir / BUNDLE_FILE
+        if path.exists():
+            self.offer(path.read_bytes(), f"state:{path}", now=now)
+
+    # --- acceptance -------------------------------------------------------------------------
+
+    def offer(self, data: bytes, origin: str, now: datetime | None = None) -> bool:
+        """Verify `data`; swap it in and persist it if accepted. Returns whether it was accepted."""
+        with self._lock:
+            try:
+                verified = verify_envelope(
+                    data, self.trusted_keys, threshold=self.threshold, audience=self.participant,
+                    now=now, min_serial=self.highest[0] if self.highest else None,
+                    pinned=self.highest)
+                policy = parse_policy(verified.signed)
+            except (TrustError, PolicyFormatError) as e:
+                self._refuse(origin, _REFUSAL_CODES.get(type(e).__name__, "refused"), str(e), now)
+                return False
+            if self.current is not None and self.current.verified.digest == verified.digest:
+                return False  # the bundle in force, fetched again
+            active = ActiveBundle(verified=verified, policy=policy, origin=origin)
+            self.highest = (verified.serial, verified.digest)
+            if not origin.startswith("state:"):
+                _atomic_write(self.state_dir / BUNDLE_FILE, data)
+            self.current = active  # the atomic swap: one reference
+            self._persist()
+            return True
+
+    def _refuse(self, origin: str, code: str, message: str, now: datetime | None) -> None:
+        moment = now or datetime.now(UTC)
+        self.last_refusal = Refusal(time=format_time(moment), origin=origin, code=code, message=message)
+        self._persist()
+
+    def _persist(self) -> None:
+        cur = self.current
+        state: dict[str, Any] = {
+            "participant": self.participant,
+            "highest_serial": self.highest[0] if self.highest else None,
+            "highest_digest": self.highest[1] if self.highest else None,
+            "in_force": None if cur is None else {
+                "serial": cur.serial, "digest": cur.verified.digest, "origin": cur.origin,
+                "expires_at": format_time(cur.expires_at),
+                "issued_at": cur.verified.signed.get("issued_at"), "keyids": list(cur.verified.keyids)},
+            "last_refusal": None if self.last_refusal is None else vars(self.last_refusal),
+            "last_fetch_error": self.last_fetch_error,
+        }
+        try:
+            _atomic_write(self.state_dir / STATE_FILE,
+                          json.dumps(state, indent=2, sort_keys=True).encode() + b"\n")
+        except OSError as e:
+            raise StateDirError(f"{self.state_dir}: cannot write state: {e.strerror}") from e
+
+    # --- what requests see --------------------------------------------------------------------
+
+    def in_force(self, now: datetime | None = None) -> ActiveBundle | None:
+        """The bundle requests are decided with, or None (fail closed) if none or expired."""
+        cur = self.current
+        if cur is None or cur.expires_at <= (now or datetime.now(UTC)):
+            return None
+        return cur
+
+    def not_ready_reason(self, now: datetime | None = None) -> str | None:
+        cur = self.current
+        if cur is None:
+            why = f" (last refusal: {self.last_refusal.code}: {self.last_refusal.message})" \
+                if self.last_refusal else ""
+            return f"no valid bundle{why}"
+        if cur.expires_at <= (now or datetime.now(UTC)):
+            return f"bundle serial {cur.serial} expired at {format_time(cur.expires_at)}"
+        return None
+
+    def record_fetch_error(self, message: str | None) -> None:
+        if message != self.last_fetch_error:
+            self.last_fetch_error = message
+            self._persist()
+
+
+def read_state(state_dir: Path) -> dict[str, Any]:
+    """The persisted state (for `reestr-sidecar status`); {} if there is none yet."""
+    path = Path(state_dir) / STATE_FILE
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise StateDirError(f"{path}: unreadable state: {e}") from e
+    return data if isinstance(data, dict) else {}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+class FileSource:
+    """A bundle file on disk; yields its bytes when they change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._seen: str | None = None
+
+    @property
+    def origin(self) -> str:
+        return str(self.path)
+
+    async def fetch(self) -> bytes | None:
+        try:
+            data = await asyncio.to_thread(self.path.read_bytes)
+        except OSError as e:
+            raise BundleSourceError(f"{self.path}: {e.strerror}") from e
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._seen:
+            return None
+        self._seen = digest
+        return data
+
+
+class UrlSource:
+    """An http(s) URL polled with If-None-Match; a 304 means nothing new."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url
+        self._etag: str | None = None
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+
+    @property
+    def origin(self) -> str:
+        return self.url
+
+    async def fetch(self) -> bytes | None:
+        headers = {"If-None-Match": self._etag} if self._etag else {}
+        try:
+            resp = await self._client.get(self.url, headers=headers)
+        except httpx.HTTPError as e:
+            raise BundleSourceError(f"{self.url}: {type(e).__name__}: {e}") from e
+        if resp.status_code == 304:
+            return None
+        if resp.status_code != 200:
+            raise BundleSourceError(f"{self.url}: HTTP {resp.status_code}")
+        self._etag = resp.headers.get("ETag")
+        return resp.content
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def make_source(source: str) -> FileSource | UrlSource:
+    return UrlSource(source) if source.startswith(("http://", "https://")) else FileSource(Path(source))
+
+
+async def poll_once(store: BundleStore, source: FileSource | UrlSource) -> bool:
+    """Fetch and offer one candidate; verification runs off the event loop. True if swapped in."""
+    try:
+        data = await source.fetch()
+    except BundleSourceError as e:
+        store.record_fetch_error(str(e))
+        return False
+    store.record_fetch_error(None)
+    if data is None:
+        return False
+    return await asyncio.to_thread(store.offer, data, source.origin)
+
+
+async def poll_forever(store: BundleStore, source: FileSource | UrlSource, interval: float) -> None:
+    while True:
+        await poll_once(store, source)
+        await asyncio.sleep(interval)

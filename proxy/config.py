@@ -1,0 +1,174 @@
+"""The sidecar's configuration: one YAML file, loaded into a strict pydantic model.
+
+Why a model: a typo in a config key must not silently drop a setting (unknown keys are errors),
+and every problem is reported with the file and the field before anything listens.
+
+Relative paths are resolved against the directory of the config file. Format::
+
+    participant: ved3                 # own participant id = the audience of our bundle
+    listen: {host: 0.0.0.0, port: 8443}          # inbound mTLS port (agency's public sidecar)
+    admin: {host: 127.0.0.1, port: 9100}         # /healthz /readyz /metrics
+    upstream: http://127.0.0.1:8080              # the agency system behind the sidecar
+    tls:
+      server_bundle: tls/server.pem   # private key + leaf + chain, PEM, presented to callers
+    bundle:
+      source: dist/bundles/ved3.json  # a file path or an http(s) URL (polled with ETag)
+      poll_seconds: 30
+      trusted_keys: [keys/operator.pub]          # Ed25519 public keys (PEM) of the operator
+      threshold: 1
+    state_dir: state                  # last good bundle, highest serial seen, last refusal
+    journal:
+      path: state/journal.sqlite
+      signing_key: keys/sidecar.key   # Ed25519 private key (PEM) signing checkpoints
+      synchronous: FULL               # FULL | NORMAL
+    limits:
+      max_body_bytes: 1048576         # larger request bodies get 413
+    outbound:                         # optional: consumer side (DESIGN §7)
+      listen: {host: 127.0.0.1, port: 8088}
+      client_bundle: tls/client.pem   # our key + certificate presented to providers
+      provider_ca: tls/ca.pem         # CA that issued the providers' server certificates
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from proxy.errors import ConfigError
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(BaseModel):
+    """An address to bind."""
+
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+
+
+class TlsConfig(BaseModel):
+    model_config = _STRICT
+    server_bundle: Path
+
+
+class BundleConfig(BaseModel):
+    model_config = _STRICT
+    source: str
+    poll_seconds: float = Field(default=30.0, gt=0)
+    trusted_keys: list[Path] = Field(min_length=1)
+    threshold: int = Field(default=1, ge=1)
+
+    @property
+    def is_url(self) -> bool:
+        return self.source.startswith(("http://", "https://"))
+
+
+class JournalConfig(BaseModel):
+    model_config = _STRICT
+    path: Path
+    signing_key: Path
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class Limits(BaseModel):
+    model_config = _STRICT
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+
+
+class OutboundConfig(BaseModel):
+    model_config = _STRICT
+    listen: Listen
+    client_bundle: Path
+    provider_ca: Path
+
+
+class SidecarConfig(BaseModel):
+    """Everything `reestr-sidecar run` needs; see the module docstring for the file format."""
+
+    model_config = _STRICT
+    participant: str = Field(min_length=1)
+    listen: Listen
+    admin: Listen
+    upstream: str
+    tls: TlsConfig
+    bundle: BundleConfig
+    state_dir: Path
+    journal: JournalConfig
+    limits: Limits = Limits()
+    outbound: OutboundConfig | None = None
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream_is_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+_PATH_FIELDS = (
+    ("tls", "server_bundle"), ("state_dir",), ("journal", "path"), ("journal", "signing_key"),
+    ("outbound", "client_bundle"), ("outbound", "provider_ca"),
+)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SidecarConfig:
+    """Read, validate and resolve a config file; `overrides` maps dotted field names to values.
+
+    Raises ConfigError naming the file and every bad field.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping")
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(raw, dotted, value)
+    _resolve_paths(raw, path.parent)
+    try:
+        return SidecarConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"{path}: {_field(err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError("\n".join(lines)) from e
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[last] = value
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make relative paths relative to the config file, not to the working directory."""
+    for fields in _PATH_FIELDS:
+        node: Any = raw
+        for part in fields[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(fields[-1]), str):
+            node[fields[-1]] = str(base / node[fields[-1]])
+    bundle = raw.get("bundle")
+    if isinstance(bundle, dict):
+        keys = bundle.get("trusted_keys")
+        if isinstance(keys, list):
+            bundle["trusted_keys"] = [str(base / k) if isinstance(k, str) else k for k in keys]
+        source = bundle.get("source")
+        if isinstance(source, str) and not source.startswith(("http://", "https://")):
+            bundle["source"] = str(base / source)

@@ -1,0 +1,273 @@
+"""The decision: which service and operation a call addresses, and whether the caller may make it.
+
+Pure functions over a parsed bundle (`Policy`); no mitmproxy import, so every rule is unit-tested
+without a proxy. A `Decision` is allow, or deny with a stable reason code and the HTTP status the
+sidecar answers with. Reason codes are part of the contract (journal, metrics, problem+json `code`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from lxml import etree
+
+from compiler.trust import parse_time
+from proxy.errors import PolicyFormatError
+
+OWNER_GRANT = "implicit:owner"
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+
+# reason code -> (HTTP status, human title). Stable: journal, metrics and clients name them.
+REASONS: dict[str, tuple[int, str]] = {
+    "no-client-certificate": (403, "A client certificate is required"),
+    "unknown-certificate": (403, "The client certificate is not registered"),
+    "certificate-expired": (403, "The client certificate has expired"),
+    "certificate-not-yet-valid": (403, "The client certificate is not valid yet"),
+    "caller-suspended": (403, "The calling participant is suspended"),
+    "caller-terminated": (403, "The calling participant's agreement has ended"),
+    "provider-suspended": (403, "This participant is suspended"),
+    "provider-terminated": (403, "This participant's agreement has ended"),
+    "no-grant": (403, "The caller has no access to this service"),
+    "operation-not-granted": (403, "The caller has no access to this operation"),
+    "grant-expired": (403, "The caller's access to this service has expired"),
+    "unknown-sid": (404, "No such service"),
+    "unknown-operation": (404, "No such operation"),
+    "malformed-request": (400, "The request cannot be parsed"),
+    "body-too-large": (413, "The request body is over the limit"),
+    "no-valid-bundle": (503, "No valid policy bundle is in force"),
+    "journal-unavailable": (503, "The journal cannot be written"),
+}
+
+_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                               huge_tree=False)
+_SID_PATH = re.compile(r"^/(?P<sid>[^/?#]+)(?P<rest>/[^?#]*)?")
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    participant: str
+    sha256: str
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    method: str | None
+    path: str | None
+    soap_action: str | None
+    body_element: str | None
+    path_re: re.Pattern[str] | None
+
+
+@dataclass(frozen=True)
+class Caller:
+    participant: str
+    access: str
+    operations: frozenset[str] | None
+    grant: str
+    valid_until: date | None
+    ends_on: date | None  # R10: the first day without access
+    status: str
+
+
+@dataclass(frozen=True)
+class Service:
+    sid: str
+    protocol: str
+    operations: tuple[Operation, ...]
+    callers: Mapping[str, Caller]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The parts of a verified bundle the decisions need, indexed for per-request lookups."""
+
+    audience: str
+    status: str
+    ends_on: date | None
+    services: Mapping[str, Service]
+    certificates: Mapping[str, CertInfo]  # lowercase sha256 -> registered certificate
+    grants: Mapping[str, Any]  # outbound side, as in the bundle
+
+
+@dataclass(frozen=True)
+class Decision:
+    reason: str | None
+    sid: str | None = None
+    operation: str | None = None
+    consumer: str | None = None
+    grant: str | None = None
+    protocol: str = "rest"
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is None
+
+    @property
+    def status(self) -> int:
+        return 200 if self.reason is None else REASONS[self.reason][0]
+
+
+def parse_policy(signed: Mapping[str, Any]) -> Policy:
+    """Index the `signed` part of a verified bundle; PolicyFormatError if a field is malformed."""
+    try:
+        participant = signed["participant"]
+        certificates: dict[str, CertInfo] = {}
+        _add_certs(certificates, participant["id"], participant.get("certificates") or [])
+        services = {}
+        for sid, svc in (signed.get("services") or {}).items():
+            callers = {}
+            for pid, c in (svc.get("callers") or {}).items():
+                _add_certs(certificates, pid, c.get("certificates") or [])
+                ops = c.get("operations")
+                callers[pid] = Caller(
+                    participant=pid, access=c["access"],
+                    operations=frozenset(ops) if ops is not None else None,
+                    grant=c.get("grant") or "", valid_until=_date(c.get("valid_until")),
+                    ends_on=_date(c.get("ends_on", c.get("active_until"))),
+                    status=c.get("status", "active"))
+            operations = tuple(_operation(name, op) for name, op in
+                               sorted((svc.get("operations") or {}).items()))
+            services[sid] = Service(sid=sid, protocol=svc.get("protocol", "rest"),
+                                    operations=operations, callers=callers)
+        return Policy(audience=participant["id"], status=participant.get("status", "active"),
+                      ends_on=_date(participant.get("ends_on")),
+                      services=services, certificates=certificates,
+                      grants=dict(signed.get("grants") or {}))
+    except (KeyError, TypeError, ValueError, AttributeError, re.error) as e:
+        raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
+
+
+def _add_certs(into: dict[str, CertInfo], participant: str, certs: list[Mapping[str, Any]]) -> None:
+    for cert in certs:
+        fp = str(cert["sha256"]).lower()
+        into[fp] = CertInfo(participant=participant, sha256=fp,
+                            not_before=parse_time(cert["not_before"]),
+                            not_after=parse_time(cert["not_after"]))
+
+
+def _date(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(text)
+
+
+def _operation(name: str, op: Mapping[str, Any]) -> Operation:
+    path = op.get("path")
+    return Operation(name=name, method=(op.get("method") or "").upper() or None, path=path,
+                     soap_action=op.get("soap_action"), body_element=op.get("body_element"),
+                     path_re=compile_template(path) if path else None)
+
+
+def compile_template(template: str) -> re.Pattern[str]:
+    """`/certificates/{id}` -> a regex where each `{name}` matches exactly one path segment."""
+    parts = re.split(r"\{[A-Za-z_][A-Za-z0-9_]*\}", template)
+    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "$")
+
+
+def route(path: str) -> tuple[str, str] | None:
+    """Split `/{SID}/rest?query` into (SID, /rest); None if the path names no SID."""
+    m = _SID_PATH.match(path)
+    if m is None:
+        return None
+    return m["sid"], m["rest"] or "/"
+
+
+def soap_body_element(body: bytes) -> str:
+    """Clark name of the first child of the SOAP Body. ValueError if not a safe SOAP envelope."""
+    try:
+        root = etree.fromstring(body, parser=_SAFE_PARSER)
+    except etree.XMLSyntaxError as e:
+        raise ValueError(f"not well-formed XML: {e}") from e
+    if root.getroottree().docinfo.doctype:
+        raise ValueError("DOCTYPE is not allowed in SOAP")
+    qname = etree.QName(root)
+    if qname.localname != "Envelope" or qname.namespace not in (SOAP11_ENV, SOAP12_ENV):
+        raise ValueError("not a SOAP envelope")
+    body_el = root.find(f"{{{qname.namespace}}}Body")
+    if body_el is None:
+        raise ValueError("SOAP envelope without Body")
+    for child in body_el:
+        if isinstance(child.tag, str):
+            return child.tag
+    raise ValueError("empty SOAP Body")
+
+
+def match_operation(service: Service, method: str, rest: str, soap_action: str | None,
+                    body: bytes | None) -> Operation | None:
+    """The operation a request addresses, as the service registered it; ValueError on bad SOAP."""
+    if service.protocol == "soap":
+        action = (soap_action or "").strip().strip('"') or None
+        element: str | None = None
+        for op in service.operations:
+            if op.soap_action and action and op.soap_action == action:
+                return op
+        for op in service.operations:
+            if op.body_element:
+                if element is None:
+                    element = soap_body_element(body or b"")
+                if op.body_element == element:
+                    return op
+        return None
+    method = method.upper()
+    for op in service.operations:
+        if op.method == method and op.path_re is not None and op.path_re.match(rest):
+            return op
+    return None
+
+
+def decide(policy: Policy, consumer: str, sid: str, operation: str, today: date) -> Decision:
+    """May `consumer` call `operation` of `sid` today? (R2 owner rights, R9/R10 status, grants)."""
+    service = policy.services.get(sid)
+    base = Decision(reason=None, sid=sid, operation=operation, consumer=consumer,
+                    protocol=service.protocol if service else "rest")
+    if policy.status != "active":
+        return _with(base, "provider-suspended")  # R9: a suspended participant is not called
+    if policy.ends_on is not None and today >= policy.ends_on:
+        return _with(base, "provider-terminated")  # R10
+    caller = service.callers.get(consumer) if service else None
+    if consumer == policy.audience and (caller is None or caller.grant == OWNER_GRANT):
+        return _with(base, None, OWNER_GRANT)  # R2: the owner may always call its own services
+    if caller is None:
+        return _with(base, "no-grant")
+    if caller.status == "suspended":
+        return _with(base, "caller-suspended", caller.grant)  # R9
+    if caller.ends_on is not None and today >= caller.ends_on:
+        return _with(base, "caller-terminated", caller.grant)  # R10: no access from its end date
+    if caller.valid_until is not None and today > caller.valid_until:
+        return _with(base, "grant-expired", caller.grant)
+    if caller.access != "full" and operation not in (caller.operations or frozenset()):
+        return _with(base, "operation-not-granted", caller.grant)
+    return _with(base, None, caller.grant)
+
+
+def _with(base: Decision, reason: str | None, grant: str | None = None) -> Decision:
+    return Decision(reason=reason, sid=base.sid, operation=base.operation, consumer=base.consumer,
+                    grant=grant, protocol=base.protocol)
+
+
+def deny(reason: str, **fields: Any) -> Decision:
+    """A denial taken before a service/caller is known (no bundle, no certificate, unknown SID)."""
+    return Decision(reason=reason, **fields)
+
+
+def evaluate(policy: Policy, consumer: str, method: str, path: str, soap_action: str | None,
+             body: bytes | None, today: date) -> Decision:
+    """Route `/{SID}/...`, find the operation, and decide; the whole inbound rule for one call."""
+    routed = route(path)
+    service = policy.services.get(routed[0]) if routed else None
+    if routed is None or service is None:
+        return deny("unknown-sid", sid=routed[0] if routed else None, consumer=consumer)
+    sid, rest = routed
+    try:
+        op = match_operation(service, method, rest, soap_action, body)
+    except ValueError:
+        return deny("malformed-request", sid=sid, consumer=consumer, protocol=service.protocol)
+    if op is None:
+        return deny("unknown-operation", sid=sid, consumer=consumer, protocol=service.protocol)
+    return decide(policy, consumer, sid, op.name, today)

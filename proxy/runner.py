@@ -1,0 +1,247 @@
+"""Build and run one sidecar: mitmproxy in-process with the reestr addons (DESIGN §7, §7a).
+
+Usable from Python for tests, the demo and the benchmark:
+
+    from proxy.config import load_config
+    from proxy.runner import Sidecar, start_in_thread, start_subprocess
+
+    handle = start_in_thread(load_config("sidecar.yaml"))   # returns once it listens
+    ...; handle.stop()
+
+    proc = start_subprocess("sidecar.yaml")                 # `reestr-sidecar run` in a child
+    ...; proc.stop()                                        # SIGTERM; proc.kill() for SIGKILL
+
+Only one in-process sidecar per Python process at a time: mitmproxy keeps its options in a global
+context. The config file format is documented in `proxy.config`.
+
+Everything that can be checked is checked before anything listens (`Sidecar.__init__`): keys,
+the TLS bundle, the state directory, the journal. Then `run()` opens the journal, fetches the
+bundle once, and starts mitmproxy in reverse mode in front of the upstream; the admin listener and
+the bundle poller start when mitmproxy reports it is running, so /healthz answering means the
+proxy port listens too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
+
+from compiler.trust import KeyFileError, load_private_key, load_public_key
+from proxy.addons.enforce import Enforce
+from proxy.addons.journaling import Journaling
+from proxy.addons.metrics import Metrics
+from proxy.admin import AdminServer, SidecarMetrics
+from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
+from proxy.config import SidecarConfig, load_config
+from proxy.errors import ConfigError, SidecarError
+from proxy.journal import Journal
+
+
+class SidecarStartError(SidecarError):
+    """mitmproxy could not start (a port in use, an unreadable certificate...)."""
+
+
+class Sidecar:
+    """One sidecar process's parts, validated at construction, run by `run()`."""
+
+    def __init__(self, config: SidecarConfig) -> None:
+        self.config = config
+        try:
+            self.trusted = [load_public_key(p) for p in config.bundle.trusted_keys]
+            self.signing_key = load_private_key(config.journal.signing_key)
+        except KeyFileError as e:
+            raise ConfigError(f"config: {e}") from e
+        if len(self.trusted) < config.bundle.threshold:
+            raise ConfigError(f"config: bundle.threshold {config.bundle.threshold} is more than "
+                              f"the {len(self.trusted)} trusted key(s)")
+        _check_pem_bundle(config.tls.server_bundle)
+        self.store = BundleStore(config.participant, self.trusted, config.bundle.threshold,
+                                 config.state_dir)
+        self.store.load_state()
+        self.source = make_source(config.bundle.source)
+        self.journal: Journal | None = None
+        self.master: DumpMaster | None = None
+        self.admin: AdminServer | None = None
+        self.started = threading.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def ready(self) -> str | None:
+        """None when ready to serve; otherwise why not (for /readyz)."""
+        reason = self.store.not_ready_reason()
+        if reason is None and self.journal is not None and not self.journal.healthy:
+            reason = "journal cannot be written"
+        return reason
+
+    async def run(self) -> None:
+        """Serve until `shutdown()`; closes the journal on the way out."""
+        cfg = self.config
+        self.journal = Journal(cfg.journal.path, self.signing_key,
+                               synchronous=cfg.journal.synchronous)
+        self.journal.start()
+        try:
+            await poll_once(self.store, self.source)
+            journal = self.journal
+            metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth))
+            self.admin = AdminServer(cfg.admin.host, cfg.admin.port, metrics, self.ready)
+            opts = options.Options(mode=[f"reverse:{cfg.upstream}"], listen_host=cfg.listen.host,
+                                   listen_port=cfg.listen.port,
+                                   confdir=str(cfg.state_dir / "mitmproxy"))
+            self.master = DumpMaster(opts, with_termlog=False, with_dumper=False)
+            self.master.addons.add(_Lifecycle(self), Enforce(self.store),
+                                   Journaling(journal, cfg.participant), Metrics(metrics))
+            limit = cfg.limits.max_body_bytes
+            self.master.options.update(
+                certs=[f"*={cfg.tls.server_bundle}"], request_client_cert=True,
+                connection_strategy="lazy", block_global=False,
+                # mitmproxy's own hard cap; between limit and cap we answer a proper 413 ourselves
+                body_size_limit=str(2 * limit + 65536), reestr_max_body_bytes=limit)
+            errorcheck = self.master.addons.get("errorcheck")
+            if errorcheck is not None:
+                errorcheck.repeat_errors_on_stderr = True
+            try:
+                await self.master.run()
+            except SystemExit as e:
+                raise SidecarStartError("mitmproxy could not start (see the errors above)") from e
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            if self.admin is not None:
+                await self.admin.stop()
+            self.journal.close()
+
+    async def _on_running(self) -> None:
+        assert self.admin is not None
+        await self.admin.start()
+        self._tasks.append(asyncio.create_task(
+            poll_forever(self.store, self.source, self.config.bundle.poll_seconds)))
+        self.started.set()
+
+    def shutdown(self) -> None:
+        """Thread-safe."""
+        if self.master is not None:
+            self.master.shutdown()
+
+
+class _Lifecycle:
+    """Starts the admin listener and the poller once mitmproxy's servers are up."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    async def running(self) -> None:
+        await self.sidecar._on_running()
+
+
+def _check_pem_bundle(path: Path) -> None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as e:
+        raise ConfigError(f"config: tls.server_bundle: {path}: {e.strerror}") from e
+    if "PRIVATE KEY-----" not in text or "CERTIFICATE-----" not in text:
+        raise ConfigError(f"config: tls.server_bundle: {path}: needs a private key and a certificate")
+
+
+# --- running it -------------------------------------------------------------------------------
+
+
+def run_forever(config: SidecarConfig) -> None:
+    """Run in the foreground until SIGTERM/SIGINT (what `reestr-sidecar run` does)."""
+    sidecar = Sidecar(config)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, sidecar.shutdown)
+        await sidecar.run()
+
+    asyncio.run(main())
+
+
+@dataclass
+class ThreadHandle:
+    sidecar: Sidecar
+    thread: threading.Thread
+    errors: list[BaseException] = field(default_factory=list)
+
+    @property
+    def admin_port(self) -> int:
+        assert self.sidecar.admin is not None
+        return self.sidecar.admin.port
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.sidecar.shutdown()
+        self.thread.join(timeout)
+
+
+def start_in_thread(config: SidecarConfig, timeout: float = 15.0) -> ThreadHandle:
+    """Start a sidecar on its own event loop in a daemon thread; return once it listens."""
+    sidecar = Sidecar(config)
+    handle = ThreadHandle(sidecar, threading.Thread(target=lambda: None))
+
+    def target() -> None:
+        try:
+            asyncio.run(sidecar.run())
+        except BaseException as e:  # reported to the starter below
+            handle.errors.append(e)
+            sidecar.started.set()
+
+    handle.thread = threading.Thread(target=target, name="reestr-sidecar", daemon=True)
+    handle.thread.start()
+    if not sidecar.started.wait(timeout) or handle.errors:
+        handle.stop()
+        raise SidecarStartError(f"sidecar did not start: {handle.errors or 'timeout'}")
+    return handle
+
+
+@dataclass
+class ProcessHandle:
+    process: subprocess.Popen[bytes]
+    config: SidecarConfig
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> int:
+        """SIGKILL: no shutdown code runs (crash tests)."""
+        self.process.kill()
+        return self.process.wait()
+
+
+def start_subprocess(config_path: str | Path, *args: str, timeout: float = 20.0,
+                     env: dict[str, str] | None = None) -> ProcessHandle:
+    """Run `reestr-sidecar run --config PATH ARGS` in a child; return once /healthz answers."""
+    config = load_config(config_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "run", "--config", str(config_path), *args],
+        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    handle = ProcessHandle(proc, config)
+    url = f"http://{config.admin.host}:{config.admin.port}/healthz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SidecarStartError(f"sidecar exited with {proc.returncode} while starting")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return handle
+        time.sleep(0.05)
+    handle.stop()
+    raise SidecarStartError(f"sidecar did not answer {url} within {timeout}s")
