@@ -72,13 +72,22 @@ def codeowners_command(path: Path, write: bool, check: bool) -> None:
     if write:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(expected, encoding="utf-8")
-        click.echo(f"wrote {target}")
+        click.echo(f"wrote {_shown(target)}")
     elif check:
         current = target.read_text(encoding="utf-8") if target.is_file() else ""
         if current != expected:
             click.echo(diff(current, expected), nl=False)
-            click.echo(f"{target} is stale: run `reestr codeowners --write` and commit it", err=True)
+            click.echo(f"{_shown(target)} is stale: run `reestr codeowners --write` and commit it",
+                       err=True)
             sys.exit(1)
-        click.echo(f"{target} is up to date")
+        click.echo(f"{_shown(target)} is up to date")
     else:
         click.echo(expected, nl=False)
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is below it (shorter messages)."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
