@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from compiler import report
+from compiler import bundle, report, schemas, trust
 from compiler.errors import CompilerError
+from compiler.validate import failed
+from compiler.validate import validate as check_registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,3 +94,129 @@ def _shown(path: Path) -> str:
         return str(path.absolute().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _today(value: str | None) -> date:
+    return date.fromisoformat(value) if value else datetime.now(UTC).date()
+
+
+@main.command()
+@REGISTRY
+@FORMAT
+@click.option("--strict", is_flag=True, help="Fail on warnings too (R5, expired certificates, ...).")
+@click.option("--date", "on", metavar="YYYY-MM-DD", help="Check as of this day (default: today, UTC).")
+@_clean_errors
+def validate(path: Path, fmt: str, strict: bool, on: str | None) -> None:
+    """Check the registry at PATH: YAML, JSON Schema shape, references and rules R1–R10.
+
+    Every problem is reported at once as `path:line:col: CODE message`. Exit 0 when clean,
+    1 when there are errors (or warnings with --strict), 2 on a usage error.
+    """
+    _, problems = check_registry(path, _today(on))
+    click.echo(report.render(problems, fmt), nl=False)
+    if fmt == "text":
+        click.echo(f"{path}: {report.summary(problems)}", err=True)
+    sys.exit(1 if failed(problems, strict) else 0)
+
+
+@main.command()
+@click.option("--out", "prefix", required=True, metavar="PREFIX",
+              help="Write PREFIX.key (private, mode 0600) and PREFIX.pub.")
+@_clean_errors
+def keygen(prefix: str) -> None:
+    """Generate an Ed25519 signing key pair for bundles (operator) or journals (sidecar)."""
+    key_path, pub_path = trust.generate_keypair(prefix)
+    click.echo(f"wrote {key_path} (keep it secret) and {pub_path}\nkeyid "
+               f"{trust.keyid(trust.load_public_key(pub_path))}")
+
+
+@main.command(name="compile")
+@REGISTRY
+@click.option("--key", "key_paths", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="Private signing key (PEM); repeat to sign with several keys (threshold).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist/bundles"),
+              show_default=True, help="Output directory: <participant>.json and index.json.")
+@click.option("--serial", type=click.IntRange(min=0),
+              help="Bundle serial. Default: the git commit count of the registry.")
+@click.option("--expires-in", default="6h", show_default=True, metavar="DURATION",
+              help="Validity from issue time: 90m, 6h, 2d. Freshness is a security property.")
+@click.option("--issued-at", metavar="ISO-TIME",
+              help="Issue time (default now). Same registry + serial + key + issue time ⇒ same bytes.")
+@_clean_errors
+def compile_(path: Path, key_paths: tuple[str, ...], out: Path, serial: int | None,
+             expires_in: str, issued_at: str | None) -> None:
+    """Compile the registry at PATH into one signed policy bundle per participant."""
+    keys = [trust.load_private_key(k) for k in key_paths]
+    issued = trust.parse_time(issued_at) if issued_at else datetime.now(UTC).replace(microsecond=0)
+    registry, problems = check_registry(path, issued.date())
+    if failed(problems):
+        click.echo(report.render(problems, "text"), nl=False, err=True)
+        raise bundle.BundleError(f"{path}: {report.summary(problems)}; nothing compiled")
+    source = bundle.git_source(path)
+    if serial is None and source is None:
+        raise bundle.BundleError("the registry is not in git: give --serial")
+    info = bundle.BuildInfo(serial=serial if serial is not None else source[0],  # type: ignore[index]
+                            issued_at=issued, expires_at=issued + _duration(expires_in),
+                            commit=source[1] if source else None)
+    files = bundle.build(registry, info, keys)
+    bundle.write(files, out)
+    click.echo(f"compiled {len(files) - 1} bundle(s) serial {info.serial} into {out}/, "
+               f"expires {trust.format_time(info.expires_at)}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--trusted", "trusted_paths", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="Trusted public key (PEM); repeat for several.")
+@click.option("--threshold", default=1, show_default=True, type=click.IntRange(min=1),
+              help="How many distinct trusted keys must have signed.")
+@click.option("--audience", help="Refuse a bundle issued for another participant.")
+@click.option("--min-serial", type=click.IntRange(min=0), help="Refuse a serial below this (rollback).")
+@click.option("--index", "is_index", is_flag=True, help="FILE is an index.json, not a bundle.")
+@_clean_errors
+def verify(file: Path, trusted_paths: tuple[str, ...], threshold: int, audience: str | None,
+           min_serial: int | None, is_index: bool) -> None:
+    """Verify a signed bundle with the same function the sidecar uses. Exit 0 accept, 1 refuse."""
+    keys = [trust.load_public_key(k) for k in trusted_paths]
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        raise CompilerError(f"{file}: {e.strerror}") from e
+    try:
+        ok = trust.verify_envelope(data, keys, threshold=threshold, audience=audience, min_serial=min_serial,
+                                   expected_type=trust.INDEX_TYPE if is_index else trust.BUNDLE_TYPE)
+    except trust.TrustError as e:
+        click.echo(f"{file}: refused: {type(e).__name__}: {e}")
+        sys.exit(1)
+    click.echo(f"{file}: ok: audience {ok.signed.get('audience', '-')}, serial {ok.serial}, "
+               f"expires {trust.format_time(ok.expires_at)}, signed by {len(ok.keyids)} trusted key(s)")
+
+
+@main.command(name="schemas")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("schemas"),
+              show_default=True)
+@click.option("--write", "do_write", is_flag=True, help="Regenerate the files (default: check only).")
+@_clean_errors
+def schemas_(directory: Path, do_write: bool) -> None:
+    """Check (or --write) the JSON Schemas generated from the document models."""
+    if do_write:
+        for written in schemas.write_all(directory):
+            click.echo(f"wrote {written}")
+        return
+    stale = schemas.stale(directory)
+    for name in stale:
+        click.echo(f"{directory / name}: stale: run `reestr schemas --write`")
+    sys.exit(1 if stale else 0)
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value = int(text[:-1])
+        seconds = value * units[text[-1]]
+    except (ValueError, KeyError, IndexError):
+        raise click.BadParameter(f"{text!r}: expected a number and a unit s, m, h or d",
+                                 param_hint="--expires-in") from None
+    if seconds <= 0:
+        raise click.BadParameter("must be positive", param_hint="--expires-in")
+    return timedelta(seconds=seconds)
