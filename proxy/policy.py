@@ -15,7 +15,7 @@ from typing import Any
 
 from lxml import etree
 
-from compiler.trust import parse_time
+from compiler.trust import TrustError, parse_time
 from proxy.errors import PolicyFormatError
 
 OWNER_GRANT = "implicit:owner"
@@ -141,7 +141,7 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
                       ends_on=_date(participant.get("ends_on")),
                       services=services, certificates=certificates,
                       grants=dict(signed.get("grants") or {}))
-    except (KeyError, TypeError, ValueError, AttributeError, re.error) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, re.error, TrustError) as e:
         raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
 
 

@@ -48,6 +48,7 @@ from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
 from proxy.config import SidecarConfig, load_config
 from proxy.errors import ConfigError, SidecarError
 from proxy.journal import Journal
+from proxy.journal_format import JournalError
 
 
 class SidecarStartError(SidecarError):
@@ -120,7 +121,10 @@ class Sidecar:
                 task.cancel()
             if self.admin is not None:
                 await self.admin.stop()
-            self.journal.close()
+            try:
+                self.journal.close()
+            except JournalError as e:  # the process is ending anyway: say so, do not hide it
+                print(f"reestr-sidecar: journal: {e}", file=sys.stderr)
 
     async def _on_running(self) -> None:
         assert self.admin is not None

@@ -1,0 +1,73 @@
+"""The config file: strict fields, errors naming file and field, paths relative to the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.config import load_config
+from proxy.errors import ConfigError
+from tests.proxy.conftest import Keys, Pki, write_config
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, pki: Pki, keys: Keys) -> Path:
+    return write_config(tmp_path, pki, keys, "http://127.0.0.1:9", "bundle.json")
+
+
+def test_loads_and_resolves_relative_paths(config_path: Path) -> None:
+    cfg = load_config(config_path)
+    assert cfg.participant == "ved3"
+    assert cfg.bundle.source == str(config_path.parent / "bundle.json")
+    assert cfg.journal.synchronous == "NORMAL"
+
+
+def test_overrides(config_path: Path) -> None:
+    cfg = load_config(config_path, {"listen.port": 1234, "upstream": "http://h:1/", "admin.port": None})
+    assert cfg.listen.port == 1234 and cfg.upstream == "http://h:1"
+
+
+def edit(path: Path, change: dict[str, object]) -> Path:
+    data = yaml.safe_load(path.read_text())
+    for dotted, value in change.items():
+        *parents, last = dotted.split(".")
+        node = data
+        for p in parents:
+            node = node[p]
+        if value is ...:
+            del node[last]
+        else:
+            node[last] = value
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"listne": {"port": 1}}, "listne"),
+    ({"listen.port": 70000}, "listen.port"),
+    ({"upstream": "ftp://x"}, "upstream"),
+    ({"bundle.threshold": 0}, "bundle.threshold"),
+    ({"bundle.trusted_keys": []}, "bundle.trusted_keys"),
+    ({"journal.synchronous": "OFF"}, "journal.synchronous"),
+    ({"participant": ...}, "participant"),
+], ids=["typo", "port-range", "upstream-scheme", "threshold", "no-keys", "synchronous", "missing"])
+def test_errors_name_file_and_field(config_path: Path, change: dict[str, object], field: str) -> None:
+    edit(config_path, change)
+    with pytest.raises(ConfigError) as e:
+        load_config(config_path)
+    assert f"{config_path}: {field}" in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["- a list\n", "a: [unclosed\n"], ids=["not-mapping", "bad-yaml"])
+def test_not_a_config(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")

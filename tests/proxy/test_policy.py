@@ -1,0 +1,150 @@
+"""Routing, operation matching and decisions, without mitmproxy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from proxy.errors import PolicyFormatError
+from proxy.policy import (
+    OWNER_GRANT,
+    REASONS,
+    Policy,
+    compile_template,
+    evaluate,
+    parse_policy,
+    route,
+    soap_body_element,
+)
+from tests.proxy.conftest import NOW, Pki, signed_bundle
+
+TODAY = NOW.date()
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+def envelope(inner: str, prolog: str = "") -> bytes:
+    return (f'{prolog}<soap:Envelope xmlns:soap="{SOAP}"><soap:Header/>'
+            f"<soap:Body>{inner}</soap:Body></soap:Envelope>").encode()
+
+
+@pytest.fixture(scope="module")
+def policy(pki: Pki) -> Policy:
+    return parse_policy(signed_bundle(pki))
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/SID0003001/certificates/5", ("SID0003001", "/certificates/5")),
+    ("/SID0003001/certificates?x=1", ("SID0003001", "/certificates")),
+    ("/SID0003001", ("SID0003001", "/")),
+    ("/", None),
+    ("", None),
+], ids=["nested", "query", "bare-sid", "root", "empty"])
+def test_route(path: str, expected: tuple[str, str] | None) -> None:
+    assert route(path) == expected
+
+
+@pytest.mark.parametrize(("template", "path", "matches"), [
+    ("/certificates/{id}", "/certificates/5", True),
+    ("/certificates/{id}", "/certificates/5/x", False),
+    ("/certificates/{id}", "/certificates/", False),
+    ("/a.b/{x}", "/aXb/1", False),
+    ("/c/{a}/d/{b}", "/c/1/d/2", True),
+], ids=["one-segment", "extra-segment", "empty-segment", "dot-is-literal", "two-params"])
+def test_template(template: str, path: str, matches: bool) -> None:
+    assert bool(compile_template(template).match(path)) is matches
+
+
+@pytest.mark.parametrize(("consumer", "method", "path", "reason", "operation"), [
+    ("ved1", "GET", "/SID0003001/certificates/5", None, "op1"),
+    ("ved1", "POST", "/SID0003001/certificates", None, "op2"),
+    ("ved2", "GET", "/SID0003001/certificates/5", None, "op1"),
+    ("ved2", "GET", "/SID0003001/certificates", None, "op3"),
+    ("ved3", "POST", "/SID0003001/certificates", None, "op2"),
+    ("ved2", "POST", "/SID0003001/certificates", "operation-not-granted", "op2"),
+    ("stranger", "GET", "/SID0003001/certificates", "no-grant", "op3"),
+    ("ved4", "GET", "/SID0003001/certificates", "grant-expired", "op3"),
+    ("ved5", "GET", "/SID0003001/certificates", "caller-terminated", "op3"),
+    ("ved6", "GET", "/SID0003001/certificates", "caller-suspended", "op3"),
+    ("ved1", "GET", "/SID9999999/certificates", "unknown-sid", None),
+    ("ved1", "GET", "/", "unknown-sid", None),
+    ("ved1", "DELETE", "/SID0003001/certificates/5", "unknown-operation", None),
+    ("ved1", "GET", "/SID0003001/other", "unknown-operation", None),
+], ids=["full", "full-op2", "ops-op1", "ops-op3", "owner", "op-not-granted", "no-grant",
+        "grant-expired", "terminated", "suspended", "unknown-sid", "root", "unknown-method",
+        "unknown-path"])
+def test_evaluate_rest(policy: Policy, consumer: str, method: str, path: str, reason: str | None,
+                       operation: str | None) -> None:
+    d = evaluate(policy, consumer, method, path, None, b"", TODAY)
+    assert (d.reason, d.operation) == (reason, operation)
+    if reason is not None:
+        assert d.status == REASONS[reason][0]
+
+
+def test_owner_has_implicit_rights_even_when_not_listed(pki: Pki) -> None:
+    signed = signed_bundle(pki)
+    del signed["services"]["SID0003001"]["callers"]["ved3"]
+    d = evaluate(parse_policy(signed), "ved3", "GET", "/SID0003001/certificates", None, b"", TODAY)
+    assert d.allowed and d.grant == OWNER_GRANT
+
+
+def test_grant_valid_until_is_inclusive(pki: Pki) -> None:
+    signed = signed_bundle(pki)
+    signed["services"]["SID0003001"]["callers"]["ved4"]["valid_until"] = TODAY.isoformat()
+    d = evaluate(parse_policy(signed), "ved4", "GET", "/SID0003001/certificates", None, b"", TODAY)
+    assert d.allowed
+
+
+@pytest.mark.parametrize(("status", "ends_on", "reason"), [
+    ("suspended", None, "provider-suspended"),
+    ("active", (TODAY - dt.timedelta(days=1)).isoformat(), "provider-terminated"),
+], ids=["suspended", "terminated"])
+def test_provider_status_denies_everyone(pki: Pki, status: str, ends_on: str | None,
+                                         reason: str) -> None:
+    signed = signed_bundle(pki)
+    signed["participant"].update(status=status, ends_on=ends_on)
+    d = evaluate(parse_policy(signed), "ved1", "GET", "/SID0003001/certificates", None, b"", TODAY)
+    assert d.reason == reason
+
+
+@pytest.mark.parametrize(("consumer", "action", "body", "reason", "operation"), [
+    ("ved1", '"urn:getStatus"', envelope("<x/>"), None, "op1"),
+    ("ved1", None, envelope('<t:GetStatus xmlns:t="urn:test"/>'), None, "op1"),
+    ("ved1", None, envelope('<t:Cancel xmlns:t="urn:test"/>'), None, "op2"),
+    ("ved2", None, envelope('<t:Cancel xmlns:t="urn:test"/>'), "operation-not-granted", "op2"),
+    ("ved1", None, envelope('<t:Other xmlns:t="urn:test"/>'), "unknown-operation", None),
+    ("ved1", None, b"<not-xml", "malformed-request", None),
+    ("ved1", None, b"<a/>", "malformed-request", None),
+    ("ved1", None, envelope(""), "malformed-request", None),
+    ("ved1", None, envelope('<t:Cancel xmlns:t="urn:test"/>',
+                            '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'),
+     "malformed-request", None),
+], ids=["soapaction", "body-element", "body-element-op2", "not-granted", "unknown-element",
+        "not-xml", "not-envelope", "empty-body", "doctype"])
+def test_evaluate_soap(policy: Policy, consumer: str, action: str | None, body: bytes,
+                       reason: str | None, operation: str | None) -> None:
+    d = evaluate(policy, consumer, "POST", "/SID0003002", action, body, TODAY)
+    assert (d.reason, d.operation, d.protocol) == (reason, operation, "soap")
+
+
+def test_soap_parser_does_not_expand_entities(tmp_path: Any) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET")
+    doc = (f'<!DOCTYPE x [<!ENTITY e SYSTEM "file://{secret}">]>'.encode()
+           + envelope('<t:A xmlns:t="urn:test">&e;</t:A>'))
+    with pytest.raises(ValueError, match="DOCTYPE"):
+        soap_body_element(doc)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda s: s.pop("participant"),
+    lambda s: s["services"]["SID0003001"]["callers"]["ved1"].pop("access"),
+    lambda s: s["services"]["SID0003001"]["callers"]["ved1"].update(valid_until="tomorrow"),
+    lambda s: s["participant"]["certificates"][0].update(not_after="never"),
+], ids=["no-participant", "no-access", "bad-date", "bad-cert-time"])
+def test_malformed_bundle_content(pki: Pki, mutate: Any) -> None:
+    signed = signed_bundle(pki)
+    mutate(signed)
+    with pytest.raises(PolicyFormatError):
+        parse_policy(signed)
