@@ -1,0 +1,120 @@
+"""`reestr-sidecar`: run the sidecar, and read its journal (verify, export, stats).
+
+Commands are thin: they parse options, call one library function, print, and choose the exit code
+(0 ok, 1 problems found, 2 usage error or unreadable input). A SidecarError or CompilerError
+(e.g. an unreadable key) becomes one clear line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from compiler.errors import CompilerError
+from compiler.trust import canonical_json, load_public_key
+from proxy.errors import SidecarError
+
+_SHOWN = 20
+
+
+def _clean_errors[F: Callable[..., Any]](fn: F) -> F:
+    """Turn a SidecarError or CompilerError into `reestr-sidecar: message` and exit code 2."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (SidecarError, CompilerError) as e:
+            click.echo(f"reestr-sidecar: {e}", err=True)
+            sys.exit(2)
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="reestr")
+def main() -> None:
+    """reestr-sidecar — enforce a policy bundle in front of an agency and journal every message."""
+
+
+JOURNAL = click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+SINCE = click.option("--since", metavar="ISO", help="Only records at or after this time (UTC if no zone).")
+UNTIL = click.option("--until", metavar="ISO", help="Only records before this time (UTC if no zone).")
+
+
+# --- journal (issue 3) --------------------------------------------------------------------------
+
+
+@main.group("journal")
+def journal_group() -> None:
+    """Read the tamper-evident journal: verify its chain, export its records."""
+
+
+@journal_group.command("verify")
+@JOURNAL
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The sidecar's public key (PEM) that signs the journal's checkpoints.")
+@_clean_errors
+def journal_verify_command(path: Path, key_path: Path) -> None:
+    """Check the hash chain and signed checkpoints; exit 1 naming the first bad record."""
+    from proxy.journal_verify import verify_journal
+
+    report = verify_journal(path, load_public_key(key_path))
+    summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
+               f"{report.last_sealed_record}, unsealed tail {report.unsealed_tail}")
+    if report.ok:
+        click.echo(f"{path}: intact: {summary}")
+        return
+    first = report.problems[0]
+    click.echo(f"{path}: TAMPERED: first bad record {first.record_id}: {first.code}: {first.message}")
+    for problem in report.problems[1:_SHOWN]:
+        click.echo(f"  record {problem.record_id}: {problem.code}: {problem.message}")
+    if report.problem_count > _SHOWN:
+        click.echo(f"  … and {report.problem_count - _SHOWN} more problem(s)")
+    click.echo(summary)
+    sys.exit(1)
+
+
+@journal_group.command("export")
+@JOURNAL
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@SINCE
+@UNTIL
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+              help="Write here instead of standard output.")
+@_clean_errors
+def journal_export_command(path: Path, fmt: str, since: str | None, until: str | None,
+                           output: TextIO) -> None:
+    """Write records (with their hashes) as JSON lines, in id order."""
+    from proxy.journal_query import export
+
+    for record in export(path, since=since, until=until):
+        output.write(canonical_json(record).decode("utf-8") + "\n")
+
+
+@main.command("stats")
+@click.option("--journal", "path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@SINCE
+@UNTIL
+@click.option("--provider", metavar="ID", help="Only services owned by this participant (R12).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_clean_errors
+def stats_command(path: Path, since: str | None, until: str | None, provider: str | None, fmt: str) -> None:
+    """Calls per service, operation, consumer and decision over a period (R12)."""
+    from dataclasses import asdict
+
+    from proxy.journal_query import stats
+
+    rows = stats(path, since=since, until=until, provider=provider)
+    if fmt == "json":
+        click.echo(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{'SID':<12} {'OPERATION':<24} {'CONSUMER':<24} {'DECISION':<8} {'CALLS':>8}")
+    for row in rows:
+        click.echo(f"{row.sid or '-':<12} {row.operation or '-':<24} {row.consumer or '-':<24} "
+                   f"{row.decision:<8} {row.calls:>8}")
+    click.echo(f"{'total':<70} {sum(row.calls for row in rows):>8}")
