@@ -274,3 +274,25 @@ async def poll_forever(store: BundleStore, source: FileSource | UrlSource, inter
     while True:
         await poll_once(store, source)
         await asyncio.sleep(interval)
+
+
+def render_status(state: dict[str, Any]) -> str:
+    """Human-readable `reestr-sidecar status` from the persisted state."""
+    if not state:
+        return "no state yet: the sidecar has not run with this state directory"
+    cur = state.get("in_force")
+    lines = [f"participant:   {state.get('participant')}"]
+    if cur:
+        expired = cur["expires_at"] <= format_time(datetime.now(UTC))
+        lines += [f"in force:      serial {cur['serial']} from {cur['origin']}",
+                  f"expires:       {cur['expires_at']}{'  (EXPIRED: serving 503)' if expired else ''}",
+                  f"digest:        {cur['digest']}"]
+    else:
+        lines.append("in force:      none (serving 503)")
+    lines.append(f"highest serial seen: {state.get('highest_serial')}")
+    refusal = state.get("last_refusal")
+    lines.append("last refusal:  " + (f"{refusal['time']} {refusal['code']} from {refusal['origin']}: "
+                                      f"{refusal['message']}" if refusal else "none"))
+    if state.get("last_fetch_error"):
+        lines.append(f"last fetch error: {state['last_fetch_error']}")
+    return "\n".join(lines)

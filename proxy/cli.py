@@ -118,3 +118,44 @@ def stats_command(path: Path, since: str | None, until: str | None, provider: st
         click.echo(f"{row.sid or '-':<12} {row.operation or '-':<24} {row.consumer or '-':<24} "
                    f"{row.decision:<8} {row.calls:>8}")
     click.echo(f"{'total':<70} {sum(row.calls for row in rows):>8}")
+
+
+# --- run and status (issue 3: the sidecar runtime) ----------------------------------------------
+
+CONFIG = click.option("--config", "config_path", required=True,
+                      type=click.Path(dir_okay=False, path_type=Path), help="Sidecar config (YAML).")
+
+
+@main.command("run")
+@CONFIG
+@click.option("--listen-port", type=int, help="Override listen.port.")
+@click.option("--admin-port", type=int, help="Override admin.port.")
+@click.option("--upstream", help="Override upstream (URL of the agency system).")
+@click.option("--bundle-source", help="Override bundle.source (file path or URL).")
+@click.option("--state-dir", help="Override state_dir.")
+@click.option("--journal", "journal_path", help="Override journal.path.")
+@_clean_errors
+def run_command(config_path: Path, listen_port: int | None, admin_port: int | None,
+                upstream: str | None, bundle_source: str | None, state_dir: str | None,
+                journal_path: str | None) -> None:
+    """Run the sidecar in the foreground until SIGTERM or Ctrl-C."""
+    from proxy.config import load_config
+    from proxy.runner import run_forever
+
+    config = load_config(config_path, {
+        "listen.port": listen_port, "admin.port": admin_port, "upstream": upstream,
+        "bundle.source": bundle_source, "state_dir": state_dir, "journal.path": journal_path})
+    run_forever(config)
+
+
+@main.command("status")
+@CONFIG
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_clean_errors
+def status_command(config_path: Path, fmt: str) -> None:
+    """The bundle in force, its serial and expiry, and the last refusal (from the state dir)."""
+    from proxy.bundles import read_state, render_status
+    from proxy.config import load_config
+
+    state = read_state(load_config(config_path).state_dir)
+    click.echo(json.dumps(state, indent=2) if fmt == "json" else render_status(state))

@@ -235,7 +235,8 @@ def start_subprocess(config_path: str | Path, *args: str, timeout: float = 20.0,
     """Run `reestr-sidecar run --config PATH ARGS` in a child; return once /healthz answers."""
     config = load_config(config_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy.cli", "run", "--config", str(config_path), *args],
+        [sys.executable, "-c", "from proxy.cli import main; main()", "run", "--config",
+         str(config_path), *args],
         env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
     handle = ProcessHandle(proc, config)
     url = f"http://{config.admin.host}:{config.admin.port}/healthz"
