@@ -120,10 +120,9 @@ def _reason(r: httpx.Response) -> str:
         return "allow"
     if "json" in r.headers.get("content-type", ""):
         return str(r.json().get("code", "?"))
-    if "xml" in r.headers.get("content-type", ""):
-        text = r.text
-        start = text.find("<faultstring>")
-        return text[start + 13: text.find("</faultstring>")][:24] if start >= 0 else "soap-fault"
+    if "xml" in r.headers.get("content-type", ""):  # SOAP Fault: the code is in <detail>
+        code = r.text.partition('<reestr:code xmlns:reestr="urn:reestr">')[2].partition("<")[0]
+        return f"{code or '?'} (SOAP)"
     return r.reason_phrase
 
 
