@@ -65,10 +65,11 @@ def load_directory(root: str | Path) -> Registry:
         raise RegistryPathError(
             f"{root}: not a registry (expected participants/, services/ or consumers/ inside)")
     files: dict[str, bytes] = {}
-    for folder in FOLDERS:
-        for path in sorted((base / folder).glob("*")):
-            if path.is_file() and path.suffix in (".yaml", ".yml"):
-                files[str(path)] = path.read_bytes()
+    # Every YAML file below root, not only those in the three folders: a sheet saved in the wrong
+    # place must be reported (PATH-unexpected-file), as load_git does, not silently left out.
+    for path in sorted(base.rglob("*")):
+        if path.is_file() and path.suffix in (".yaml", ".yml"):
+            files[str(path)] = path.read_bytes()
     return load_files(files, base=str(base))
 
 
