@@ -152,8 +152,9 @@ def _sheet(registry: Registry, consumer: str, today: date) -> Iterator[Problem]:
         yield Problem(*src.at("spec", "grants"), "R2-operator-grant",
                       "the operator's default rights are not written in access sheets (001 App. 2 note 2)")
     elif (state := inactive_reason(participant, today)) is not None and sheet.spec.grants:
-        yield Problem(*src.at("metadata", "consumer"), f"R10-{state[0]}-consumer",
-                      f"{consumer} is {state[1]}: its grants are not compiled", WARNING)
+        code = "R9-suspended-consumer" if state[0] == "suspended" else "R10-terminated-consumer"
+        yield Problem(*src.at("metadata", "consumer"), code,
+                      f"{consumer}: {state[1]}; its grants are not compiled", WARNING)
     granted: dict[str, int] = {}
     for i, grant in enumerate(sheet.spec.grants):
         at = ("spec", "grants", i)
