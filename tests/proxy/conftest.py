@@ -30,7 +30,7 @@ from compiler.trust import format_time, sign_envelope
 
 UTC = dt.UTC
 NOW = dt.datetime.now(UTC)
-PARTICIPANTS = ("ved1", "ved2", "ved3", "ved4", "ved5", "ved6", "stranger")
+PARTICIPANTS = ("ved1", "ved2", "ved3", "ved4", "ved5", "ved6", "stranger", "unregistered")
 
 
 def free_port() -> int:
@@ -173,7 +173,8 @@ def signed_bundle(pki: Pki, serial: int = 10, audience: str = "ved3",
     """The `signed` part of ved3's bundle: a REST service, a SOAP service, a range of callers.
 
     ved1 full; ved2 operations op1+op3; ved4 grant expired; ved5 agreement ended; ved6 suspended
-    (kept in the bundle with a status so the sidecar's own check is exercised); ved3 the owner.
+    (kept in the bundle with a status so the sidecar's own check is exercised); ved3 the owner;
+    stranger is registered (a caller of the SOAP service only); unregistered is in no bundle.
     """
     yesterday = (NOW - dt.timedelta(days=1)).date().isoformat()
     callers = {
@@ -202,7 +203,8 @@ def signed_bundle(pki: Pki, serial: int = 10, audience: str = "ved3",
                                "op3": _rest("GET", "/certificates")}},
             "SID0003002": {
                 "name": "SOAP service", "protocol": "soap", "classification": "restricted",
-                "signed_messages": False, "callers": copy.deepcopy(callers),
+                "signed_messages": False,
+                "callers": {**copy.deepcopy(callers), "stranger": _caller(pki, "stranger")},
                 "operations": {"op1": _soap("urn:getStatus", "{urn:test}GetStatus"),
                                "op2": _soap(None, "{urn:test}Cancel")}},
         },

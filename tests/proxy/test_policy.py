@@ -64,6 +64,7 @@ def test_template(template: str, path: str, matches: bool) -> None:
     ("ved3", "POST", "/SID0003001/certificates", None, "op2"),
     ("ved2", "POST", "/SID0003001/certificates", "operation-not-granted", "op2"),
     ("stranger", "GET", "/SID0003001/certificates", "no-grant", "op3"),
+    ("nobody", "GET", "/SID0003001/certificates", "no-grant", "op3"),
     ("ved4", "GET", "/SID0003001/certificates", "grant-expired", "op3"),
     ("ved5", "GET", "/SID0003001/certificates", "caller-terminated", "op3"),
     ("ved6", "GET", "/SID0003001/certificates", "caller-suspended", "op3"),
@@ -71,7 +72,7 @@ def test_template(template: str, path: str, matches: bool) -> None:
     ("ved1", "GET", "/", "unknown-sid", None),
     ("ved1", "DELETE", "/SID0003001/certificates/5", "unknown-operation", None),
     ("ved1", "GET", "/SID0003001/other", "unknown-operation", None),
-], ids=["full", "full-op2", "ops-op1", "ops-op3", "owner", "op-not-granted", "no-grant",
+], ids=["full", "full-op2", "ops-op1", "ops-op3", "owner", "op-not-granted", "no-grant", "no-grant-unknown",
         "grant-expired", "terminated", "suspended", "unknown-sid", "root", "unknown-method",
         "unknown-path"])
 def test_evaluate_rest(policy: Policy, consumer: str, method: str, path: str, reason: str | None,

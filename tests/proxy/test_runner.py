@@ -1,0 +1,209 @@
+"""The inbound path through a real in-process mitmproxy: real TLS, client certificates, a real
+upstream, a real journal. One sidecar is shared by the whole module (2-core machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from lxml import etree
+
+from proxy.config import SidecarConfig, load_config
+from proxy.journal_query import export
+from proxy.runner import ThreadHandle, start_in_thread
+from tests.proxy.conftest import Keys, Pki, Upstream, sign, signed_bundle, write_config
+
+SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+def envelope(inner: str) -> bytes:
+    return f'<s:Envelope xmlns:s="{SOAP}"><s:Body>{inner}</s:Body></s:Envelope>'.encode()
+
+
+@dataclass
+class Running:
+    config: SidecarConfig
+    handle: ThreadHandle
+    pki: Pki
+    upstream: Upstream
+    clients: dict[str | None, httpx.Client]
+
+    @property
+    def base(self) -> str:
+        return f"https://127.0.0.1:{self.config.listen.port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.config.admin.port}"
+
+    def call(self, who: str | None, method: str, path: str, **kw: Any) -> httpx.Response:
+        if who not in self.clients:
+            self.clients[who] = httpx.Client(verify=self.pki.client_context(who), timeout=10)
+        return self.clients[who].request(method, self.base + path, **kw)
+
+
+@pytest.fixture(scope="module")
+def sidecar(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys,
+            upstream: Upstream) -> Iterator[Running]:
+    d = tmp_path_factory.mktemp("inproc")
+    (d / "bundle.json").write_bytes(sign(signed_bundle(pki), keys.operator))
+    config = load_config(write_config(d, pki, keys, upstream.url, str(d / "bundle.json")))
+    handle = start_in_thread(config)
+    running = Running(config, handle, pki, upstream, {})
+    yield running
+    for client in running.clients.values():
+        client.close()
+    handle.stop()
+
+
+def records(sidecar: Running) -> list[dict[str, Any]]:
+    return list(export(sidecar.config.journal.path))
+
+
+ALLOWED = [
+    ("ved1", "GET", "/SID0003001/certificates/7", {}, None, "op1"),
+    ("ved1", "POST", "/SID0003001/certificates", {}, b'{"a": 1}', "op2"),
+    ("ved2", "GET", "/SID0003001/certificates", {}, None, "op3"),
+    ("ved3", "POST", "/SID0003001/certificates", {}, None, "op2"),
+    ("ved2", "POST", "/SID0003002", {"SOAPAction": '"urn:getStatus"'}, envelope("<x/>"), "op1"),
+    ("stranger", "POST", "/SID0003002", {}, envelope('<t:Cancel xmlns:t="urn:test"/>'), "op2"),
+]
+
+
+@pytest.mark.parametrize(("who", "method", "path", "headers", "body", "operation"), ALLOWED,
+                         ids=["full", "full-post", "operations", "owner", "soap-action", "soap-body"])
+def test_allowed_reaches_upstream(sidecar: Running, who: str, method: str, path: str,
+                                  headers: dict[str, str], body: bytes | None, operation: str) -> None:
+    before = len(sidecar.upstream.calls)
+    r = sidecar.call(who, method, path, headers={**headers, "Reestr-Consumer": "forged"},
+                     content=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"path": path, "consumer": who, "operation": operation}
+    assert len(sidecar.upstream.calls) == before + 1
+    reached = sidecar.upstream.calls[-1]
+    assert reached["body"] == (body or b"")
+    # the journal: a durable request record (its id went upstream) and a response record
+    rid = int(r.headers["Reestr-Journal-Id"])
+    by_id = {rec["id"]: rec for rec in records(sidecar)}
+    response, request = by_id[rid], by_id[int(reached["headers"]["Reestr-Journal-Id"])]
+    assert request["kind"] == "request" and response["kind"] == "response"
+    assert request["exchange"] == response["exchange"]
+    assert (response["decision"], response["consumer"], response["operation"], response["status"]) == (
+        "allow", who, operation, 200)
+    assert request["client_fingerprint"] == sidecar.pki.clients[who].sha256
+    assert request["bundle_serial"] == 10 and request["grant"]
+
+
+DENIED = [
+    (None, "GET", "/SID0003001/certificates", {}, None, 403, "no-client-certificate"),
+    ("unregistered", "GET", "/SID0003001/certificates", {}, None, 403, "unknown-certificate"),
+    ("expired", "GET", "/SID0003001/certificates", {}, None, 403, "certificate-expired"),
+    ("ved6", "GET", "/SID0003001/certificates", {}, None, 403, "caller-suspended"),
+    ("ved5", "GET", "/SID0003001/certificates", {}, None, 403, "caller-terminated"),
+    ("stranger", "GET", "/SID0003001/certificates", {}, None, 403, "no-grant"),
+    ("ved2", "POST", "/SID0003001/certificates", {}, None, 403, "operation-not-granted"),
+    ("ved4", "GET", "/SID0003001/certificates", {}, None, 403, "grant-expired"),
+    ("ved1", "GET", "/SID9999999/certificates", {}, None, 404, "unknown-sid"),
+    ("ved1", "DELETE", "/SID0003001/certificates/1", {}, None, 404, "unknown-operation"),
+    ("ved1", "POST", "/SID0003001/certificates", {}, b"x" * 5000, 413, "body-too-large"),
+]
+
+
+@pytest.mark.parametrize(("who", "method", "path", "headers", "body", "status", "code"), DENIED,
+                         ids=[d[-1] for d in DENIED])
+def test_rest_denials_are_problem_json(sidecar: Running, who: str | None, method: str, path: str,
+                                       headers: dict[str, str], body: bytes | None, status: int,
+                                       code: str) -> None:
+    before = len(sidecar.upstream.calls)
+    r = sidecar.call(who, method, path, headers=headers, content=body)
+    assert (r.status_code, r.headers["content-type"]) == (status, "application/problem+json")
+    problem = r.json()
+    assert (problem["code"], problem["status"]) == (code, status)
+    assert len(sidecar.upstream.calls) == before  # never forwarded
+    rec = {x["id"]: x for x in records(sidecar)}[int(r.headers["Reestr-Journal-Id"])]
+    assert (rec["kind"], rec["decision"], rec["reason"], rec["status"]) == ("response", "deny", code, status)
+
+
+SOAP_DENIED = [
+    ("ved2", {}, envelope('<t:Cancel xmlns:t="urn:test"/>'), 403, "operation-not-granted"),
+    ("ved1", {}, envelope('<t:Nope xmlns:t="urn:test"/>'), 404, "unknown-operation"),
+    ("ved1", {}, b'<!DOCTYPE x [<!ENTITY e "e">]>' + envelope("<t:A xmlns:t='urn:test'/>"), 400,
+     "malformed-request"),
+    (None, {"SOAPAction": '"urn:getStatus"'}, envelope("<x/>"), 403, "no-client-certificate"),
+]
+
+
+@pytest.mark.parametrize(("who", "headers", "body", "status", "code"), SOAP_DENIED,
+                         ids=[d[-1] for d in SOAP_DENIED])
+def test_soap_denials_are_faults(sidecar: Running, who: str | None, headers: dict[str, str],
+                                 body: bytes, status: int, code: str) -> None:
+    before = len(sidecar.upstream.calls)
+    r = sidecar.call(who, "POST", "/SID0003002", headers={"Content-Type": "text/xml", **headers},
+                     content=body)
+    assert r.status_code == status and r.headers["content-type"].startswith("text/xml")
+    fault = etree.fromstring(r.content).find(f"{{{SOAP}}}Body/{{{SOAP}}}Fault")
+    assert fault is not None and fault.findtext("faultcode") == "soap:Client"
+    assert fault.findtext("detail/{urn:reestr}code") == code
+    assert "Reestr-Journal-Id" in r.headers
+    assert len(sidecar.upstream.calls) == before
+
+
+def test_plain_http_on_the_tls_port_is_denied(sidecar: Running) -> None:
+    r = httpx.get(f"http://127.0.0.1:{sidecar.config.listen.port}/SID0003001/certificates")
+    assert r.status_code == 403 and r.json()["code"] == "no-client-certificate"
+
+
+def test_chunked_body_over_limit(sidecar: Running) -> None:
+    before = len(sidecar.upstream.calls)
+    r = sidecar.call("ved1", "POST", "/SID0003001/certificates",
+                     content=iter([b"y" * 3000, b"y" * 3000]))
+    assert r.status_code == 413 and r.json()["code"] == "body-too-large"
+    assert len(sidecar.upstream.calls) == before
+
+
+def test_body_over_mitmproxy_hard_cap_is_refused_and_journaled(sidecar: Running) -> None:
+    before = len(sidecar.upstream.calls)
+    with httpx.Client(verify=sidecar.pki.client_context("ved1")) as client:
+        r = client.post(sidecar.base + "/SID0003001/certificates", content=b"z" * 100_000)
+    assert r.status_code == 413
+    assert len(sidecar.upstream.calls) == before
+    last = records(sidecar)[-1]
+    assert (last["decision"], last["reason"], last["status"]) == ("error", "body-too-large", 413)
+
+
+def test_admin_endpoints(sidecar: Running) -> None:
+    assert httpx.get(sidecar.admin + "/healthz").status_code == 200
+    ready = httpx.get(sidecar.admin + "/readyz")
+    assert (ready.status_code, ready.text) == (200, "ready\n")
+    sidecar.call("ved2", "POST", "/SID0003001/certificates")
+    metrics = httpx.get(sidecar.admin + "/metrics").text
+    assert ('reestr_requests_total{consumer="ved2",decision="deny",direction="inbound",'
+            'operation="op2",reason="operation-not-granted",sid="SID0003001"}') in metrics
+    assert "reestr_bundle_serial 10.0" in metrics
+    assert "reestr_request_duration_seconds_bucket" in metrics
+    assert "reestr_journal_queue_depth" in metrics
+    assert httpx.get(sidecar.admin + "/nope").status_code == 404
+
+
+def test_journal_unwritable_means_503_and_nothing_forwarded(sidecar: Running) -> None:
+    path = Path(sidecar.config.journal.path)
+    moved = path.with_name("moved.sqlite")
+    before = len(sidecar.upstream.calls)
+    os.rename(path, moved)
+    try:
+        r = sidecar.call("ved1", "GET", "/SID0003001/certificates/1")
+        assert r.status_code == 503 and r.json()["code"] == "journal-unavailable"
+        assert len(sidecar.upstream.calls) == before
+        ready = httpx.get(sidecar.admin + "/readyz")
+        assert ready.status_code == 503 and "journal" in ready.text
+    finally:
+        os.rename(moved, path)
+    r = sidecar.call("ved1", "GET", "/SID0003001/certificates/1")
+    assert r.status_code == 200 and len(sidecar.upstream.calls) == before + 1
+    assert json.loads(r.text)["consumer"] == "ved1"
