@@ -1,0 +1,143 @@
+"""Time a bare YAML parse, `validate` and `compile` (with signing) on the same generated registry.
+
+    .venv/bin/python bench/registry_bench.py [--services 10000 --participants 2000 --grants 200000
+                                             --repeat 3]
+
+Generates the registry under bench/out/ (bench/gen_registry.py, seed 1), then measures each phase
+`--repeat` times, every measurement in a fresh subprocess so that its peak RSS
+(`ru_maxrss`) is its own and caches do not carry over; prints the medians:
+
+- parse:    read every file and `yaml.load(..., Loader=yaml.CSafeLoader)` it — the baseline;
+- validate: `compiler.validate.validate` (loader, shape, rules R1–R10), what `reestr validate` runs;
+- compile:  what `reestr compile --serial N` runs: load the key, validate, refuse on errors,
+            `compiler.bundle.build` (slices + canonical JSON + Ed25519), `compiler.bundle.write`.
+
+Target (issue 2): compile+sign ≤ 1.5× the bare parse. Figures are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+PHASES = ("parse", "validate", "compile")
+TARGET = 1.5
+
+
+def _phase(name: str, registry: Path, work: Path) -> dict[str, float]:
+    """Run one phase in this (fresh) process; return its wall time and this process's peak RSS."""
+    import resource
+    from datetime import UTC, datetime, timedelta
+
+    import yaml
+
+    from compiler import bundle, trust
+    from compiler.validate import failed, validate
+
+    today = datetime.now(UTC).date()
+    extra: dict[str, float] = {}
+    start = time.perf_counter()
+    if name == "parse":
+        for folder in ("participants", "services", "consumers"):
+            for path in sorted((registry / folder).glob("*.yaml")):
+                yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)  # the baseline
+    elif name == "validate":
+        _, problems = validate(registry, today)
+        if failed(problems):
+            raise SystemExit(f"the generated registry has {len(problems)} problem(s): {problems[:3]}")
+    elif name == "compile":
+        keys = [trust.load_private_key(work / "bench.key")]
+        issued = datetime.now(UTC).replace(microsecond=0)
+        reg, problems = validate(registry, issued.date())
+        if failed(problems):
+            raise SystemExit(f"the generated registry has {len(problems)} problem(s): {problems[:3]}")
+        info = bundle.BuildInfo(serial=1, issued_at=issued, expires_at=issued + timedelta(hours=6),
+                                commit=None)
+        files = bundle.build(reg, info, keys)
+        bundle.write(files, work / "bundles")
+        sizes = [len(data) for name_, data in files.items() if name_ != "index.json"]
+        extra = {"largest_bundle": max(sizes), "total_bundles": sum(sizes) + len(files["index.json"]),
+                 "bundles": len(sizes)}
+    seconds = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"seconds": seconds, "peak_mib": peak_kib / 1024, **extra}
+
+
+def _measure(name: str, registry: Path, work: Path) -> dict[str, float]:
+    done = subprocess.run([sys.executable, __file__, "--phase", name, "--registry", str(registry),
+                           "--work", str(work)], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"phase {name} failed:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _mib(n: float) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KiB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--services", type=int, default=10_000)
+    parser.add_argument("--participants", type=int, default=2_000)
+    parser.add_argument("--grants", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    parser.add_argument("--registry", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.phase:  # child: one measurement
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(_phase(args.phase, args.registry, args.work)))
+        return 0
+
+    sys.path.insert(0, str(ROOT))
+    from bench.gen_registry import generate
+    from compiler import trust
+
+    work = OUT / f"run-{args.services}-{args.participants}-{args.grants}-{args.seed}"
+    registry = work / "registry"
+    started = time.perf_counter()
+    counts = generate(registry, args.services, args.participants, args.grants, args.seed)
+    files = [p for p in registry.rglob("*.yaml")]
+    size = sum(p.stat().st_size for p in files)
+    print(f"registry: {counts['participants']} participants, {counts['services']} services, "
+          f"{counts['grants']} grants in {len(files)} files ({_mib(size)}), "
+          f"generated in {time.perf_counter() - started:.1f} s")
+    if not (work / "bench.key").exists():
+        trust.generate_keypair(work / "bench")
+
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in PHASES}
+    for i in range(args.repeat):
+        for name in PHASES:  # interleaved, so a slow moment of the machine hits every phase
+            runs[name].append(_measure(name, registry, work))
+        print(f"  run {i + 1}/{args.repeat}: " + ", ".join(
+            f"{name} {runs[name][-1]['seconds']:.2f} s" for name in PHASES), flush=True)
+
+    med = {name: statistics.median(r["seconds"] for r in runs[name]) for name in PHASES}
+    peak = {name: max(r["peak_mib"] for r in runs[name]) for name in PHASES}
+    base = med["parse"]
+    last = runs["compile"][-1]
+    print(f"\nmedian of {args.repeat} run(s), each in a fresh process; python {sys.version.split()[0]}")
+    print(f"{'phase':<26}{'seconds':>9}{'× parse':>9}{'peak RSS':>12}")
+    labels = {"parse": "bare parse (CSafeLoader)", "validate": "validate",
+              "compile": "compile + sign + write"}
+    for name in PHASES:
+        print(f"{labels[name]:<26}{med[name]:>9.2f}{med[name] / base:>8.2f}×{peak[name]:>8.0f} MiB")
+    print(f"bundles: {int(last['bundles'])} + index; largest {_mib(last['largest_bundle'])}, "
+          f"total {_mib(last['total_bundles'])}")
+    ratio = med["compile"] / base
+    print(f"target compile+sign ≤ {TARGET}× parse: {'met' if ratio <= TARGET else 'NOT met'} ({ratio:.2f}×)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
