@@ -220,3 +220,94 @@ def _duration(text: str) -> timedelta:
     if seconds <= 0:
         raise click.BadParameter("must be positive", param_hint="--expires-in")
     return timedelta(seconds=seconds)
+
+
+# --- review flow: plan, breaking, explain (issue 4) ---------------------------------------------
+
+REPO = click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+                    show_default=True, help="The git repository holding the registry.")
+REGISTRY_DIR = click.option("--registry-dir", default="registry", show_default=True,
+                            help="The registry folder, relative to the repository.")
+ON_DATE = click.option("--date", "on", metavar="YYYY-MM-DD",
+                       help="Compare access in force on this day (default: today, UTC).")
+
+
+def _day(on: str | None) -> date:
+    try:
+        return _today(on)
+    except ValueError:
+        raise click.BadParameter(f"{on!r}: expected YYYY-MM-DD", param_hint="--date") from None
+
+
+@main.command()
+@click.option("--base", required=True, metavar="REV", help="The revision the change starts from.")
+@click.option("--head", metavar="REV", help="The revision with the change (default: working tree).")
+@REPO
+@REGISTRY_DIR
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text",
+              show_default=True, help="markdown is the pull-request comment; json is stable.")
+@ON_DATE
+@_clean_errors
+def plan(base: str, head: str | None, repo: Path, registry_dir: str, fmt: str, on: str | None) -> None:
+    """Show what a change does to access: grants, services, participants, approvers. Exit 0."""
+    from compiler import plan_render
+    from compiler.plan import plan as make_plan
+    from compiler.revisions import load_registry
+
+    today = _day(on)
+    old = load_registry(repo, base, registry_dir)
+    new = load_registry(repo, head, registry_dir)
+    click.echo(plan_render.render(make_plan(old, new, today), fmt, base, head or "working tree"),
+               nl=False)
+
+
+@main.command()
+@click.option("--against", required=True, metavar="REV", help="The base revision (e.g. origin/main).")
+@click.option("--head", metavar="REV", help="The revision to check (default: working tree).")
+@REPO
+@REGISTRY_DIR
+@FORMAT
+@ON_DATE
+@_clean_errors
+def breaking(against: str, head: str | None, repo: Path, registry_dir: str, fmt: str,
+             on: str | None) -> None:
+    """Find changes that break consumers without notice (R7, R8, removals, payload schemas).
+
+    Exit 1 when something breaks, 0 when nothing does, 2 on a usage error.
+    """
+    from compiler.breaking import breaking as find_breaking
+    from compiler.revisions import load_registry, read_file
+
+    today = _day(on)
+    old = load_registry(repo, against, registry_dir)
+    new = load_registry(repo, head, registry_dir)
+    revs = {"base": against, "head": head}
+    problems = find_breaking(old, new, today, lambda side, path: read_file(repo, revs[side], path))
+    click.echo(report.render(problems, fmt), nl=False)
+    if fmt == "text":
+        click.echo(f"breaking changes against {against}: {len(problems)}", err=True)
+    sys.exit(1 if problems else 0)
+
+
+@main.command()
+@click.argument("consumer")
+@click.argument("sid")
+@click.argument("operation", required=False)
+@click.option("--registry", "registry_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("registry"), show_default=True, help="The registry folder.")
+@ON_DATE
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_clean_errors
+def explain(consumer: str, sid: str, operation: str | None, registry_dir: Path, on: str | None,
+            fmt: str) -> None:
+    """Say whether CONSUMER may call SID [OPERATION], and why. Exit 0 allowed, 1 denied."""
+    from compiler import explain as explaining
+    from compiler.registry import load_directory
+
+    registry = load_directory(registry_dir)
+    if registry.problems:
+        click.echo(f"reestr: warning: {len(registry.problems)} problem(s) while loading "
+                   f"{registry_dir}; run `reestr validate`", err=True)
+    decision, data = explaining.explain(registry, consumer, sid, operation, _day(on))
+    click.echo(explaining.render(data, fmt), nl=False)
+    sys.exit(0 if decision.allowed else 1)
