@@ -222,6 +222,122 @@ def _duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+# --- scaffolding (issue 4) ----------------------------------------------------------------------
+
+SCAFFOLD_REGISTRY = click.option("--registry", "registry_dir", default="registry", show_default=True,
+                                 type=click.Path(file_okay=False, path_type=Path),
+                                 help="The registry folder.")
+
+
+def _scaffold_report(outcome: Any) -> None:
+    """Print what was written, the registry's problems, and what to commit; exit 1 on errors."""
+    from compiler.errors import Severity
+
+    for path in outcome.changed:
+        click.echo(f"{outcome.action if path == outcome.changed[0] else 'updated'} {_shown(path)}")
+    if outcome.problems:
+        click.echo(report.render(outcome.problems, "text"), nl=False)
+        click.echo(report.summary(outcome.problems))
+    if any(p.severity is Severity.ERROR for p in outcome.problems):
+        click.echo("fix the errors above, then commit", err=True)
+        sys.exit(1)
+    click.echo("\nNext, commit and open a pull request:")
+    click.echo(f"  git add {' '.join(_shown(p) for p in outcome.changed)}")
+    click.echo(f"  git commit -m {_quote(outcome.title)}")
+    click.echo(f"  pull request title: {outcome.title}")
+
+
+def _quote(text: str) -> str:
+    import shlex
+    return shlex.quote(text)
+
+
+@main.group("new")
+def new_group() -> None:
+    """Create a registry file: a participant or a service."""
+
+
+@new_group.command("participant")
+@click.argument("pid", metavar="ID")
+@click.option("--name", required=True, help="Full official name.")
+@click.option("--type", "type_", required=True,
+              type=click.Choice(["federal", "regional", "municipal", "fund", "mfc", "organization",
+                                 "operator"]))
+@click.option("--contact-name", required=True)
+@click.option("--contact-email", required=True)
+@click.option("--review-team", required=True, help="GitHub team that speaks for it, e.g. @org/team.")
+@click.option("--sidecar", help="Public https address of its sidecar.")
+@click.option("--certificate", type=click.File("r", encoding="utf-8"), help="PEM certificate file.")
+@click.option("--agreement-number", help="Number of the participation agreement (R10).")
+@click.option("--agreement-signed", help="Date the agreement was signed, YYYY-MM-DD.")
+@SCAFFOLD_REGISTRY
+@_clean_errors
+def new_participant_command(pid: str, name: str, type_: str, contact_name: str, contact_email: str,
+                            review_team: str, sidecar: str | None, certificate: Any,
+                            agreement_number: str | None, agreement_signed: str | None,
+                            registry_dir: Path) -> None:
+    """Register participant ID: writes participants/ID.yaml and checks the registry."""
+    from compiler import scaffold
+
+    _scaffold_report(scaffold.new_participant(
+        registry_dir, pid=pid, name=name, type_=type_, contact_name=contact_name,
+        contact_email=contact_email, review_team=review_team, sidecar=sidecar,
+        certificate_pem=certificate.read() if certificate else None,
+        agreement_number=agreement_number, agreement_signed=agreement_signed))
+
+
+@new_group.command("service")
+@click.argument("sid", metavar="SID")
+@click.option("--name", required=True)
+@click.option("--owner", required=True, help="Participant id of the owner.")
+@click.option("--description", required=True)
+@click.option("--protocol", required=True, type=click.Choice(["rest", "soap"]))
+@click.option("--classification", required=True, type=click.Choice(["public", "restricted", "personal-data"]),
+              help="state-secret is never processed (R6).")
+@click.option("--legal-basis", required=True, help="The act under which the service provides the data.")
+@click.option("--contact-name", required=True)
+@click.option("--contact-email", required=True)
+@click.option("--operation", "operations", multiple=True, required=True,
+              help="NAME:METHOD:PATH (rest) or NAME:SOAPACTION (soap); repeat for each operation.")
+@SCAFFOLD_REGISTRY
+@_clean_errors
+def new_service_command(sid: str, name: str, owner: str, description: str, protocol: str,
+                        classification: str, legal_basis: str, contact_name: str, contact_email: str,
+                        operations: tuple[str, ...], registry_dir: Path) -> None:
+    """Register service SID: writes services/SID.yaml and checks the registry."""
+    from compiler import scaffold
+
+    _scaffold_report(scaffold.new_service(
+        registry_dir, sid=sid, name=name, owner=owner, description=description, protocol=protocol,
+        classification=classification, legal_basis=legal_basis, contact_name=contact_name,
+        contact_email=contact_email, operations=list(operations)))
+
+
+@main.command("request-access")
+@click.option("--consumer", required=True, help="Participant id that will call the service.")
+@click.option("--service", "sid", required=True, help="SID of the service.")
+@click.option("--operations", help="Comma-separated operations (access by operations; preferred, R5).")
+@click.option("--full", is_flag=True, help="Full access (all operations).")
+@click.option("--legal-basis", required=True, help="The act that gives the consumer this power (R4).")
+@click.option("--purpose", required=True)
+@click.option("--justification", help="Why full access is needed (R5, personal data).")
+@click.option("--valid-until", help="Last day of access, YYYY-MM-DD.")
+@SCAFFOLD_REGISTRY
+@_clean_errors
+def request_access_command(consumer: str, sid: str, operations: str | None, full: bool, legal_basis: str,
+                           purpose: str, justification: str | None, valid_until: str | None,
+                           registry_dir: Path) -> None:
+    """Add or update a grant in the consumer's access sheet, keeping its comments and layout."""
+    from compiler import scaffold
+
+    if full == (operations is not None):
+        raise click.UsageError("give exactly one of --operations a,b and --full")
+    ops = None if full else [op.strip() for op in (operations or "").split(",") if op.strip()]
+    _scaffold_report(scaffold.request_access(
+        registry_dir, consumer=consumer, sid=sid, operations=ops, legal_basis=legal_basis,
+        purpose=purpose, justification=justification, valid_until=valid_until))
+
+
 # --- review flow: plan, breaking, explain (issue 4) ---------------------------------------------
 
 REPO = click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."),

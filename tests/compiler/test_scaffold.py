@@ -1,0 +1,288 @@
+"""Scaffolding: new participant / service and request-access create or edit registry files.
+
+Edits keep the sheet's comments and layout; the result validates; refusals write nothing; and a
+new participant reaches a valid, committed pull request branch in three commands.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from compiler import scaffold
+from compiler.codeowners import render
+from compiler.errors import Severity
+from compiler.registry import load_directory
+from compiler.rules import check
+
+ROOT = Path(__file__).resolve().parents[2]
+REESTR = str(ROOT / ".venv" / "bin" / "reestr")
+TODAY = date(2026, 6, 1)
+LONG_BASIS = ("Федеральный закон от 27.07.2010 № 210-ФЗ «Об организации предоставления государственных и "
+              "муниципальных услуг», ст. 7.1; административный регламент Ведомства 9")
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository holding a copy of the example registry and its CODEOWNERS, committed."""
+    shutil.copytree(ROOT / "registry", tmp_path / "registry")
+    (tmp_path / ".github").mkdir()
+    (tmp_path / ".github/CODEOWNERS").write_text(render(load_directory(tmp_path / "registry")))
+    _git(tmp_path, "init", "-q", "-b", "main")
+    _git(tmp_path, "config", "user.email", "t@example.org")
+    _git(tmp_path, "config", "user.name", "Test")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "registry")
+    return tmp_path
+
+
+def _errors(problems: list[scaffold.Problem]) -> list[str]:
+    return [f"{p.path}:{p.line} {p.code}" for p in problems if p.severity is Severity.ERROR]
+
+
+def _participant(repo: Path, pid: str = "ved9", **extra: str | None) -> scaffold.Outcome:
+    args: dict[str, str | None] = dict(
+        pid=pid, name="Ведомство 9", type_="regional", contact_name="Иванов Иван",
+        contact_email="it@ved9.example.gov.ru", review_team="@reestr-registry/ved9",
+        agreement_number="РСМЭВ-2026/099", agreement_signed="2026-03-01")
+    args.update(extra)
+    return scaffold.new_participant(repo / "registry", today=TODAY, **args)  # type: ignore[arg-type]
+
+
+def test_new_participant_file_validates_and_updates_codeowners(repo: Path) -> None:
+    outcome = _participant(repo, sidecar="https://ved9.example.gov.ru:8443")
+    target = repo / "registry/participants/ved9.yaml"
+    assert outcome.changed == [target, repo / ".github/CODEOWNERS"]
+    text = target.read_text()
+    assert text.startswith("# yaml-language-server: $schema=../../schemas/participant.schema.json\n")
+    assert _errors(outcome.problems) == []
+    participant = load_directory(repo / "registry").participants["ved9"]
+    assert participant.spec.agreement.signed == date(2026, 3, 1)
+    assert participant.spec.sidecar == "https://ved9.example.gov.ru:8443"
+    assert "/registry/participants/ved9.yaml @reestr-registry/ved9 @reestr-registry/citto" in (
+        repo / ".github/CODEOWNERS").read_text()
+    assert outcome.title == "Register participant ved9: Ведомство 9"
+
+
+def test_new_participant_with_certificate(repo: Path) -> None:
+    pem = (ROOT / "demo/pki/ved1.crt").read_text()
+    (repo / "registry/participants/ved1.yaml").unlink()  # its certificate becomes free to reuse
+    (repo / "registry/consumers/ved1.yaml").unlink()
+    outcome = _participant(repo, certificate_pem=pem)
+    assert _errors(outcome.problems) == []
+    [cert] = load_directory(repo / "registry").participants["ved9"].spec.certificates
+    assert cert.pem == pem.strip() + "\n"
+    assert "pem: |\n" in (repo / "registry/participants/ved9.yaml").read_text()
+
+
+def test_new_participant_without_agreement_leaves_a_placeholder(repo: Path) -> None:
+    outcome = _participant(repo, agreement_number=None, agreement_signed=None)
+    assert _errors(outcome.problems) == [f"{repo / 'registry/participants/ved9.yaml'}:7 SCHEMA-missing-field"]
+    assert "# agreement:" in (repo / "registry/participants/ved9.yaml").read_text()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"pid": "Bad_ID"}, "participant id 'Bad_ID' does not match"),
+    ({"pid": "../escape"}, "does not match"),
+    ({"pid": "ved1"}, "already exists"),
+    ({"review_team": "ved9-team"}, "review_team"),
+    ({"contact_email": "not an email"}, "email"),
+    ({"sidecar": "ftp://ved9"}, "http(s) URL"),
+    ({"agreement_signed": "01.03.2026"}, "YYYY-MM-DD"),
+    ({"agreement_number": None}, "both --agreement-number and --agreement-signed"),
+    ({"certificate_pem": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"}, "not a PEM"),
+], ids=["bad-id", "path-escape", "existing-file", "bad-team", "bad-email", "bad-sidecar", "bad-date",
+        "half-agreement", "bad-certificate"])
+def test_new_participant_refusals_write_nothing(repo: Path, extra: dict[str, str | None], message: str) -> None:
+    before = _git(repo, "status", "--porcelain")
+    with pytest.raises(scaffold.ScaffoldError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _participant(repo, **extra)
+    assert _git(repo, "status", "--porcelain") == before == ""
+
+
+def _service(repo: Path, **extra: object) -> scaffold.Outcome:
+    args: dict[str, object] = dict(
+        sid="SID0009001", name="Сведения о выданных разрешениях", owner="ved4",
+        description="Реестр разрешений Ведомства 4", protocol="rest", classification="restricted",
+        legal_basis=LONG_BASIS, contact_name="Кузнецов Олег", contact_email="it@ved4.example.gov.ru",
+        operations=["getPermit:GET:/permits/{number}", "search:post:/permits/search"])
+    args.update(extra)
+    return scaffold.new_service(repo / "registry", today=TODAY, **args)  # type: ignore[arg-type]
+
+
+def test_new_rest_service(repo: Path) -> None:
+    outcome = _service(repo)
+    assert _errors(outcome.problems) == []
+    service = load_directory(repo / "registry").services["SID0009001"]
+    assert [(op.name, op.method, op.path) for op in service.spec.operations] == [
+        ("getPermit", "GET", "/permits/{number}"), ("search", "POST", "/permits/search")]
+    assert service.spec.legal_basis == LONG_BASIS
+    text = (repo / "registry/services/SID0009001.yaml").read_text()
+    assert "legal_basis: >-\n" in text  # long text is folded, as people write it
+    assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_new_soap_service_keeps_colons_of_the_soap_action(repo: Path) -> None:
+    outcome = _service(repo, protocol="soap", operations=["get:urn:ved4:permits:get"])
+    assert _errors(outcome.problems) == []
+    [op] = load_directory(repo / "registry").services["SID0009001"].spec.operations
+    assert (op.name, op.soap_action) == ("get", "urn:ved4:permits:get")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"sid": "SID123"}, "SID 'SID123' does not match"),
+    ({"sid": "SID0003001"}, "already exists"),
+    ({"owner": "nobody"}, "owner 'nobody' is not a registered participant"),
+    ({"operations": []}, "at least one --operation"),
+    ({"operations": ["get"]}, "expected NAME:METHOD:PATH"),
+    ({"operations": ["get:FETCH:/x"]}, "method"),
+    ({"operations": ["get:GET:no-slash"]}, "path"),
+    ({"protocol": "soap", "operations": ["get"]}, "expected NAME:SOAPACTION"),
+    ({"classification": "secret"}, "classification"),
+], ids=["bad-sid", "existing-file", "unknown-owner", "no-operations", "rest-without-route", "bad-method",
+        "bad-path", "soap-without-action", "bad-classification"])
+def test_new_service_refusals_write_nothing(repo: Path, extra: dict[str, object], message: str) -> None:
+    with pytest.raises(scaffold.ScaffoldError, match=message):
+        _service(repo, **extra)
+    assert _git(repo, "status", "--porcelain") == ""
+
+
+def _request(repo: Path, consumer: str, sid: str, operations: list[str] | None, **extra: str) -> scaffold.Outcome:
+    return scaffold.request_access(repo / "registry", consumer=consumer, sid=sid, operations=operations,
+                                   legal_basis=extra.pop("legal_basis", LONG_BASIS),
+                                   purpose=extra.pop("purpose", "Проверка сведений"), today=TODAY, **extra)
+
+
+def test_request_access_appends_and_keeps_comments_and_layout(repo: Path) -> None:
+    sheet = repo / "registry/consumers/ved1.yaml"
+    before = sheet.read_text()
+    outcome = _request(repo, "ved1", "SID0007001", ["getCertificate", "byDriver"], valid_until="2027-01-31")
+    assert outcome.action == "updated"
+    assert outcome.title == "Request access: ved1 → SID0007001 (getCertificate, byDriver)"
+    after = sheet.read_text()
+    assert after.startswith(before)  # everything written by hand stays byte for byte
+    assert after[len(before):].startswith("    - service: SID0007001\n      access: operations\n")
+    assert _errors(outcome.problems) == []
+    grants = load_directory(repo / "registry").sheets["ved1"].spec.grants
+    assert [(g.service, g.operations) for g in grants] == [
+        ("SID0003001", None), ("SID0003002", ["operation2"]), ("SID0007001", ["getCertificate", "byDriver"])]
+    assert grants[2].valid_until == date(2027, 1, 31)
+
+
+def test_request_access_again_updates_the_grant(repo: Path) -> None:
+    sheet = repo / "registry/consumers/ved2.yaml"
+    outcome = _request(repo, "ved2", "SID0003001", ["operation2", "operation1"], purpose="Поиск заявителей")
+    assert outcome.title.startswith("Update access: ved2 → SID0003001")
+    [grant] = load_directory(repo / "registry").sheets["ved2"].spec.grants
+    assert grant.operations == ["operation1", "operation3", "operation2"]  # added, none dropped
+    assert grant.purpose == "Поиск заявителей"
+    assert sheet.read_text().startswith((ROOT / "registry/consumers/ved2.yaml").read_text()[:200])
+    outcome = _request(repo, "ved2", "SID0003001", None, justification="Все сведения нужны на каждом шаге")
+    [grant] = load_directory(repo / "registry").sheets["ved2"].spec.grants
+    assert (grant.access, grant.operations) == ("full", None)
+    assert _errors(outcome.problems) == []
+    assert _git(repo, "diff", "--stat").count("|") == 1  # one file, no duplicate grant
+
+
+def test_request_access_keeps_flow_lists_and_comments(repo: Path) -> None:
+    sheet = repo / "registry/consumers/ved1.yaml"
+    sheet.write_text(sheet.read_text().replace("      operations: [operation2]\n",
+                                               "      operations: [operation2]  # строка 3 приложения 2\n"))
+    _request(repo, "ved1", "SID0003002", ["operation1"])
+    text = sheet.read_text()
+    # ruamel keeps the comment; it may narrow the gap before it to one space
+    assert re.search(r"operations: \[operation2, operation1\] +# строка 3 приложения 2\n", text)
+    assert "# Технологический лист Ведомства 1 (строки 1 и 3 приложения 2).\n" in text
+
+
+def test_request_access_creates_a_sheet(repo: Path) -> None:
+    outcome = _request(repo, "dz-tyumen", "SID0003003", None)
+    sheet = repo / "registry/consumers/dz-tyumen.yaml"
+    assert outcome.action == "created"
+    assert outcome.changed == [sheet, repo / ".github/CODEOWNERS"]
+    assert sheet.read_text().startswith("# yaml-language-server: $schema=../../schemas/access-sheet.schema.json\n")
+    assert _errors(outcome.problems) == []
+
+
+@pytest.mark.parametrize(("consumer", "sid", "operations", "message"), [
+    ("nobody", "SID0003001", ["operation1"], "consumer 'nobody' is not a registered participant"),
+    ("ved2", "SID0009999", ["operation1"], "service SID0009999 is not registered"),
+    ("ved2", "SID0003001", ["nope"], "SID0003001 has no operation 'nope'"),
+    ("ved2", "SID0003001", [], "has no operation"),
+    ("ved3", "SID0003001", None, "implicit"),
+    ("ved2", "../../x", None, "does not match"),
+], ids=["unknown-consumer", "unknown-service", "unknown-operation", "no-operations", "owner-grant",
+        "bad-sid"])
+def test_request_access_refusals_write_nothing(repo: Path, consumer: str, sid: str,
+                                               operations: list[str] | None, message: str) -> None:
+    with pytest.raises(scaffold.ScaffoldError, match=message):
+        _request(repo, consumer, sid, operations)
+    assert _git(repo, "status", "--porcelain") == ""
+
+
+def test_request_access_refuses_a_bad_date(repo: Path) -> None:
+    with pytest.raises(scaffold.ScaffoldError, match="YYYY-MM-DD"):
+        _request(repo, "ved2", "SID0003002", ["operation1"], valid_until="31.12.2027")
+    assert _git(repo, "status", "--porcelain") == ""
+
+
+def _reestr(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([REESTR, *args], cwd=repo, capture_output=True, text=True)
+
+
+def test_three_commands_from_nothing_to_a_valid_pull_request(repo: Path) -> None:
+    """A new participant: `new participant`, `request-access`, then git add + commit as printed."""
+    _git(repo, "checkout", "-qb", "join-ved9")
+    first = _reestr(repo, "new", "participant", "ved9", "--name", "Ведомство 9", "--type", "municipal",
+                    "--contact-name", "Иванов Иван", "--contact-email", "it@ved9.example.gov.ru",
+                    "--review-team", "@reestr-registry/ved9", "--sidecar", "https://ved9.example.gov.ru:8443",
+                    "--agreement-number", "РСМЭВ-2026/099", "--agreement-signed", "2026-03-01")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _reestr(repo, "request-access", "--consumer", "ved9", "--service", "SID0003002",
+                     "--operations", "operation2", "--legal-basis", LONG_BASIS,
+                     "--purpose", "Проверка действительности разрешения")
+    assert second.returncode == 0, second.stdout + second.stderr
+    add = next(line for line in second.stdout.splitlines() if line.strip().startswith("git add "))
+    commit = next(line for line in second.stdout.splitlines() if line.strip().startswith("git commit "))
+    assert ".github/CODEOWNERS" in add and "registry/consumers/ved9.yaml" in add
+    _git(repo, "add", "registry", ".github")  # the third command: what both outputs said to add
+    subprocess.run(commit.strip(), shell=True, cwd=repo, check=True, capture_output=True)
+    assert _git(repo, "status", "--porcelain") == ""
+    assert _git(repo, "log", "-1", "--format=%s") == "Request access: ved9 → SID0003002 (operation2)\n"
+    registry = load_directory(repo / "registry")  # what CI will check on the pull request
+    assert registry.problems == []
+    assert [p for p in check(registry, TODAY, repo) if p.severity is Severity.ERROR] == []
+    assert registry.sheets["ved9"].spec.grants[0].operations == ["operation2"]
+    codeowners = _reestr(repo, "codeowners", "--check")
+    assert codeowners.returncode == 0, codeowners.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["request-access", "--consumer", "ved2", "--service", "SID0003001", "--legal-basis", "x", "--purpose", "y"],
+    ["request-access", "--consumer", "ved2", "--service", "SID0003001", "--full", "--operations", "operation1",
+     "--legal-basis", "x", "--purpose", "y"],
+    ["new", "service", "SID0009001", "--name", "x"],
+    ["new", "participant", "ved1", "--name", "x", "--type", "regional", "--contact-name", "a",
+     "--contact-email", "a@b.ru", "--review-team", "@org/t", "--agreement-number", "1",
+     "--agreement-signed", "2026-01-01"],
+], ids=["neither-full-nor-operations", "both-full-and-operations", "missing-options", "existing-participant"])
+def test_cli_refusals_exit_2(repo: Path, args: list[str]) -> None:
+    result = _reestr(repo, *args)
+    assert result.returncode == 2, result.stdout
+    assert _git(repo, "status", "--porcelain") == ""
+
+
+def test_cli_reports_problems_with_exit_1(repo: Path) -> None:
+    result = _reestr(repo, "new", "participant", "ved9", "--name", "Ведомство 9", "--type", "regional",
+                     "--contact-name", "a", "--contact-email", "a@b.ru", "--review-team", "@org/ved9")
+    assert result.returncode == 1
+    assert "registry/participants/ved9.yaml:7:3: SCHEMA-missing-field" in result.stdout
