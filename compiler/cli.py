@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -21,10 +21,8 @@ from compiler.errors import CompilerError
 from compiler.validate import failed
 from compiler.validate import validate as check_registry
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-def _clean_errors(fn: F) -> F:
+def _clean_errors[F: Callable[..., Any]](fn: F) -> F:
     """Turn a CompilerError into `reestr: message` and exit code 2."""
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

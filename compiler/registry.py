@@ -157,8 +157,9 @@ def _load_one(registry: Registry, path: str, raw: bytes, kind: str, rel: PurePos
     if ident != stem:
         problems.append(Problem(*source.at("metadata", _ID_FIELD[kind]), "ID-file-name",
                                 f"{_ID_FIELD[kind]} {ident!r} must match the file name {stem!r}"))
-    table: dict[str, Any] = {"Participant": registry.participants, "Service": registry.services,
-                             "AccessSheet": registry.sheets}[kind]
+    tables: dict[str, dict[str, Any]] = {"Participant": registry.participants, "Service": registry.services,
+                                         "AccessSheet": registry.sheets}
+    table = tables[kind]
     if ident in table:
         other = registry.sources[(kind, ident)].path
         code = "R1-one-sheet-per-consumer" if kind == "AccessSheet" else "ID-duplicate"
@@ -186,10 +187,9 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """The part of a pydantic error location that names real nodes (drops union branch tags)."""
     path: list[str | int] = []
     for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
-            data = data[part]
+        if (isinstance(data, dict) and part in data) or (
+                isinstance(data, list) and isinstance(part, int) and part < len(data)):
+            data = data[part]  # type: ignore[index]
         elif isinstance(data, dict) and isinstance(part, str) and "[" not in part:
             path.append(part)  # a missing field: point at it under its parent
             break
