@@ -1,0 +1,117 @@
+"""`reestr-sidecar journal verify|export` and `stats`, run as the installed console script."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compiler.trust import generate_keypair, load_private_key
+from proxy.journal import Journal, Record
+
+SIDECAR = Path(sys.executable).parent / "reestr-sidecar"
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SIDECAR), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    return generate_keypair(tmp_path / "sidecar")
+
+
+@pytest.fixture
+def journal(tmp_path: Path, keys: tuple[Path, Path]) -> Path:
+    """Twelve calls one second apart; every fourth one denied; checkpoints at 5, 10 and 12."""
+    path = tmp_path / "journal.db"
+    with Journal(path, load_private_key(keys[0]), checkpoint_every=5) as j:
+        for n in range(12):
+            denied = n % 4 == 3
+            j.append_blocking(Record(
+                time=f"2026-03-01T10:00:{n:02d}.000000Z", direction="inbound", kind="request",
+                exchange=f"exchange-{n}", decision="deny" if denied else "allow", method="GET",
+                path=f"/SID0003001/certificates/{n}", size=0, body_sha256=hashlib.sha256(b"").hexdigest(),
+                consumer=f"vedomstvo-{1 + n % 2}", provider="vedomstvo-3" if n < 10 else "vedomstvo-5",
+                sid="SID0003001" if n < 10 else "SID0005001", operation="get",
+                reason="R-no-grant" if denied else None, status=403 if denied else None))
+    return path
+
+
+def test_verify_intact_exits_0(journal: Path, keys: tuple[Path, Path]) -> None:
+    result = run("journal", "verify", journal, "--key", keys[1])
+    assert result.returncode == 0, result.stderr
+    assert "intact: 12 records, 3 checkpoints" in result.stdout and "unsealed tail 0" in result.stdout
+
+
+def test_verify_hand_edited_exits_1_naming_the_first_bad_record(journal: Path, keys: tuple[Path, Path]) -> None:
+    with contextlib.closing(sqlite3.connect(journal)) as conn, conn:
+        conn.execute("UPDATE records SET record = replace(record, '\"deny\"', '\"allow\"') WHERE id = 8")
+        conn.execute("DELETE FROM records WHERE id = 11")
+    result = run("journal", "verify", journal, "--key", keys[1])
+    assert result.returncode == 1
+    assert "TAMPERED: first bad record 8: record-modified" in result.stdout
+    assert "record 11: record-missing" in result.stdout
+
+
+def test_verify_with_another_key_exits_1(journal: Path, tmp_path: Path) -> None:
+    _, other = generate_keypair(tmp_path / "other")
+    result = run("journal", "verify", journal, "--key", other)
+    assert result.returncode == 1
+    assert "first bad record 5: checkpoint-unknown-key" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    pytest.param(["journal", "verify", "{tmp}/missing.db", "--key", "{pub}"], "no such file", id="missing-journal"),
+    pytest.param(["journal", "verify", "{pub}", "--key", "{pub}"], "not a database", id="not-a-journal"),
+    pytest.param(["journal", "verify", "{db}", "--key", "{db}"], "not a PEM public key", id="bad-key-file"),
+    pytest.param(["journal", "verify", "{db}", "--key", "{tmp}/none.pub"], "No such file", id="missing-key"),
+    pytest.param(["journal", "verify", "{db}"], "Missing option '--key'", id="no-key-option"),
+    pytest.param(["journal", "export", "{db}", "--since", "last week"], "not an ISO 8601 time", id="bad-since"),
+    pytest.param(["journal", "export", "{db}", "--format", "csv"], "Invalid value for '--format'", id="bad-format"),
+    pytest.param(["stats", "--journal", "{tmp}/missing.db"], "no such file", id="stats-missing-journal"),
+])
+def test_usage_and_unreadable_input_exit_2_without_traceback(journal: Path, keys: tuple[Path, Path],
+                                                             tmp_path: Path, args: list[str],
+                                                             message: str) -> None:
+    result = run(*(a.format(tmp=tmp_path, pub=keys[1], db=journal) for a in args))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_export_jsonl_with_since_until_to_file(journal: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    result = run("journal", "export", journal, "--format", "jsonl", "--since", "2026-03-01T10:00:03Z",
+                 "--until", "2026-03-01T13:00:06+03:00", "-o", out)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in lines] == [4, 5, 6]
+    assert lines[0]["decision"] == "deny" and lines[0]["reason"] == "R-no-grant"
+    assert lines[1]["prev_hash"] == lines[0]["hash"]
+
+
+def test_export_to_stdout(journal: Path) -> None:
+    result = run("journal", "export", journal)
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 12
+
+
+def test_stats_text_and_json_per_provider(journal: Path) -> None:
+    text = run("stats", "--journal", journal, "--provider", "vedomstvo-3")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.split("\n")[1].split() == ["SID0003001", "get", "vedomstvo-1", "allow", "5"]
+    assert text.stdout.split("\n")[-2].split() == ["total", "10"]
+    as_json = run("stats", "--journal", journal, "--since", "2026-03-01T10:00:08Z", "--format", "json")
+    assert json.loads(as_json.stdout) == [
+        {"sid": "SID0003001", "operation": "get", "consumer": "vedomstvo-1", "decision": "allow", "calls": 1},
+        {"sid": "SID0003001", "operation": "get", "consumer": "vedomstvo-2", "decision": "allow", "calls": 1},
+        {"sid": "SID0005001", "operation": "get", "consumer": "vedomstvo-1", "decision": "allow", "calls": 1},
+        {"sid": "SID0005001", "operation": "get", "consumer": "vedomstvo-2", "decision": "deny", "calls": 1},
+    ]
