@@ -425,3 +425,31 @@ def explain(consumer: str, sid: str, operation: str | None, registry_dir: Path, 
     decision, data = explaining.explain(registry, consumer, sid, operation, _day(on))
     click.echo(explaining.render(data, fmt), nl=False)
     sys.exit(0 if decision.allowed else 1)
+
+
+# --- catalog site (issue 4) ---------------------------------------------------------------------
+
+
+@main.command("site")
+@REGISTRY
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write index.html, services/, participants/ and assets/ into.")
+@click.option("--on", "on", metavar="YYYY-MM-DD", help="Show access as in force on this day (default: today).")
+@_clean_errors
+def site_command(path: Path, out: Path, on: str | None) -> None:
+    """Write the static catalog of the registry (works from the file system, no server)."""
+    from datetime import date
+
+    from compiler.registry import load_directory
+    from compiler.site import build_site
+
+    try:
+        day = date.fromisoformat(on) if on else date.today()
+    except ValueError:
+        raise click.BadParameter("expected YYYY-MM-DD", param_hint="--on") from None
+    registry = load_directory(path)
+    if registry.problems:
+        click.echo(f"reestr: warning: {len(registry.problems)} problem(s) while loading {path}; "
+                   "documents that failed to load are not in the catalog (run `reestr validate`)", err=True)
+    files = build_site(registry, out, day)
+    click.echo(f"wrote {len(files)} files; open {_shown(out / 'index.html')}")
