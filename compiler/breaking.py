@@ -86,7 +86,7 @@ def breaking(base: Registry, head: Registry, today: date,
             if gone:
                 problems.append(Problem(*base.source("Service", sid).at("metadata", "sid"),
                                         "R7-service-removed",
-                                        f"{sid} is removed while {_consumers(users)} are granted it; "
+                                        f"{sid} is removed while granted to {_consumers(users)}; "
                                         f"operations {', '.join(gone)} carry no deprecation of "
                                         f"≥30 days whose sunset has passed (R7, 000 2.2.13)"))
             continue
@@ -109,8 +109,8 @@ def _operations(head: Registry, sid: str, old: Service, new: Service,
         if not who or _announced(op, today):
             continue
         if op.name not in index:
-            out.append(Problem(*source.at("spec", "operations"), "R7-operation-removed",
-                               f"{sid} operation {op.name} is removed while {who} are granted it, "
+            out.append(Problem(*source.at("spec", "operations", key=True), "R7-operation-removed",
+                               f"{sid} operation {op.name} is removed while granted to {who}, "
                                f"without a deprecation of ≥30 days whose sunset has passed (R7)"))
             continue
         i = index[op.name]
@@ -120,7 +120,7 @@ def _operations(head: Registry, sid: str, old: Service, new: Service,
             if was != became:
                 out.append(Problem(*source.at("spec", "operations", i, attr), "R7-operation-changed",
                                    f"{sid} operation {op.name}: {attr} {_show(was)} → {_show(became)} "
-                                   f"while {who} are granted it, without a deprecation of ≥30 days "
+                                   f"while granted to {who}, without a deprecation of ≥30 days "
                                    f"whose sunset has passed (R7)"))
     return out
 
