@@ -192,9 +192,9 @@ def verify_envelope(
         raise TrustError("threshold must be at least 1")
     if len(data) > MAX_ENVELOPE_BYTES:
         raise EnvelopeFormatError(f"envelope is {len(data)} bytes, over {MAX_ENVELOPE_BYTES}")
-    try:
-        envelope = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    try:  # NaN/Infinity, 5000-digit integers and deep nesting are refused here, not raised raw
+        envelope = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
         raise EnvelopeFormatError(f"not JSON: {e}") from e
     signed, signatures = _split_envelope(envelope)
     payload = canonical_json(signed)
@@ -234,6 +234,10 @@ def verify_envelope(
         raise SerialReuseError(f"serial {serial} is in force with other content")
     return Verified(signed=signed, digest=digest, serial=serial, expires_at=expires_at,
                     keyids=tuple(sorted(good)))
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _split_envelope(envelope: object) -> tuple[dict[str, Any], list[dict[str, str]]]:
