@@ -74,7 +74,7 @@ class Sidecar:
         self.store.load_state()
         self.source = make_source(config.bundle.source)
         self.journal: Journal | None = None
-        self.master: DumpMaster | None = None
+        self.master: Any = None  # DumpMaster; mitmproxy's API is only partly typed
         self.admin: AdminServer | None = None
         self.started = threading.Event()
         self._tasks: list[asyncio.Task[Any]] = []

@@ -35,7 +35,8 @@ class Enforce:
 
     def configure(self, updated: set[str]) -> None:
         if "reestr_max_body_bytes" in updated and ctx.options.reestr_max_body_bytes <= 0:
-            raise exceptions.OptionsError("reestr_max_body_bytes must be positive")
+            raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
+                "reestr_max_body_bytes must be positive")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         bundle = self.store.in_force()

@@ -10,7 +10,7 @@ header. Bodies are not stored, only their size and SHA-256 (personal data stays 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from mitmproxy import http
 
@@ -31,7 +31,8 @@ from proxy.policy import Decision, deny
 class Journaling:
     """Durable request and response records around every exchange."""
 
-    def __init__(self, journal: Journal, participant: str, direction: str = "inbound") -> None:
+    def __init__(self, journal: Journal, participant: str,
+                 direction: Literal["inbound", "outbound"] = "inbound") -> None:
         self.journal = journal
         self.participant = participant
         self.direction = direction
@@ -81,7 +82,7 @@ class Journaling:
         flow.metadata[RESPONSE_RECORD] = None
         flow.response = deny_response(decision, flow.request)
 
-    def _record(self, flow: http.HTTPFlow, kind: str) -> Record:
+    def _record(self, flow: http.HTTPFlow, kind: Literal["request", "response", "error"]) -> Record:
         decision: Decision | None = flow.metadata.get(DECISION)
         bundle = flow.metadata.get(BUNDLE)
         leaf = leaf_of(flow.client_conn)
@@ -94,11 +95,11 @@ class Journaling:
         else:  # mitmproxy answered by itself: upstream failed, or a body over its hard cap
             body = b""
             status = 413 if decision is not None and decision.reason == "body-too-large" else 502
-        verdict = "error" if kind == "error" else (
+        verdict: Literal["allow", "deny", "error"] = "error" if kind == "error" else (
             "allow" if decision is not None and decision.allowed else "deny")
         return Record(
             time=utc_now(), direction=self.direction,
-            kind="response" if kind == "error" else kind, exchange=flow.id,
+            kind="request" if kind == "request" else "response", exchange=flow.id,
             consumer=decision.consumer if decision else None,
             provider=self.participant if self.direction == "inbound" else None,
             sid=decision.sid if decision else None,

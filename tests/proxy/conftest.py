@@ -169,7 +169,8 @@ def _soap(action: str | None, element: str | None) -> dict[str, Any]:
 
 
 def signed_bundle(pki: Pki, serial: int = 10, audience: str = "ved3",
-                  expires_in: dt.timedelta = dt.timedelta(hours=4)) -> dict[str, Any]:
+                  expires_in: dt.timedelta = dt.timedelta(hours=4),
+                  expires_at: dt.datetime | None = None) -> dict[str, Any]:
     """The `signed` part of ved3's bundle: a REST service, a SOAP service, a range of callers.
 
     ved1 full; ved2 operations op1+op3; ved4 grant expired; ved5 agreement ended; ved6 suspended
@@ -189,7 +190,7 @@ def signed_bundle(pki: Pki, serial: int = 10, audience: str = "ved3",
     return {
         "type": "reestr-bundle", "format": 1, "audience": audience, "serial": serial,
         "issued_at": format_time(NOW - dt.timedelta(minutes=5)),
-        "expires_at": format_time(NOW + expires_in),
+        "expires_at": format_time(expires_at or NOW + expires_in),
         "source": {"commit": None, "registry_digest": "sha256:" + "0" * 64},
         "participant": {"id": audience, "name": "Ведомство 3", "status": "active",
                         "ends_on": None, "sidecar": "https://127.0.0.1:8443",
