@@ -1,0 +1,234 @@
+"""compiler.bundle: each participant's slice of the example registry, exclusions, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from compiler import bundle, trust
+from compiler.access import IMPLICIT_OWNER
+from compiler.registry import load_directory
+
+ROOT = Path(__file__).resolve().parents[2]
+REESTR = str(ROOT / ".venv" / "bin" / "reestr")
+ISSUED = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+KEY = Ed25519PrivateKey.generate()
+INFO = bundle.BuildInfo(serial=5, issued_at=ISSUED, expires_at=ISSUED + timedelta(hours=6), commit=None)
+
+
+def fingerprints(pid: str) -> list[str]:
+    """SHA-256 of the participant's certificates, computed here from the YAML's PEM blocks."""
+    text = (ROOT / "registry" / "participants" / f"{pid}.yaml").read_text(encoding="utf-8")
+    out = []
+    for block in text.split("-----BEGIN CERTIFICATE-----")[1:]:
+        body = "".join(line.strip() for line in block.split("-----END CERTIFICATE-----")[0].splitlines())
+        pem = f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+        out.append(x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256()).hex())
+    assert out, pid
+    return sorted(out)
+
+
+def compiled(root: Path) -> dict[str, dict[str, Any]]:
+    """Build with the library and return every file's verified `signed` content by name."""
+    registry = load_directory(root)
+    assert registry.problems == []
+    files = bundle.build(registry, INFO, [KEY])
+    out = {}
+    for name, data in files.items():
+        audience = None if name == "index.json" else name.removesuffix(".json")
+        kind = trust.INDEX_TYPE if audience is None else trust.BUNDLE_TYPE
+        out[name] = trust.verify_envelope(data, [KEY.public_key()], audience=audience, now=ISSUED,
+                                          expected_type=kind).signed
+    return out
+
+
+@pytest.fixture(scope="module")
+def example() -> dict[str, dict[str, Any]]:
+    return compiled(ROOT / "registry")
+
+
+def callers(b: dict[str, Any], sid: str) -> dict[str, tuple[str, list[str] | None]]:
+    return {pid: (c["access"], c["operations"]) for pid, c in b["services"][sid]["callers"].items()}
+
+
+def test_one_bundle_per_participant_and_an_index(example: dict[str, dict[str, Any]]) -> None:
+    pids = sorted(p.stem for p in (ROOT / "registry" / "participants").glob("*.yaml"))
+    assert sorted(example) == sorted([*(f"{p}.json" for p in pids), "index.json"])
+    index = example["index.json"]
+    assert sorted(index["bundles"]) == pids
+    assert index["excluded"] == []
+    for b in (example[f"{p}.json"] for p in pids):
+        assert (b["serial"], b["issued_at"], b["expires_at"]) == (5, "2026-11-25T10:00:00Z", "2026-11-25T16:00:00Z")
+        assert b["source"]["registry_digest"] == index["source"]["registry_digest"]
+
+
+def test_ved3_serves_exactly_its_three_services(example: dict[str, dict[str, Any]]) -> None:
+    ved3 = example["ved3.json"]
+    assert sorted(ved3["services"]) == ["SID0003001", "SID0003002", "SID0003003"]
+    assert ved3["grants"] == {}
+    assert callers(ved3, "SID0003001") == {"ved3": ("full", None), "ved1": ("full", None),
+                                           "ved2": ("operations", ["operation1", "operation3"])}
+    assert callers(ved3, "SID0003002") == {"ved3": ("full", None), "ved1": ("operations", ["operation2"])}
+    assert callers(ved3, "SID0003003") == {"ved3": ("full", None), "ved4": ("full", None)}
+    for sid in ved3["services"]:
+        for pid, caller in ved3["services"][sid]["callers"].items():
+            assert [c["sha256"] for c in caller["certificates"]] == fingerprints(pid)
+    assert sorted(ved3["services"]["SID0003001"]["operations"]) == ["operation1", "operation2", "operation3"]
+    assert ved3["services"]["SID0003001"]["operations"]["operation1"]["path"] == "/applicants/{id}"
+    assert ved3["services"]["SID0003003"]["operations"]["getReference"]["soap_action"] == "urn:ved3:reference:get"
+    assert [c["sha256"] for c in ved3["participant"]["certificates"]] == fingerprints("ved3")
+
+
+def test_implicit_owner_right(example: dict[str, dict[str, Any]]) -> None:
+    owner = example["ved3.json"]["services"]["SID0003001"]["callers"]["ved3"]
+    assert owner["grant"] == IMPLICIT_OWNER
+    assert (owner["legal_basis"], owner["valid_until"]) == (None, None)
+    written = example["ved3.json"]["services"]["SID0003001"]["callers"]["ved2"]
+    assert written["grant"] == "consumers/ved2.yaml:9"
+    assert written["legal_basis"].startswith("Федеральный закон от 27.07.2010")
+
+
+def test_ved2_grants_exactly_sid0003001_operations_1_and_3(example: dict[str, dict[str, Any]]) -> None:
+    ved2 = example["ved2.json"]
+    assert ved2["services"] == {}
+    assert list(ved2["grants"]) == ["SID0003001"]
+    grant = ved2["grants"]["SID0003001"]
+    assert (grant["access"], grant["operations"]) == ("operations", ["operation1", "operation3"])
+    assert (grant["provider"], grant["provider_sidecar"]) == ("ved3", "https://ved3.example.gov.ru:8443")
+    assert [c["sha256"] for c in grant["provider_certificates"]] == fingerprints("ved3")
+    assert sorted(grant["operation_defs"]) == ["operation1", "operation2", "operation3"]
+    assert ved2["participant"]["id"] == "ved2" and ved2["participant"]["status"] == "active"
+
+
+def test_tyumen_case(example: dict[str, dict[str, Any]]) -> None:
+    grant = example["mvd-tyumen.json"]["grants"]["SID0007001"]
+    assert (grant["provider"], grant["operations"]) == ("dz-tyumen", ["byDriver", "getCertificate"])
+    assert grant["signed_messages"] is True and grant["classification"] == "personal-data"
+    assert callers(example["dz-tyumen.json"], "SID0007001") == {
+        "dz-tyumen": ("full", None), "mvd-tyumen": ("operations", ["byDriver", "getCertificate"])}
+    assert example["citto.json"]["services"] == {} and example["citto.json"]["grants"] == {}
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def excluded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """ved2 and dz-tyumen suspended, ved4 terminated, ved1's grant on SID0003002 expired."""
+    root = tmp_path_factory.mktemp("excluded") / "registry"
+    shutil.copytree(ROOT / "registry", root)
+    for pid in ("ved2", "dz-tyumen"):
+        _append(root / "participants" / f"{pid}.yaml",
+                '  status: suspended\n  suspension:\n    since: "2026-11-20"\n    reason: Деструктивные действия\n')
+    _append(root / "participants" / "ved4.yaml",
+            '    termination:\n      notified: "2026-07-01"\n      end: "2026-11-01"\n')
+    _append(root / "consumers" / "ved1.yaml", '      valid_until: "2026-11-24"\n')
+    return compiled(root)
+
+
+def test_left_out_with_reasons_in_the_index(excluded: dict[str, dict[str, Any]]) -> None:
+    reasons = {(e["what"], e["reason"]) for e in excluded["index.json"]["excluded"]}
+    assert reasons == {
+        ("participant ved2", "suspended"), ("participant dz-tyumen", "suspended"),
+        ("participant ved4", "terminated"),
+        ("grant ved2 → SID0003001", "consumer-suspended"),
+        ("grant ved4 → SID0003003", "consumer-terminated"),
+        ("grant ved1 → SID0003002", "grant-expired"),
+        ("grant dz-tyumen → SID0007001", "consumer-suspended"),   # its implicit owner right
+        ("grant mvd-tyumen → SID0007001", "owner-suspended"),
+    }
+    assert all(e["detail"] for e in excluded["index.json"]["excluded"])
+    ved3 = excluded["ved3.json"]
+    assert callers(ved3, "SID0003001") == {"ved3": ("full", None), "ved1": ("full", None)}
+    assert callers(ved3, "SID0003002") == {"ved3": ("full", None)}
+    assert callers(ved3, "SID0003003") == {"ved3": ("full", None)}
+    assert list(excluded["ved1.json"]["grants"]) == ["SID0003001"]
+    assert excluded["mvd-tyumen.json"]["grants"] == {}
+
+
+@pytest.mark.parametrize("pid", ["ved2", "dz-tyumen", "ved4"])
+def test_inactive_audience_gets_an_empty_bundle(excluded: dict[str, dict[str, Any]], pid: str) -> None:
+    b = excluded[f"{pid}.json"]
+    assert (b["audience"], b["services"], b["grants"]) == (pid, {}, {})
+    assert b["participant"]["status"] == ("active" if pid == "ved4" else "suspended")
+    assert (b["participant"]["ends_on"] is not None) == (pid == "ved4")
+
+
+def test_terminated_participant_ends_on_is_shipped(excluded: dict[str, dict[str, Any]]) -> None:
+    assert excluded["ved4.json"]["participant"]["ends_on"] == "2026-11-01"
+
+
+# --- through the real CLI -----------------------------------------------------------------------
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([REESTR, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def _workspace(tmp: Path) -> Path:
+    shutil.copytree(ROOT / "registry", tmp / "registry")
+    shutil.copytree(ROOT / "schemas", tmp / "schemas")
+    assert _run("keygen", "--out", "op", cwd=tmp).returncode == 0
+    return tmp
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_two_compiles_are_byte_identical(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    for out in ("a", "b"):
+        result = _run("compile", "registry", "--key", "op.key", "--out", out, "--serial", "42",
+                      "--issued-at", "2026-11-25T10:00:00Z", cwd=ws)
+        assert result.returncode == 0, result.stderr
+    first, second = _files(ws / "a"), _files(ws / "b")
+    assert len(first) == 8 and first == second
+    third = _run("compile", "registry", "--key", "op.key", "--out", "c", "--serial", "43",
+                 "--issued-at", "2026-11-25T10:00:00Z", cwd=ws)
+    assert third.returncode == 0 and _files(ws / "c")["ved2.json"] != first["ved2.json"]
+
+
+def _git(ws: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c",
+                           "commit.gpgsign=false", *args], cwd=ws, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_serial_defaults_to_git_commit_count(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    _git(ws, "init", "-q")
+    _git(ws, "add", "registry", "schemas")
+    _git(ws, "commit", "-qm", "one")
+    for n in (2, 3):
+        _append(ws / "registry" / "consumers" / "ved2.yaml", f"# revision {n}\n")
+        _git(ws, "commit", "-qam", f"rev {n}")
+    head = _git(ws, "rev-parse", "HEAD")
+    result = _run("compile", "registry", "--key", "op.key", "--out", "dist", cwd=ws)
+    assert result.returncode == 0, result.stderr
+    signed = json.loads((ws / "dist" / "ved3.json").read_bytes())["signed"]
+    assert signed["serial"] == 3
+    assert signed["source"]["commit"] == head
+    overridden = _run("compile", "registry", "--key", "op.key", "--out", "dist2", "--serial", "9", cwd=ws)
+    assert overridden.returncode == 0
+    assert json.loads((ws / "dist2" / "ved3.json").read_bytes())["signed"]["serial"] == 9
+
+
+def test_outside_git_a_serial_is_required(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    result = _run("compile", "registry", "--key", "op.key", "--out", "dist", cwd=ws)
+    assert result.returncode == 2
+    assert "--serial" in result.stderr
+    assert not (ws / "dist").exists()
