@@ -149,3 +149,26 @@ def test_malformed_bundle_content(pki: Pki, mutate: Any) -> None:
     mutate(signed)
     with pytest.raises(PolicyFormatError):
         parse_policy(signed)
+
+
+def test_bundles_of_the_real_compiler_parse_and_decide(tmp_path: Any) -> None:
+    """The sidecar reads what `reestr compile` writes from the example registry (no drift)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from compiler.trust import load_public_key, verify_envelope
+
+    root = Path(__file__).resolve().parents[2]
+    reestr = [sys.executable, "-c", "from compiler.cli import main; main()"]
+    subprocess.run([*reestr, "keygen", "--out", str(tmp_path / "op")], check=True, capture_output=True)
+    subprocess.run([*reestr, "compile", str(root / "registry"), "--key", str(tmp_path / "op.key"),
+                    "--out", str(tmp_path / "b"), "--serial", "3"], check=True, capture_output=True)
+    data = (tmp_path / "b" / "ved3.json").read_bytes()
+    verified = verify_envelope(data, [load_public_key(tmp_path / "op.pub")], audience="ved3")
+    policy = parse_policy(verified.signed)
+    allowed = evaluate(policy, "ved2", "GET", "/SID0003001/applicants/1", None, b"", TODAY)
+    denied = evaluate(policy, "ved2", "POST", "/SID0003001/applicants/search", None, b"", TODAY)
+    assert (allowed.reason, allowed.operation) == (None, "operation1")
+    assert (denied.reason, denied.operation) == ("operation-not-granted", "operation2")
+    assert evaluate(policy, "ved1", "POST", "/SID0003001/applicants/search", None, b"", TODAY).allowed
