@@ -1,0 +1,594 @@
+"""Sidecar benchmark (issue 3, "Done when"): throughput with wrk, bundle load time, sidecar RSS.
+
+    .venv/bin/python bench/sidecar_bench.py [--duration 10] [--warmup 2] [--connections 10,50]
+
+Needs the Debian packages `wrk` and `stunnel4` (`apt-get install -y wrk stunnel4`). Takes about
+two minutes with the defaults. Everything listens on and talks to 127.0.0.1 only; every process it
+starts is stopped at the end, also on Ctrl-C, on failure, or when the overall `--deadline` passes;
+the helper servers also exit by themselves after a while.
+
+What runs, in ONE run, at each connection count (default 10 and 50), each target for a fixed
+duration after a short warm-up, all on the same machine, the same upstream, the same call:
+
+  (a) the sidecar, `reestr-sidecar run` in a child process, with the signed policy bundle and the
+      durable journal (`synchronous: FULL`, and `NORMAL` as an extra row); the call is an allowed
+      one: Ведомство 1 `GET /SID0003001/applicants/42` (full access to service А);
+  (b) bare mitmproxy (`bench/bare_mitmproxy.py`): same DumpMaster reverse mode, same server
+      certificate, client certificate requested, lazy upstream connection, one no-op addon;
+  (c) the upstream directly (`bench/fast_upstream.py`, a minimal asyncio HTTP server with a small
+      fixed JSON answer): it must be far faster than (a) and (b), and the table shows that it is.
+
+wrk cannot present a TLS client certificate, and the sidecar denies a call without one. So wrk
+talks plain HTTP/1.1 to a local **stunnel** in client mode, which holds Ведомство 1's certificate
+(`demo/pki/ved1.{crt,key}`), verifies the server against the demo CA, and opens one TLS connection
+per wrk connection (kept alive, like wrk's). (a) and (b) sit behind the same stunnel process with
+the same settings, so both pay exactly the same TLS-client cost and the same extra hop; (c) is
+plain HTTP straight to the upstream. Latencies of (a) and (b) include the stunnel hop.
+The figures come from a wrk Lua `done()` hook (requests, duration, errors, p50, p99); non-2xx
+answers and socket errors are counted and shown, and each target answers one checked call first
+(the sidecar's with a `Reestr-Journal-Id` header), so a fast stream of denials cannot pass as
+throughput.
+
+All sidecars run with the big bundle of part 2 (10,000 grants), which costs nothing per request
+(the decision is dict lookups) but makes the RSS figure honest.
+
+Part 2, bundle load: the example registry is compiled with a fresh operator key, then Ведомство 3's
+bundle is grown to 10,000 grants (service × caller entries, plus the (caller, operation) pairs they
+allow) by synthetic REST services and callers and signed again with `compiler.trust.sign_envelope`.
+Loading it is timed the way the sidecar does it: `BundleStore.offer` (= `verify_envelope` +
+`parse_policy` index + writing `bundle.json`/`state.json` with fsync) into a fresh state directory;
+the median of `--load-runs` runs, with the two parts timed alone as well. The RSS (VmRSS, and the
+peak VmHWM) of the FULL sidecar process is read from /proc after all its traffic.
+
+The journal alone and `journal verify` are measured by `bench/journal_bench.py`.
+
+Outputs (configs, bundles, journals, stunnel log, wrk raw output) go to bench/out/sidecar/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from compiler.trust import (  # noqa: E402
+    format_time,
+    generate_keypair,
+    load_private_key,
+    load_public_key,
+    sign_envelope,
+    verify_envelope,
+)
+from proxy.bundles import BundleStore  # noqa: E402
+from proxy.policy import parse_policy  # noqa: E402
+
+PKI = ROOT / "demo" / "pki"
+BIN = Path(sys.executable).parent
+OUT = ROOT / "bench" / "out" / "sidecar"
+CALL_PATH = "/SID0003001/applicants/42"
+CALLER = "ved1"
+
+WRK_LUA = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d %d %.1f %.1f %.1f\\n",
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.mean))
+end
+"""
+
+TARGETS_TARGET_RATIO = 0.85  # (a) ≥ 85% of (b)
+LOAD_TARGET_MS = 100.0
+RSS_TARGET_MB = 150.0
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+class Procs:
+    """Every child process started, stopped in reverse order (SIGTERM, then SIGKILL)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, subprocess.Popen[Any] | Any]] = []
+
+    def add(self, name: str, proc: Any) -> Any:
+        self.items.append((name, proc))
+        return proc
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.items):
+            popen = getattr(proc, "process", proc)
+            if popen.poll() is not None:
+                continue
+            popen.send_signal(signal.SIGTERM)
+            try:
+                popen.wait(10)
+            except subprocess.TimeoutExpired:
+                print(f"  {name} did not stop on SIGTERM: killing it", file=sys.stderr)
+                popen.kill()
+                popen.wait()
+        self.items.clear()
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise DeadlineExceeded("the overall --deadline passed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+def wait_ready(admin_port: int, proc: subprocess.Popen[Any], what: str, timeout: float = 30.0) -> None:
+    """Until the sidecar's /readyz says 200 (bundle in force, journal writable, proxy listening)."""
+    url = f"http://127.0.0.1:{admin_port}/readyz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting (see its log)")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} was not ready within {timeout}s")
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, **kw)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result
+
+
+# --- the bundle with 10,000 grants --------------------------------------------------------------
+
+_LAW = ("Федеральный закон от 27.07.2010 № 210-ФЗ «Об организации предоставления государственных "
+        "и муниципальных услуг», ст. 7.1")
+
+
+def _cert(rng: random.Random, cn: str) -> dict[str, str]:
+    return {"sha256": f"{rng.getrandbits(256):064x}", "subject": f"CN={cn},O=reestr bench,C=RU",
+            "not_before": "2026-01-01T00:00:00Z", "not_after": "2036-01-01T00:00:00Z"}
+
+
+def grow_bundle(signed: dict[str, Any], grants: int, seed: int = 3) -> dict[str, Any]:
+    """`signed` with synthetic REST services and callers added up to `grants` caller entries."""
+    rng = random.Random(seed)
+    signed = json.loads(json.dumps(signed))
+    services = signed["services"]
+    have = sum(len(s["callers"]) for s in services.values())
+    need = max(0, grants - have)
+    pool_size = max(1, min(2000, need))
+    pool = []
+    for i in range(pool_size):
+        pid = f"bench-{i:05d}"
+        certs = [_cert(rng, pid)] + ([_cert(rng, pid + "-next")] if i % 10 == 0 else [])
+        pool.append((pid, certs))
+    n_services = max(1, -(-need // 200)) if need else 0
+    for s in range(n_services):
+        sid = f"SID0003{100 + s:03d}"
+        ops = {f"operation{k}": {"method": "GET" if k % 2 else "POST",
+                                 "path": f"/records/{{id}}/part{k}" if k % 2 else f"/records/search{k}",
+                                 "soap_action": None, "body_element": None, "deprecated": None,
+                                 "sunset": None}
+               for k in range(1, 5)}
+        count = need // n_services + (1 if s < need % n_services else 0)
+        callers = {}
+        for pid, certs in rng.sample(pool, count):
+            full = rng.random() < 0.5
+            callers[pid] = {
+                "access": "full" if full else "operations",
+                "operations": None if full else sorted(rng.sample(sorted(ops), rng.randint(1, 3))),
+                "grant": f"consumers/{pid}.yaml:{rng.randint(5, 900)}", "legal_basis": _LAW,
+                "valid_until": None if rng.random() < 0.8 else "2030-12-31", "ends_on": None,
+                "certificates": certs,
+            }
+        services[sid] = {"name": f"Синтетический сервис {s}", "protocol": "rest",
+                         "classification": rng.choice(["public", "restricted", "personal-data"]),
+                         "signed_messages": False, "operations": ops, "callers": callers}
+    now = datetime.now(UTC).replace(microsecond=0)
+    signed["serial"] = int(signed["serial"]) + 1
+    signed["issued_at"] = format_time(now)
+    signed["expires_at"] = format_time(now + timedelta(hours=6))
+    return signed
+
+
+def count_grants(signed: dict[str, Any]) -> tuple[int, int, int]:
+    """(service × caller entries, (caller, operation) pairs allowed, distinct certificates)."""
+    entries = pairs = 0
+    certs: set[str] = set()
+    for svc in signed["services"].values():
+        for c in svc["callers"].values():
+            entries += 1
+            pairs += len(svc["operations"]) if c["access"] == "full" else len(c["operations"])
+            certs.update(x["sha256"] for x in c["certificates"])
+    return entries, pairs, len(certs)
+
+
+@dataclass
+class LoadResult:
+    bytes: int
+    entries: int
+    pairs: int
+    certs: int
+    offer_ms: list[float]
+    verify_ms: list[float]
+    parse_ms: list[float]
+
+
+def time_bundle_load(path: Path, trusted_pub: Path, runs: int) -> LoadResult:
+    data = path.read_bytes()
+    trusted = [load_public_key(trusted_pub)]
+    offer_ms, verify_ms, parse_ms = [], [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(dir=OUT) as state:
+            store = BundleStore("ved3", trusted, 1, Path(state))
+            store.load_state()
+            t0 = time.perf_counter()
+            accepted = store.offer(data, str(path))
+            offer_ms.append((time.perf_counter() - t0) * 1000)
+            if not accepted:
+                raise RuntimeError(f"the big bundle was refused: {store.last_refusal}")
+        t0 = time.perf_counter()
+        verified = verify_envelope(data, trusted, threshold=1, audience="ved3")
+        verify_ms.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        parse_policy(verified.signed)
+        parse_ms.append((time.perf_counter() - t0) * 1000)
+    entries, pairs, certs = count_grants(json.loads(data)["signed"])
+    return LoadResult(len(data), entries, pairs, certs, offer_ms, verify_ms, parse_ms)
+
+
+# --- wrk ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    errors: int  # connect + read + write + timeout
+    non2xx: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def wrk(url: str, connections: int, seconds: float, threads: int, lua: Path, log: Path) -> WrkResult:
+    cmd = ["wrk", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{int(seconds)}s",
+           "--timeout", "5s", "-s", str(lua), url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    f_ = line.split()[1:]
+    req, dur, conn, rd, wr, status, tmo = (int(x) for x in f_[:7])
+    p50, p99, mean = (float(x) / 1000 for x in f_[7:])
+    return WrkResult(req, dur / 1e6, conn + rd + wr + tmo, status, p50, p99, mean)
+
+
+# --- the targets --------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    key: str
+    label: str
+    url: str
+    check: Callable[[httpx.Response], str | None]
+    pid: int | None = None
+
+
+def _check_upstream(r: httpx.Response) -> str | None:
+    return None if r.status_code == 200 and b'"answer"' in r.content else f"HTTP {r.status_code}"
+
+
+def _check_sidecar(r: httpx.Response) -> str | None:
+    if r.status_code != 200 or b'"answer"' not in r.content:
+        return f"HTTP {r.status_code}: {r.text[:200]}"
+    return None if r.headers.get("reestr-journal-id") else "no Reestr-Journal-Id header"
+
+
+def write_sidecar_config(name: str, sync: str, upstream_port: int, bundle: Path) -> tuple[Path, int, int]:
+    state = OUT / name
+    state.mkdir(parents=True, exist_ok=True)
+    listen, admin = free_port(), free_port()
+    config = state / "sidecar.yaml"
+    config.write_text(f"""\
+participant: ved3
+listen: {{host: 127.0.0.1, port: {listen}}}
+admin: {{host: 127.0.0.1, port: {admin}}}
+upstream: http://127.0.0.1:{upstream_port}
+tls:
+  server_bundle: {PKI / "ved3-server.pem"}
+bundle:
+  source: {bundle}
+  trusted_keys: [{OUT / "keys" / "operator.pub"}]
+state_dir: {state / "state"}
+journal:
+  path: {state / "journal.sqlite"}
+  signing_key: {OUT / "keys" / "sidecar.key"}
+  synchronous: {sync}
+""", encoding="utf-8")
+    return config, listen, admin
+
+
+def write_stunnel_config(routes: dict[str, tuple[int, int]]) -> Path:
+    """One client-mode service per TLS target: plain accept port -> TLS connect port, as ved1."""
+    lines = ["foreground = yes", "pid =", "syslog = no", f"output = {OUT / 'stunnel.log'}",
+             "debug = 5", ""]
+    for name, (accept, connect) in routes.items():
+        lines += [f"[{name}]", "client = yes", f"accept = 127.0.0.1:{accept}",
+                  f"connect = 127.0.0.1:{connect}", f"cert = {PKI / (CALLER + '.crt')}",
+                  f"key = {PKI / (CALLER + '.key')}", f"CAfile = {PKI / 'ca.crt'}",
+                  "verifyChain = yes", "checkIP = 127.0.0.1",
+                  # a resumed TLS 1.3 session fails against mitmproxy (the server's answer to the
+                  # PSK ClientHello does not decode, see the docstring): full handshakes only
+                  "sessionResume = no", ""]
+    path = OUT / "stunnel.conf"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def rss_kb(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=int, default=10.0, help="seconds of each measured wrk run")
+    ap.add_argument("--warmup", type=int, default=2.0, help="seconds of wrk before each run")
+    ap.add_argument("--connections", default="10,50", help="comma-separated connection counts")
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads")
+    ap.add_argument("--grants", type=int, default=10_000, help="grants in the big bundle")
+    ap.add_argument("--load-runs", type=int, default=9, help="bundle load repetitions (median)")
+    ap.add_argument("--deadline", type=float, default=1200.0, help="overall cap in seconds")
+    args = ap.parse_args()
+    conns = [int(c) for c in args.connections.split(",") if c.strip()]
+    if not conns or min(conns) < 1 or max(conns) > 1000 or not 1 <= args.duration <= 120 \
+            or not 0 <= args.warmup <= 30:
+        ap.error("connections 1..1000, duration 1..120 s, warm-up 0..30 s")
+    for tool in ("wrk", "stunnel"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: apt-get install -y wrk stunnel4")
+
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(int(args.deadline))
+    procs = Procs()
+    try:
+        return _bench(args, conns, procs)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        signal.alarm(0)
+        procs.stop_all()
+
+
+def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
+    shutil.rmtree(OUT, ignore_errors=True)
+    (OUT / "keys").mkdir(parents=True)
+    lua = OUT / "report.lua"
+    lua.write_text(WRK_LUA, encoding="utf-8")
+    wrk_log = OUT / "wrk.log"
+    env_line = (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · Python {sys.version.split()[0]} · "
+                f"{_nproc()} cores · {_wrk_version()} · load average before: {_loadavg()}")
+
+    print("== preparing: example registry compiled, Ведомство 3's bundle grown to "
+          f"{args.grants:,} grants", flush=True)
+    generate_keypair(OUT / "keys" / "operator")
+    generate_keypair(OUT / "keys" / "sidecar")
+    run([str(BIN / "reestr"), "compile", "registry", "--key", str(OUT / "keys" / "operator.key"),
+         "--out", str(OUT / "bundles"), "--expires-in", "6h"])
+    base = json.loads((OUT / "bundles" / "ved3.json").read_bytes())["signed"]
+    big = OUT / "bundles" / "ved3-big.json"
+    big.write_bytes(sign_envelope(grow_bundle(base, args.grants),
+                                  [load_private_key(OUT / "keys" / "operator.key")]))
+
+    print(f"== bundle load: {args.load_runs} runs", flush=True)
+    load = time_bundle_load(big, OUT / "keys" / "operator.pub", args.load_runs)
+
+    print("== starting the upstream, bare mitmproxy, two sidecars, stunnel", flush=True)
+    up_port = free_port()
+    upstream = procs.add("upstream", subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "fast_upstream.py"), str(up_port), str(args.deadline)],
+        stdin=subprocess.DEVNULL))
+    wait_port(up_port, upstream, "the upstream")
+
+    bare_port = free_port()
+    bare = procs.add("bare mitmproxy", subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "bare_mitmproxy.py"), "--listen", str(bare_port),
+         "--upstream", f"http://127.0.0.1:{up_port}", "--server-bundle", str(PKI / "ved3-server.pem"),
+         "--confdir", str(OUT / "bare-confdir"), "--seconds", str(args.deadline)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=(OUT / "bare-mitmproxy.log").open("wb")))
+    wait_port(bare_port, bare, "bare mitmproxy")
+
+    sidecars = {}
+    for sync in ("FULL", "NORMAL"):
+        name = f"sidecar-{sync.lower()}"
+        config, listen, admin = write_sidecar_config(name, sync, up_port, big)
+        with (OUT / name / "sidecar.log").open("wb") as log:
+            proc = procs.add(name, subprocess.Popen(
+                [str(BIN / "reestr-sidecar"), "run", "--config", str(config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+        wait_ready(admin, proc, name)
+        sidecars[sync] = (proc, listen)
+
+    routes = {"bare": (free_port(), bare_port)}
+    routes.update({f"sidecar-{s.lower()}": (free_port(), listen) for s, (_, listen) in sidecars.items()})
+    stunnel = procs.add("stunnel", subprocess.Popen(
+        ["stunnel", str(write_stunnel_config(routes))], stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for name, (accept, _) in routes.items():
+        wait_port(accept, stunnel, f"stunnel [{name}]")
+
+    targets = [
+        Target("c", "(c) upstream direct", f"http://127.0.0.1:{up_port}{CALL_PATH}", _check_upstream,
+               upstream.pid),
+        Target("b", "(b) bare mitmproxy, no-op addon",
+               f"http://127.0.0.1:{routes['bare'][0]}{CALL_PATH}", _check_upstream, bare.pid),
+        Target("a", "(a) sidecar, journal FULL",
+               f"http://127.0.0.1:{routes['sidecar-full'][0]}{CALL_PATH}", _check_sidecar,
+               sidecars["FULL"][0].pid),
+        Target("a-normal", "(a') sidecar, journal NORMAL",
+               f"http://127.0.0.1:{routes['sidecar-normal'][0]}{CALL_PATH}", _check_sidecar,
+               sidecars["NORMAL"][0].pid),
+    ]
+    for t in targets:
+        r = httpx.get(t.url, timeout=10)
+        problem = t.check(r)
+        if problem:
+            raise RuntimeError(f"{t.label}: the checked call failed: {problem}")
+
+    results: dict[tuple[str, int], WrkResult] = {}
+    total = len(conns) * len(targets)
+    print(f"== wrk: {total} runs of {args.warmup:g}+{args.duration:g} s "
+          f"(≈{total * (args.warmup + args.duration) / 60:.1f} min)", flush=True)
+    for c in conns:
+        for t in targets:
+            if args.warmup > 0:
+                wrk(t.url, c, args.warmup, args.threads, lua, wrk_log)
+            res = wrk(t.url, c, args.duration, args.threads, lua, wrk_log)
+            results[(t.key, c)] = res
+            print(f"   {t.label:<34} c={c:<3} {res.rps:>10,.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
+                  f"p99 {res.p99_ms:7.2f} ms", flush=True)
+
+    mem = {t.key: rss_kb(t.pid) for t in targets if t.pid is not None}
+    records = _journal_records(OUT / "sidecar-full" / "journal.sqlite")
+
+    _print_report(env_line, conns, targets, results, load, mem, records, args)
+    ok_ratio = all(results[("a", c)].rps >= TARGETS_TARGET_RATIO * results[("b", c)].rps for c in conns)
+    ok_load = statistics.median(load.offer_ms) <= LOAD_TARGET_MS
+    ok_rss = mem["a"]["VmHWM"] / 1024 <= RSS_TARGET_MB
+    clean = all(r.errors == 0 and r.non2xx == 0 for r in results.values())
+    print(f"\nverdict: throughput (a)/(b) ≥ 85%: {'PASS' if ok_ratio else 'FAIL'} · bundle load ≤ 100 ms: "
+          f"{'PASS' if ok_load else 'FAIL'} · RSS ≤ 150 MB: {'PASS' if ok_rss else 'FAIL'} · "
+          f"errors/non-2xx: {'none' if clean else 'SOME (see table)'}")
+    print(f"load average after: {_loadavg()} (other work on this {_nproc()}-core machine skews "
+          "every row; compare ratios within one run)")
+    print(f"raw wrk output: {wrk_log.relative_to(ROOT)}; process logs in {OUT.relative_to(ROOT)}/")
+    return 0
+
+
+def _print_report(env_line: str, conns: list[int], targets: list[Target],
+                  results: dict[tuple[str, int], WrkResult], load: LoadResult,
+                  mem: dict[str, dict[str, int]], records: int | None, args: argparse.Namespace) -> None:
+    print(f"\n== reestr-sidecar benchmark · {env_line}")
+    print(f"call: {CALLER} GET {CALL_PATH} (allowed) · wrk {args.threads} threads, "
+          f"{args.warmup:g} s warm-up + {args.duration:g} s per row · (a),(b) via stunnel with "
+          f"{CALLER}'s client certificate\n")
+    head = f"{'target':<34} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'non-2xx':>8}"
+    print(head)
+    print("-" * len(head))
+    for c in conns:
+        for t in targets:
+            r = results[(t.key, c)]
+            print(f"{t.label:<34} {c:>5} {r.rps:>10,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
+                  f"{r.errors:>7} {r.non2xx:>8}")
+        a, a2, b, cc = (results[(k, c)].rps for k in ("a", "a-normal", "b", "c"))
+        print(f"{'ratios':<34} {c:>5}  (a)/(b) {a / b:6.1%} [target ≥ 85%]   (a')/(b) {a2 / b:6.1%}"
+              f"   (b)/(c) {b / cc:6.2%}")
+        print()
+    med = statistics.median
+    print(f"bundle: {load.bytes / 1e6:.2f} MB, {load.entries:,} grants (service × caller entries) = "
+          f"{load.pairs:,} (caller, operation) pairs, {load.certs:,} certificates")
+    print(f"bundle load (median of {len(load.offer_ms)}): BundleStore.offer {med(load.offer_ms):.1f} ms "
+          f"[target ≤ 100 ms] (min {min(load.offer_ms):.1f}, max {max(load.offer_ms):.1f}) = "
+          f"verify_envelope {med(load.verify_ms):.1f} ms + parse_policy {med(load.parse_ms):.1f} ms "
+          f"+ persisting")
+    labels = {t.key: t.label for t in targets}
+    for key in ("a", "a-normal", "b", "c"):
+        if key in mem:
+            m = mem[key]
+            note = " [target ≤ 150 MB]" if key == "a" else ""
+            print(f"RSS after traffic, {labels[key]:<34} VmRSS {m['VmRSS'] / 1024:6.1f} MB, "
+                  f"peak VmHWM {m['VmHWM'] / 1024:6.1f} MB{note}")
+    if records is not None:
+        print(f"journal of (a) FULL: {records:,} records")
+
+
+def _journal_records(path: Path) -> int | None:
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            table = "records" if "records" in tables else (tables[0] if tables else None)
+            return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]) if table else None
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _nproc() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _wrk_version() -> str:
+    proc = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
+    text = (proc.stdout + proc.stderr).strip()
+    return text.splitlines()[0].split(" [")[0] if text else "wrk"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
