@@ -13,6 +13,7 @@ a participant for its own file, and the operator always. Rendering lives in `com
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -22,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from compiler.access import IMPLICIT_OWNER, decide, effective_rights
+from compiler.errors import Severity
 from compiler.models import Classification, Operation, Participant, ParticipantType, Service, Status
 from compiler.registry import Registry
 
@@ -95,10 +97,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in self.changes:
-            out[c.kind] = out.get(c.kind, 0) + 1
-        return out
+        return dict(Counter(c.kind for c in self.changes))
 
     def as_dict(self) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, "today": self.today.isoformat(),
@@ -143,6 +142,9 @@ def plan(base: Registry, head: Registry, today: date) -> Plan:
     changes = tuple(sorted(ctx.changes, key=Change.sort_key))
     warnings = [f"{side}: {len(reg.problems)} problem(s) while loading; run `reestr validate`"
                 for side, reg in (("base", base), ("head", head)) if reg.problems]
+    broken = {p.path for p in head.problems if p.severity is Severity.ERROR}
+    warnings += [f"head: {src.path} did not load; its changes show as removals"
+                 for src in sorted(base.sources.values(), key=lambda s: s.path) if src.path in broken]
     if not operators:
         warnings.append("no participant of type operator: the operator's approval cannot be named")
     return Plan(today, changes, _approvers(ctx, changes), tuple(warnings))

@@ -352,3 +352,13 @@ def test_cli_bad_inputs(tmp_path: Path, args: list[str], message: str) -> None:
 def test_cli_not_a_repository(tmp_path: Path) -> None:
     done = Repo(tmp_path / "r").run("plan", "--base", "main", "--repo", str(tmp_path))
     assert (done.returncode, done.stderr) == (2, f"reestr: {tmp_path}: not a git repository\n")
+
+
+def test_a_file_that_does_not_load_is_named(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    repo.replace(SHEET["ved1"], "      access: full\n", "      access: ful\n")
+    result = plan(load_registry(repo.root, repo.base), load_registry(repo.root, None), DAY)
+    assert [c.kind for c in result.changes] == ["access-revoked", "access-revoked"]
+    assert result.warnings == (
+        "head: 1 problem(s) while loading; run `reestr validate`",
+        "head: registry/consumers/ved1.yaml did not load; its changes show as removals")
