@@ -95,7 +95,12 @@ def _shown(path: Path) -> str:
 
 
 def _today(value: str | None) -> date:
-    return date.fromisoformat(value) if value else datetime.now(UTC).date()
+    if not value:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected a day as YYYY-MM-DD", param_hint="--date") from None
 
 
 @main.command()
