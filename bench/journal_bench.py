@@ -1,0 +1,145 @@
+"""Journal benchmark: durable records/s with group commit vs. one insert per commit, and verify speed.
+
+    .venv/bin/python bench/journal_bench.py [--records 50000] [--concurrency 200] [--runs 3]
+
+For synchronous=FULL and NORMAL it appends records from an asyncio loop with many concurrent
+appenders (each awaits durability before its next record, as the sidecar does per request) and
+compares, in the same run, with plain SQLite doing the same hashing but one insert per commit.
+Then it verifies a journal of --verify-records records. Prints medians of --runs runs and ratios.
+Targets (issue 3): ≥ 5,000 durable records/s; verify ≥ 200,000 records/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from proxy.journal import Journal, Record, utc_now
+from proxy.journal_format import GENESIS_HASH, chain_hash, record_json
+from proxy.journal_verify import verify_journal
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def _record(n: int) -> Record:
+    """A typical inbound request record: about 600 bytes of canonical JSON."""
+    return Record(time=utc_now(), direction="inbound", kind="request",
+                  exchange=f"6f1c0e2a-8b8a-4a55-9d8c-{n:012d}", decision="allow", method="POST",
+                  path="/SID0003001/certificates/search", size=1234,
+                  body_sha256=hashlib.sha256(n.to_bytes(8, "big")).hexdigest(), consumer="vedomstvo-1",
+                  provider="vedomstvo-3", sid="SID0003001", operation="getMedicalCertificates",
+                  signature_check="valid", bundle_serial=42, grant="consumers/vedomstvo-1.yaml#grants[0]",
+                  client_fingerprint="ab" * 32)
+
+
+def journal_run(directory: Path, synchronous: str, records: int, concurrency: int) -> tuple[float, float, float, int]:
+    """Records/s, p50 and p99 append latency (ms) and transactions, for one fresh journal."""
+    journal = Journal(directory / f"journal-{synchronous}-{time.monotonic_ns()}.db", KEY, synchronous=synchronous)
+    journal.start()
+    latencies: list[float] = []
+
+    async def appender(start: int) -> None:
+        for n in range(start, records, concurrency):
+            began = time.perf_counter()
+            await journal.append(_record(n))
+            latencies.append(time.perf_counter() - began)
+
+    async def main() -> float:
+        began = time.perf_counter()
+        await asyncio.gather(*(appender(k) for k in range(concurrency)))
+        return time.perf_counter() - began
+
+    elapsed = asyncio.run(main())
+    journal.close()
+    latencies.sort()
+    return (records / elapsed, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000,
+            journal.commits)
+
+
+def baseline_run(directory: Path, synchronous: str, records: int) -> float:
+    """Plain SQLite in WAL mode, the same record text and hash, one insert per commit."""
+    conn = sqlite3.connect(directory / f"plain-{synchronous}-{time.monotonic_ns()}.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("CREATE TABLE records (id INTEGER PRIMARY KEY, prev_hash TEXT, hash TEXT, record TEXT)")
+    prev = GENESIS_HASH
+    began = time.perf_counter()
+    for n in range(1, records + 1):
+        text = record_json(_record(n), n)
+        digest = chain_hash(prev, text)
+        conn.execute("INSERT INTO records VALUES (?, ?, ?, ?)", (n, prev, digest, text))
+        prev = digest
+    elapsed = time.perf_counter() - began
+    conn.close()
+    return records / elapsed
+
+
+def verify_run(path: Path) -> float:
+    began = time.perf_counter()
+    report = verify_journal(path, KEY.public_key())
+    elapsed = time.perf_counter() - began
+    if not report.ok:
+        raise SystemExit(f"benchmark journal does not verify: {report.first_problem}")
+    return report.records / elapsed
+
+
+def build_journal(path: Path, records: int) -> None:
+    with Journal(path, KEY, synchronous="NORMAL") as journal:
+        for start in range(0, records, 10_000):
+            async def chunk(first: int = start) -> None:
+                await asyncio.gather(*(journal.append(_record(n)) for n in range(first, min(first + 10_000, records))))
+            asyncio.run(chunk())
+
+
+def median_of(runs: int, measure: Callable[[], float]) -> float:
+    return statistics.median(measure() for _ in range(runs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--baseline-records", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--verify-records", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="journal-bench-") as tmp:
+        directory = Path(tmp)
+        print(f"journal append: {args.records} records, {args.concurrency} concurrent appenders, "
+              f"median of {args.runs} runs; baseline: {args.baseline_records} records, one insert per commit")
+        for synchronous in ("FULL", "NORMAL"):
+            results = [journal_run(directory, synchronous, args.records, args.concurrency) for _ in range(args.runs)]
+            rate = statistics.median(r[0] for r in results)
+            p50 = statistics.median(r[1] for r in results)
+            p99 = statistics.median(r[2] for r in results)
+            commits = statistics.median(r[3] for r in results)
+            plain = median_of(args.runs, lambda s=synchronous: baseline_run(directory, s, args.baseline_records))
+            verdict = "ok" if rate >= 5_000 else "BELOW TARGET 5,000"
+            print(f"  synchronous={synchronous:<6} journal {rate:>9,.0f} durable records/s ({verdict}); "
+                  f"append latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; {args.records / commits:,.0f} records/commit")
+            print(f"  synchronous={synchronous:<6} plain   {plain:>9,.0f} records/s one insert per commit; "
+                  f"group commit is {rate / plain:.1f}x")
+
+        path = directory / "verify.db"
+        build_journal(path, args.verify_records)
+        rate = median_of(args.runs, lambda: verify_run(path))
+        verdict = "ok" if rate >= 200_000 else "BELOW TARGET 200,000"
+        print(f"journal verify: {args.verify_records} records, median {rate:,.0f} records/s "
+              f"({verdict}); {args.verify_records / rate:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
