@@ -86,6 +86,21 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """One service the audience may call (outbound), and where its provider's sidecar listens."""
+
+    sid: str
+    provider: str
+    provider_sidecar: str
+    protocol: str
+    access: str
+    operations: frozenset[str] | None
+    operation_defs: tuple[Operation, ...]
+    grant: str
+    valid_until: date | None
+
+
+@dataclass(frozen=True)
 class Policy:
     """The parts of a verified bundle the decisions need, indexed for per-request lookups."""
 
@@ -94,7 +109,7 @@ class Policy:
     ends_on: date | None
     services: Mapping[str, Service]
     certificates: Mapping[str, CertInfo]  # lowercase sha256 -> registered certificate
-    grants: Mapping[str, Any]  # outbound side, as in the bundle
+    grants: Mapping[str, Grant]  # outbound side: what the audience may call
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,8 @@ class Decision:
     consumer: str | None = None
     grant: str | None = None
     protocol: str = "rest"
+    provider: str | None = None
+    target: str | None = None  # outbound: the provider's sidecar URL
 
     @property
     def allowed(self) -> bool:
@@ -140,7 +157,7 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
         return Policy(audience=participant["id"], status=participant.get("status", "active"),
                       ends_on=_date(participant.get("ends_on")),
                       services=services, certificates=certificates,
-                      grants=dict(signed.get("grants") or {}))
+                      grants={sid: _grant(sid, g) for sid, g in (signed.get("grants") or {}).items()})
     except (KeyError, TypeError, ValueError, AttributeError, re.error, TrustError) as e:
         raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
 
@@ -151,6 +168,16 @@ def _add_certs(into: dict[str, CertInfo], participant: str, certs: list[Mapping[
         into[fp] = CertInfo(participant=participant, sha256=fp,
                             not_before=parse_time(cert["not_before"]),
                             not_after=parse_time(cert["not_after"]))
+
+
+def _grant(sid: str, g: Mapping[str, Any]) -> Grant:
+    ops = g.get("operations")
+    return Grant(sid=sid, provider=g["provider"], provider_sidecar=str(g["provider_sidecar"]).rstrip("/"),
+                 protocol=g.get("protocol", "rest"), access=g["access"],
+                 operations=frozenset(ops) if ops is not None else None,
+                 operation_defs=tuple(_operation(n, op) for n, op in
+                                      sorted((g.get("operation_defs") or {}).items())),
+                 grant=g.get("grant") or "", valid_until=_date(g.get("valid_until")))
 
 
 def _date(text: str | None) -> date | None:
@@ -198,16 +225,17 @@ def soap_body_element(body: bytes) -> str:
     raise ValueError("empty SOAP Body")
 
 
-def match_operation(service: Service, method: str, rest: str, soap_action: str | None,
+def match_operation(service: Service | Grant, method: str, rest: str, soap_action: str | None,
                     body: bytes | None) -> Operation | None:
     """The operation a request addresses, as the service registered it; ValueError on bad SOAP."""
+    operations = service.operations if isinstance(service, Service) else service.operation_defs
     if service.protocol == "soap":
         action = (soap_action or "").strip().strip('"') or None
         element: str | None = None
-        for op in service.operations:
+        for op in operations:
             if op.soap_action and action and op.soap_action == action:
                 return op
-        for op in service.operations:
+        for op in operations:
             if op.body_element:
                 if element is None:
                     element = soap_body_element(body or b"")
@@ -215,7 +243,7 @@ def match_operation(service: Service, method: str, rest: str, soap_action: str |
                     return op
         return None
     method = method.upper()
-    for op in service.operations:
+    for op in operations:
         if op.method == method and op.path_re is not None and op.path_re.match(rest):
             return op
     return None
@@ -225,7 +253,7 @@ def decide(policy: Policy, consumer: str, sid: str, operation: str, today: date)
     """May `consumer` call `operation` of `sid` today? (R2 owner rights, R9/R10 status, grants)."""
     service = policy.services.get(sid)
     base = Decision(reason=None, sid=sid, operation=operation, consumer=consumer,
-                    protocol=service.protocol if service else "rest")
+                    protocol=service.protocol if service else "rest", provider=policy.audience)
     if policy.status != "active":
         return _with(base, "provider-suspended")  # R9: a suspended participant is not called
     if policy.ends_on is not None and today >= policy.ends_on:
@@ -248,7 +276,7 @@ def decide(policy: Policy, consumer: str, sid: str, operation: str, today: date)
 
 def _with(base: Decision, reason: str | None, grant: str | None = None) -> Decision:
     return Decision(reason=reason, sid=base.sid, operation=base.operation, consumer=base.consumer,
-                    grant=grant, protocol=base.protocol)
+                    grant=grant, protocol=base.protocol, provider=base.provider)
 
 
 def deny(reason: str, **fields: Any) -> Decision:
@@ -271,3 +299,35 @@ def evaluate(policy: Policy, consumer: str, method: str, path: str, soap_action:
     if op is None:
         return deny("unknown-operation", sid=sid, consumer=consumer, protocol=service.protocol)
     return decide(policy, consumer, sid, op.name, today)
+
+
+def evaluate_outbound(policy: Policy, method: str, path: str, soap_action: str | None,
+                      body: bytes | None, today: date) -> Decision:
+    """May the audience itself call this (consumer side, DESIGN §7)? Allowed decisions name the
+    provider's sidecar in `target`. An SID without a grant is `no-grant`: the consumer's bundle
+    only knows the services it may call."""
+    me = policy.audience
+    routed = route(path)
+    grant = policy.grants.get(routed[0]) if routed else None
+    if routed is None or grant is None:
+        return deny("no-grant", sid=routed[0] if routed else None, consumer=me)
+    sid, rest = routed
+    base = Decision(reason=None, sid=sid, consumer=me, protocol=grant.protocol,
+                    provider=grant.provider, grant=grant.grant)
+    if policy.status != "active":
+        return _with(base, "caller-suspended", grant.grant)  # R9: a suspended participant cannot call
+    if policy.ends_on is not None and today >= policy.ends_on:
+        return _with(base, "caller-terminated", grant.grant)  # R10
+    try:
+        op = match_operation(grant, method, rest, soap_action, body)
+    except ValueError:
+        return _with(base, "malformed-request", grant.grant)
+    if op is None:
+        return _with(base, "unknown-operation", grant.grant)
+    allowed = Decision(reason=None, sid=sid, operation=op.name, consumer=me, grant=grant.grant,
+                       protocol=grant.protocol, provider=grant.provider, target=grant.provider_sidecar)
+    if grant.valid_until is not None and today > grant.valid_until:
+        return _with(allowed, "grant-expired", grant.grant)
+    if grant.access != "full" and op.name not in (grant.operations or frozenset()):
+        return _with(allowed, "operation-not-granted", grant.grant)
+    return allowed

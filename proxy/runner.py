@@ -43,12 +43,16 @@ from compiler.trust import KeyFileError, load_private_key, load_public_key
 from proxy.addons.enforce import Enforce
 from proxy.addons.journaling import Journaling
 from proxy.addons.metrics import Metrics
+from proxy.addons.outbound import OutboundEnforce
 from proxy.admin import AdminServer, SidecarMetrics
 from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
 from proxy.config import SidecarConfig, load_config
 from proxy.errors import ConfigError, SidecarError
 from proxy.journal import Journal
 from proxy.journal_format import JournalError
+
+# the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
+_PLACEHOLDER = "127.0.0.1:9"
 
 
 class SidecarStartError(SidecarError):
@@ -68,7 +72,12 @@ class Sidecar:
         if len(self.trusted) < config.bundle.threshold:
             raise ConfigError(f"config: bundle.threshold {config.bundle.threshold} is more than "
                               f"the {len(self.trusted)} trusted key(s)")
-        _check_pem_bundle(config.tls.server_bundle)
+        _check_pem_bundle(config.tls.server_bundle, "tls.server_bundle")
+        if config.outbound is not None:
+            _check_pem_bundle(config.outbound.client_bundle, "outbound.client_bundle")
+            if not config.outbound.provider_ca.is_file():
+                raise ConfigError(f"config: outbound.provider_ca: {config.outbound.provider_ca}: "
+                                  "no such file")
         self.store = BundleStore(config.participant, self.trusted, config.bundle.threshold,
                                  config.state_dir)
         self.store.load_state()
@@ -97,18 +106,27 @@ class Sidecar:
             journal = self.journal
             metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth))
             self.admin = AdminServer(cfg.admin.host, cfg.admin.port, metrics, self.ready)
-            opts = options.Options(mode=[f"reverse:{cfg.upstream}"], listen_host=cfg.listen.host,
+            modes = [f"reverse:{cfg.upstream}"]
+            addons: list[Any] = [_Lifecycle(self)]
+            extra: dict[str, Any] = {}
+            if cfg.outbound is not None:  # consumer side: a second listener, same process
+                out = cfg.outbound
+                modes.append(f"reverse:https://{_PLACEHOLDER}@{out.listen.host}:{out.listen.port}")
+                addons.append(OutboundEnforce(self.store, modes[-1]))
+                extra = {"client_certs": str(out.client_bundle),
+                         "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
+            addons += [Enforce(self.store), Journaling(journal, cfg.participant), Metrics(metrics)]
+            opts = options.Options(mode=modes, listen_host=cfg.listen.host,
                                    listen_port=cfg.listen.port,
                                    confdir=str(cfg.state_dir / "mitmproxy"))
             self.master = DumpMaster(opts, with_termlog=False, with_dumper=False)
-            self.master.addons.add(_Lifecycle(self), Enforce(self.store),
-                                   Journaling(journal, cfg.participant), Metrics(metrics))
+            self.master.addons.add(*addons)
             limit = cfg.limits.max_body_bytes
             self.master.options.update(
                 certs=[f"*={cfg.tls.server_bundle}"], request_client_cert=True,
                 connection_strategy="lazy", block_global=False,
                 # mitmproxy's own hard cap; between limit and cap we answer a proper 413 ourselves
-                body_size_limit=str(2 * limit + 65536), reestr_max_body_bytes=limit)
+                body_size_limit=str(2 * limit + 65536), reestr_max_body_bytes=limit, **extra)
             errorcheck = self.master.addons.get("errorcheck")
             if errorcheck is not None:
                 errorcheck.repeat_errors_on_stderr = True
@@ -149,13 +167,13 @@ class _Lifecycle:
         await self.sidecar._on_running()
 
 
-def _check_pem_bundle(path: Path) -> None:
+def _check_pem_bundle(path: Path, name: str) -> None:
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError as e:
-        raise ConfigError(f"config: tls.server_bundle: {path}: {e.strerror}") from e
+        raise ConfigError(f"config: {name}: {path}: {e.strerror}") from e
     if "PRIVATE KEY-----" not in text or "CERTIFICATE-----" not in text:
-        raise ConfigError(f"config: tls.server_bundle: {path}: needs a private key and a certificate")
+        raise ConfigError(f"config: {name}: {path}: needs a private key and a certificate")
 
 
 # --- running it -------------------------------------------------------------------------------

@@ -12,10 +12,12 @@ from proxy.policy import REASONS, SOAP11_ENV, Decision
 
 # metadata keys shared by the addons
 DECISION = "reestr.decision"
+DIRECTION = "reestr.direction"  # "outbound" on the consumer-side listener; absent = inbound
 BUNDLE = "reestr.bundle"
 REQUEST_RECORD = "reestr.request_record"
 RESPONSE_RECORD = "reestr.response_record"
 JOURNAL_HEADER = "Reestr-Journal-Id"
+PROVIDER_JOURNAL_HEADER = "Reestr-Provider-Journal-Id"
 
 
 def wants_soap(decision: Decision, request: http.Request) -> bool:

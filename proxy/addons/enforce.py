@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from mitmproxy import ctx, exceptions, http
 
-from proxy.addons._responses import BUNDLE, DECISION, deny_response
+from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, deny_response
 from proxy.bundles import BundleStore
 from proxy.identity import identify, leaf_of
 from proxy.policy import Decision, deny, evaluate
@@ -39,6 +39,8 @@ class Enforce:
                 "reestr_max_body_bytes must be positive")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(DIRECTION) == "outbound":
+            return None
         bundle = self.store.in_force()
         if bundle is None:
             return self._deny(flow, deny("no-valid-bundle"))
@@ -49,7 +51,7 @@ class Enforce:
         return None
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if DECISION in flow.metadata:
+        if DECISION in flow.metadata or flow.metadata.get(DIRECTION) == "outbound":
             return
         bundle = flow.metadata.get(BUNDLE)
         if bundle is None:  # pragma: no cover - requestheaders always runs first

@@ -4,7 +4,10 @@ The request record is made durable (awaited) before the flow may go upstream; th
 before the response goes back to the caller. If either cannot be written, the caller gets 503
 `journal-unavailable` and nothing is forwarded. Every response the sidecar returns carries the id of
 its response record in `Reestr-Journal-Id`; the upstream gets the request record's id in the same
-header. Bodies are not stored, only their size and SHA-256 (personal data stays out of the journal).
+header. On the outbound side the provider's id is kept as `Reestr-Provider-Journal-Id`, so both ends
+of one call can be matched. Bodies are not stored, only their size and SHA-256 (personal data stays
+out of the journal). Responses mitmproxy makes by itself (upstream unreachable, a body over its hard
+cap) go through `error`: recorded with decision "error", but they carry no journal header.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from mitmproxy import http
 from proxy.addons._responses import (
     BUNDLE,
     DECISION,
+    DIRECTION,
     JOURNAL_HEADER,
+    PROVIDER_JOURNAL_HEADER,
     REQUEST_RECORD,
     RESPONSE_RECORD,
     deny_response,
@@ -31,11 +36,9 @@ from proxy.policy import Decision, deny
 class Journaling:
     """Durable request and response records around every exchange."""
 
-    def __init__(self, journal: Journal, participant: str,
-                 direction: Literal["inbound", "outbound"] = "inbound") -> None:
+    def __init__(self, journal: Journal, participant: str) -> None:
         self.journal = journal
         self.participant = participant
-        self.direction = direction
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if REQUEST_RECORD in flow.metadata:
@@ -52,14 +55,18 @@ class Journaling:
     async def response(self, flow: http.HTTPFlow) -> None:
         if flow.response is None or RESPONSE_RECORD in flow.metadata:
             return
-        if REQUEST_RECORD not in flow.metadata and flow.metadata.get(DECISION) is None:
-            await self.request(flow)  # a response set before our request hook ran
+        if REQUEST_RECORD not in flow.metadata:  # a response made before our request hook ran
+            await self.request(flow)
+            if RESPONSE_RECORD in flow.metadata:
+                return  # the journal failed: the 503 is already in place
         try:
             rid = await self.journal.append(self._record(flow, "response"))
         except JournalError:
             self._unavailable(flow)
             return
         flow.metadata[RESPONSE_RECORD] = rid
+        if flow.metadata.get(DIRECTION) == "outbound" and JOURNAL_HEADER in flow.response.headers:
+            flow.response.headers[PROVIDER_JOURNAL_HEADER] = flow.response.headers[JOURNAL_HEADER]
         flow.response.headers[JOURNAL_HEADER] = str(rid)
 
     async def error(self, flow: http.HTTPFlow) -> None:
@@ -95,13 +102,14 @@ class Journaling:
         else:  # mitmproxy answered by itself: upstream failed, or a body over its hard cap
             body = b""
             status = 413 if decision is not None and decision.reason == "body-too-large" else 502
+        outbound = flow.metadata.get(DIRECTION) == "outbound"
         verdict: Literal["allow", "deny", "error"] = "error" if kind == "error" else (
             "allow" if decision is not None and decision.allowed else "deny")
         return Record(
-            time=utc_now(), direction=self.direction,
+            time=utc_now(), direction="outbound" if outbound else "inbound",
             kind="request" if kind == "request" else "response", exchange=flow.id,
             consumer=decision.consumer if decision else None,
-            provider=self.participant if self.direction == "inbound" else None,
+            provider=(decision.provider if decision else None) or (None if outbound else self.participant),
             sid=decision.sid if decision else None,
             operation=decision.operation if decision else None,
             decision=verdict,

@@ -9,7 +9,7 @@ import time
 
 from mitmproxy import http
 
-from proxy.addons._responses import DECISION
+from proxy.addons._responses import DECISION, DIRECTION
 from proxy.admin import SidecarMetrics
 from proxy.policy import Decision
 
@@ -17,9 +17,8 @@ _COUNTED = "reestr.counted"
 
 
 class Metrics:
-    def __init__(self, metrics: SidecarMetrics, direction: str = "inbound") -> None:
+    def __init__(self, metrics: SidecarMetrics) -> None:
         self.metrics = metrics
-        self.direction = direction
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._count(flow, error=False)
@@ -32,9 +31,10 @@ class Metrics:
             return
         flow.metadata[_COUNTED] = True
         d: Decision | None = flow.metadata.get(DECISION)
+        direction = flow.metadata.get(DIRECTION, "inbound")
         verdict = "error" if error else ("allow" if d is not None and d.allowed else "deny")
         self.metrics.requests.labels(
-            self.direction, (d.sid if d else None) or "", (d.operation if d else None) or "",
+            direction, (d.sid if d else None) or "", (d.operation if d else None) or "",
             (d.consumer if d else None) or "", verdict, (d.reason if d else None) or "").inc()
         started = flow.request.timestamp_start
-        self.metrics.latency.labels(self.direction, verdict).observe(max(0.0, time.time() - started))
+        self.metrics.latency.labels(direction, verdict).observe(max(0.0, time.time() - started))

@@ -295,3 +295,25 @@ def write_config(directory: Path, pki: Pki, keys: Keys, upstream_url: str, bundl
     path = directory / "sidecar.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def signed_consumer_bundle(pki: Pki, provider_sidecar: str, serial: int = 10,
+                           audience: str = "ved1") -> dict[str, Any]:
+    """The `signed` part of ved1's bundle (consumer side): op1+op3 of ved3's REST service."""
+    rest = signed_bundle(pki)["services"]["SID0003001"]
+    return {
+        "type": "reestr-bundle", "format": 1, "audience": audience, "serial": serial,
+        "issued_at": format_time(NOW - dt.timedelta(minutes=5)),
+        "expires_at": format_time(NOW + dt.timedelta(hours=4)),
+        "source": {"commit": None, "registry_digest": "sha256:" + "0" * 64},
+        "participant": {"id": audience, "name": "Ведомство 1", "status": "active", "ends_on": None,
+                        "sidecar": "https://127.0.0.1:1", "certificates": [pki.clients[audience].entry()]},
+        "services": {},
+        "grants": {"SID0003001": {
+            "provider": "ved3", "provider_sidecar": provider_sidecar,
+            "provider_certificates": [pki.clients["ved3"].entry()],
+            "name": "REST service", "protocol": "rest", "classification": "personal-data",
+            "signed_messages": False, "access": "operations", "operations": ["op1", "op3"],
+            "operation_defs": rest["operations"], "grant": "registry/consumers/ved1.yaml:7",
+            "legal_basis": "test act", "valid_until": None}},
+    }
