@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,7 @@ def _phase(name: str, registry: Path, work: Path) -> dict[str, float]:
 
     today = datetime.now(UTC).date()
     extra: dict[str, float] = {}
+    cpu_start = _cpu()
     start = time.perf_counter()
     if name == "parse":
         for folder in ("participants", "services", "consumers"):
@@ -66,8 +68,17 @@ def _phase(name: str, registry: Path, work: Path) -> dict[str, float]:
         extra = {"largest_bundle": max(sizes), "total_bundles": sum(sizes) + len(files["index.json"]),
                  "bundles": len(sizes)}
     seconds = time.perf_counter() - start
+    cpu = _cpu() - cpu_start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"seconds": seconds, "peak_mib": peak_kib / 1024, **extra}
+    return {"seconds": seconds, "cpu": cpu, "peak_mib": peak_kib / 1024, **extra}
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this process: steadier than wall time on a shared machine."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _measure(name: str, registry: Path, work: Path) -> dict[str, float]:
@@ -120,22 +131,28 @@ def main(argv: list[str] | None = None) -> int:
         for name in PHASES:  # interleaved, so a slow moment of the machine hits every phase
             runs[name].append(_measure(name, registry, work))
         print(f"  run {i + 1}/{args.repeat}: " + ", ".join(
-            f"{name} {runs[name][-1]['seconds']:.2f} s" for name in PHASES), flush=True)
+            f"{name} {runs[name][-1]['seconds']:.2f} s (cpu {runs[name][-1]['cpu']:.2f})" for name in PHASES),
+              flush=True)
 
     med = {name: statistics.median(r["seconds"] for r in runs[name]) for name in PHASES}
+    cpu = {name: statistics.median(r["cpu"] for r in runs[name]) for name in PHASES}
     peak = {name: max(r["peak_mib"] for r in runs[name]) for name in PHASES}
     base = med["parse"]
     last = runs["compile"][-1]
-    print(f"\nmedian of {args.repeat} run(s), each in a fresh process; python {sys.version.split()[0]}")
-    print(f"{'phase':<26}{'seconds':>9}{'× parse':>9}{'peak RSS':>12}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nmedian of {args.repeat} run(s), each in a fresh process; python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs, load average {load} (wall time suffers on a busy machine, cpu less)")
+    print(f"{'phase':<26}{'wall s':>8}{'× parse':>9}{'cpu s':>8}{'× parse':>9}{'peak RSS':>12}")
     labels = {"parse": "bare parse (CSafeLoader)", "validate": "validate",
               "compile": "compile + sign + write"}
     for name in PHASES:
-        print(f"{labels[name]:<26}{med[name]:>9.2f}{med[name] / base:>8.2f}×{peak[name]:>8.0f} MiB")
+        print(f"{labels[name]:<26}{med[name]:>8.2f}{med[name] / base:>8.2f}×{cpu[name]:>8.2f}"
+              f"{cpu[name] / cpu['parse']:>8.2f}×{peak[name]:>8.0f} MiB")
     print(f"bundles: {int(last['bundles'])} + index; largest {_mib(last['largest_bundle'])}, "
           f"total {_mib(last['total_bundles'])}")
     ratio = med["compile"] / base
-    print(f"target compile+sign ≤ {TARGET}× parse: {'met' if ratio <= TARGET else 'NOT met'} ({ratio:.2f}×)")
+    print(f"target compile+sign ≤ {TARGET}× parse: {'met' if ratio <= TARGET else 'NOT met'} "
+          f"({ratio:.2f}× wall, {cpu['compile'] / cpu['parse']:.2f}× cpu)")
     return 0
 
 
