@@ -21,7 +21,7 @@ from proxy.bundles import read_state
 from proxy.journal_query import export
 from proxy.journal_verify import verify_journal
 from proxy.runner import ProcessHandle, start_subprocess
-from tests.proxy.conftest import Keys, Pki, Upstream, sign, signed_bundle, write_config
+from tests.proxy.conftest import Keys, Pki, Upstream, free_port, sign, signed_bundle, write_config
 from tests.proxy.test_bundles import ATTACKS, CODES
 
 pytestmark = pytest.mark.slow
@@ -196,3 +196,20 @@ def test_sigkill_under_load_leaves_a_verifiable_journal(site: Site, pki: Pki, ke
     for rid in received:
         assert recs[rid]["kind"] == "response" and recs[rid]["exchange"] in requests
     assert {recs[rid]["decision"] for rid in received} == {"allow", "deny"}
+
+
+def test_upstream_down_is_502_and_journaled_as_error(tmp_path: Path, pki: Pki, keys: Keys,
+                                                     upstream: Upstream) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    s = Site(tmp_path, pki, keys, upstream)
+    s.config["upstream"] = dead
+    s.config_path.write_text(yaml.safe_dump(s.config))
+    s.publish(sign(signed_bundle(pki), keys.operator))
+    try:
+        s.start()
+        assert s.call("ved1").status_code == 502
+        last = list(export(Path(s.config["journal"]["path"])))[-2:]
+        assert [(r["kind"], r["decision"]) for r in last] == [("request", "allow"), ("response", "error")]
+        assert last[1]["reason"] == "upstream-error" and last[1]["status"] == 502
+    finally:
+        s.close()
