@@ -73,7 +73,7 @@ class Journal:
             raise JournalError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}, not {synchronous!r}")
         if checkpoint_every < 1 or checkpoint_interval <= 0 or busy_timeout < 0:
             raise JournalError("need checkpoint_every ≥ 1, checkpoint_interval > 0, busy_timeout ≥ 0")
-        self._path = Path(path)
+        self._path = Path(path).absolute()  # the file check must not depend on the working directory
         self._key = signing_key
         self._keyid = keyid(signing_key.public_key())
         self._synchronous = synchronous.upper()
@@ -303,6 +303,7 @@ class Journal:
             self._rollback()
             self._sealed_at = time.monotonic()  # retry after another interval, not in a busy loop
         else:
+            self._healthy = True
             self._last_id = last_id
             self._sealed(last_id)
 

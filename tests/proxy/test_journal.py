@@ -30,7 +30,7 @@ from proxy.journal_format import GENESIS_HASH, chain_hash, checkpoint_payload, r
 from proxy.journal_query import StatsRow, export, stats
 from proxy.journal_verify import verify_journal
 
-KEY = Ed25519PrivateKey.generate()
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # the same in subprocesses
 
 
 def make_record(n: int = 0, **changes: object) -> Record:
@@ -301,6 +301,46 @@ def test_full_disk_fails_waiters_and_never_reports_an_uncommitted_record(db: Pat
     assert set(outcome["durable"]) <= stored  # every id handed out is really in the file
     report = verify_journal(db, KEY.public_key())
     assert report.ok and report.unsealed_tail == report.records
+
+
+_KILLED = textwrap.dedent("""
+    import asyncio, sys
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    sys.path.insert(0, sys.argv[2])
+    from test_journal import KEY, make_record
+    from proxy.journal import Journal
+
+    j = Journal(sys.argv[1], KEY, checkpoint_every=50)
+    j.start()
+
+    async def appender(k):
+        n = 0
+        while True:
+            record_id = await j.append(make_record(k * 10**6 + n))
+            print(record_id, flush=True)
+            n += 1
+
+    async def main():
+        await asyncio.gather(*(appender(k) for k in range(20)))
+
+    asyncio.run(main())
+""")
+
+
+def test_sigkill_under_load_leaves_a_journal_that_verifies(db: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(db), str(Path(__file__).parent)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    acknowledged = [int(proc.stdout.readline()) for _ in range(500)]
+    proc.kill()
+    acknowledged += [int(line) for line in proc.stdout.read().split()]
+    proc.wait()
+    stored = {row[0] for row in rows(db, "SELECT id FROM records")}
+    assert set(acknowledged) <= stored  # every id a caller was given survived the kill
+    report = verify_journal(db, KEY.public_key())
+    assert report.ok, report.problems
+    assert report.records >= 500 and report.checkpoints >= 1
+    assert report.unsealed_tail == report.records - report.last_sealed_record
 
 
 # --- verification ---------------------------------------------------------------------------------
