@@ -351,13 +351,6 @@ ON_DATE = click.option("--date", "on", metavar="YYYY-MM-DD",
                        help="Compare access in force on this day (default: today, UTC).")
 
 
-def _day(on: str | None) -> date:
-    try:
-        return _today(on)
-    except ValueError:
-        raise click.BadParameter(f"{on!r}: expected YYYY-MM-DD", param_hint="--date") from None
-
-
 @main.command()
 @click.option("--base", required=True, metavar="REV", help="The revision the change starts from.")
 @click.option("--head", metavar="REV", help="The revision with the change (default: working tree).")
@@ -373,7 +366,7 @@ def plan(base: str, head: str | None, repo: Path, registry_dir: str, fmt: str, o
     from compiler.plan import plan as make_plan
     from compiler.revisions import load_registry
 
-    today = _day(on)
+    today = _today(on)
     old = load_registry(repo, base, registry_dir)
     new = load_registry(repo, head, registry_dir)
     click.echo(plan_render.render(make_plan(old, new, today), fmt, base, head or "working tree"),
@@ -397,7 +390,7 @@ def breaking(against: str, head: str | None, repo: Path, registry_dir: str, fmt:
     from compiler.breaking import breaking as find_breaking
     from compiler.revisions import load_registry, read_file
 
-    today = _day(on)
+    today = _today(on)
     old = load_registry(repo, against, registry_dir)
     new = load_registry(repo, head, registry_dir)
     revs = {"base": against, "head": head}
@@ -427,7 +420,7 @@ def explain(consumer: str, sid: str, operation: str | None, registry_dir: Path, 
     if registry.problems:
         click.echo(f"reestr: warning: {len(registry.problems)} problem(s) while loading "
                    f"{registry_dir}; run `reestr validate`", err=True)
-    decision, data = explaining.explain(registry, consumer, sid, operation, _day(on))
+    decision, data = explaining.explain(registry, consumer, sid, operation, _today(on))
     click.echo(explaining.render(data, fmt), nl=False)
     sys.exit(0 if decision.allowed else 1)
 
