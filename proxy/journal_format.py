@@ -84,6 +84,8 @@ class Record:
             value = getattr(self, name)
             if not (isinstance(value, _FIELD_TYPES[name]) and not isinstance(value, bool)):
                 raise JournalFormatError(f"record field {name} has {type(value).__name__} {value!r}")
+            if isinstance(value, str) and not value.isascii():
+                object.__setattr__(self, name, _valid_unicode(value))
         if not _TIME_RE.fullmatch(self.time):
             raise JournalFormatError(f"record time {self.time!r} is not UTC 'YYYY-MM-DDTHH:MM:SS.ffffffZ'")
         if self.direction not in _DIRECTIONS or self.kind not in _KINDS or self.decision not in _DECISIONS:
@@ -100,6 +102,24 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     else (int if name in _INTEGER_FIELDS else str, type(None))
     for name in RECORD_FIELDS
 }
+
+
+def _valid_unicode(text: str) -> str:
+    r"""Text that UTF-8 can hold, so that no record can fail its whole group commit.
+
+    mitmproxy decodes a raw non-UTF-8 request target with surrogateescape; such bytes are kept
+    visibly as escapes (the byte 0xFF becomes the four characters \xff) rather than refused.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def utc_now() -> str:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compiler.trust import keyid
 from proxy.journal import Journal, JournalError, JournalFormatError, JournalWriteError, Record, utc_now
@@ -212,6 +214,32 @@ def test_start_fails_clearly_on_a_path_that_cannot_be_a_database(tmp_path: Path)
 def test_record_refuses_values_the_format_cannot_hold(changes: dict[str, object], match: str) -> None:
     with pytest.raises(JournalFormatError, match=match):
         make_record(**changes)
+
+
+def test_non_utf8_request_target_is_escaped_not_refused(journal: Journal, db: Path) -> None:
+    # What mitmproxy hands over for GET /caf\xe9 (raw Latin-1 byte): a lone surrogate.
+    record = make_record(1, path="/SID0003001/caf\udce9", consumer="ведомство-1")
+    assert record.path == "/SID0003001/caf\\xe9" and record.consumer == "ведомство-1"
+    journal.append_blocking(record)
+    journal.close()
+    assert [r["path"] for r in export(db)] == ["/SID0003001/caf\\xe9"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(), min_size=1, max_size=5), sizes=st.lists(st.integers(0, 2**62), min_size=1))
+def test_any_text_round_trips_and_verifies(tmp_path: Path, texts: list[str], sizes: list[int]) -> None:
+    path = tmp_path / f"j-{time.monotonic_ns()}.db"
+    written = [make_record(n, path=text, operation=text or None, size=sizes[n % len(sizes)])
+               for n, text in enumerate(texts)]
+    with Journal(path, KEY) as j:
+        for record in written:
+            j.append_blocking(record)
+    assert verify_journal(path, KEY.public_key()).ok
+    exported = list(export(path))
+    assert [(r["path"], r["operation"], r["size"]) for r in exported] == [
+        (r.path, r.operation, r.size) for r in written]
+    assert rows(path, "SELECT path, operation, size FROM records ORDER BY id") == [
+        (r.path, r.operation, r.size) for r in written]
 
 
 # --- failing closed -------------------------------------------------------------------------------
