@@ -12,7 +12,25 @@ Usable from Python for tests, the demo and the benchmark:
     ...; proc.stop()                                        # SIGTERM; proc.kill() for SIGKILL
 
 Only one in-process sidecar per Python process at a time: mitmproxy keeps its options in a global
-context. The config file format is documented in `proxy.config`.
+context (run more as subprocesses). `start_subprocess` waits on the config's admin port, so flags
+given in ARGS must not move it.
+
+The config file (full reference in `proxy.config`; relative paths are relative to the file)::
+
+    participant: ved3
+    listen: {host: 0.0.0.0, port: 8443}      # inbound mTLS, reverse proxy to upstream
+    admin: {host: 127.0.0.1, port: 9100}     # /healthz /readyz /metrics
+    upstream: http://127.0.0.1:8080
+    tls: {server_bundle: tls/server.pem}     # key + certificate + chain
+    bundle: {source: https://bundles.example/ved3.json, poll_seconds: 30,
+             trusted_keys: [keys/operator.pub], threshold: 1}
+    state_dir: state
+    journal: {path: state/journal.sqlite, signing_key: keys/sidecar.key, synchronous: FULL}
+    limits: {max_body_bytes: 1048576}
+    outbound:                                 # optional consumer side
+      listen: {host: 127.0.0.1, port: 8088}
+      client_bundle: tls/client.pem
+      provider_ca: tls/ca.pem
 
 Everything that can be checked is checked before anything listens (`Sidecar.__init__`): keys,
 the TLS bundle, the state directory, the journal. Then `run()` opens the journal, fetches the
@@ -66,9 +84,12 @@ class Sidecar:
         self.config = config
         try:
             self.trusted = [load_public_key(p) for p in config.bundle.trusted_keys]
+        except KeyFileError as e:
+            raise ConfigError(f"config: bundle.trusted_keys: {e}") from e
+        try:
             self.signing_key = load_private_key(config.journal.signing_key)
         except KeyFileError as e:
-            raise ConfigError(f"config: {e}") from e
+            raise ConfigError(f"config: journal.signing_key: {e}") from e
         if len(self.trusted) < config.bundle.threshold:
             raise ConfigError(f"config: bundle.threshold {config.bundle.threshold} is more than "
                               f"the {len(self.trusted)} trusted key(s)")
