@@ -197,6 +197,16 @@ def compile_template(template: str) -> re.Pattern[str]:
     return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "$")
 
 
+def ambiguous_path(path: str) -> bool:
+    """True if the upstream might read the path differently than the templates do: dot segments,
+    encoded slashes, backslashes or dots. A `{id}` must not smuggle `../` past the operation check."""
+    target = path.split("?", 1)[0]
+    lowered = target.lower()
+    if "\\" in target or any(enc in lowered for enc in ("%2f", "%5c", "%2e", "%00")):
+        return True
+    return any(seg in (".", "..") for seg in target.split("/"))
+
+
 def route(path: str) -> tuple[str, str] | None:
     """Split `/{SID}/rest?query` into (SID, /rest); None if the path names no SID."""
     m = _SID_PATH.match(path)
@@ -287,6 +297,8 @@ def deny(reason: str, **fields: Any) -> Decision:
 def evaluate(policy: Policy, consumer: str, method: str, path: str, soap_action: str | None,
              body: bytes | None, today: date) -> Decision:
     """Route `/{SID}/...`, find the operation, and decide; the whole inbound rule for one call."""
+    if ambiguous_path(path):
+        return deny("malformed-request", consumer=consumer)
     routed = route(path)
     service = policy.services.get(routed[0]) if routed else None
     if routed is None or service is None:
@@ -307,6 +319,8 @@ def evaluate_outbound(policy: Policy, method: str, path: str, soap_action: str |
     provider's sidecar in `target`. An SID without a grant is `no-grant`: the consumer's bundle
     only knows the services it may call."""
     me = policy.audience
+    if ambiguous_path(path):
+        return deny("malformed-request", consumer=me)
     routed = route(path)
     grant = policy.grants.get(routed[0]) if routed else None
     if routed is None or grant is None:

@@ -172,3 +172,20 @@ def test_bundles_of_the_real_compiler_parse_and_decide(tmp_path: Any) -> None:
     assert (allowed.reason, allowed.operation) == (None, "operation1")
     assert (denied.reason, denied.operation) == ("operation-not-granted", "operation2")
     assert evaluate(policy, "ved1", "POST", "/SID0003001/applicants/search", None, b"", TODAY).allowed
+
+
+@pytest.mark.parametrize("path", [
+    "/SID0003001/certificates/..%2F..%2Fadmin",
+    "/SID0003001/certificates/%2e%2e",
+    "/SID0003001/certificates/../../admin",
+    "/SID0003001/./certificates",
+    "/SID0003001/certificates/a\\b",
+    "/SID0003001/certificates/%00",
+], ids=["encoded-slash", "encoded-dots", "dot-dot", "dot", "backslash", "nul"])
+def test_ambiguous_paths_are_refused(policy: Policy, path: str) -> None:
+    d = evaluate(policy, "ved1", "GET", path, None, b"", TODAY)
+    assert (d.reason, d.status) == ("malformed-request", 400)
+
+
+def test_query_may_contain_encoded_characters(policy: Policy) -> None:
+    assert evaluate(policy, "ved1", "GET", "/SID0003001/certificates?next=%2Fa", None, b"", TODAY).allowed

@@ -112,6 +112,7 @@ DENIED = [
     ("ved1", "GET", "/SID9999999/certificates", {}, None, 404, "unknown-sid"),
     ("ved1", "DELETE", "/SID0003001/certificates/1", {}, None, 404, "unknown-operation"),
     ("ved1", "POST", "/SID0003001/certificates", {}, b"x" * 5000, 413, "body-too-large"),
+    ("ved2", "GET", "/SID0003001/certificates/..%2F..%2Fadmin", {}, None, 400, "malformed-request"),
 ]
 
 
