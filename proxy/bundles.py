@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from compiler.trust import TrustError, Verified, format_time, verify_envelope
-from proxy.errors import BundleSourceError, PolicyFormatError, StateDirError
+from proxy.errors import BundleSourceError, PolicyFormatError, SidecarError, StateDirError
 from proxy.policy import Policy, parse_policy
 
 BUNDLE_FILE = "bundle.json"
@@ -121,9 +122,12 @@ class BundleStore:
             if self.current is not None and self.current.verified.digest == verified.digest:
                 return False  # the bundle in force, fetched again
             active = ActiveBundle(verified=verified, policy=policy, origin=origin)
-            self.highest = (verified.serial, verified.digest)
             if not origin.startswith("state:"):
-                _atomic_write(self.state_dir / BUNDLE_FILE, data)
+                try:
+                    _atomic_write(self.state_dir / BUNDLE_FILE, data)
+                except OSError as e:  # not persisted: the swap must not happen either
+                    raise StateDirError(f"{self.state_dir}: cannot save bundle: {e.strerror}") from e
+            self.highest = (verified.serial, verified.digest)
             self.current = active  # the atomic swap: one reference
             self._persist()
             return True
@@ -271,8 +275,12 @@ async def poll_once(store: BundleStore, source: FileSource | UrlSource) -> bool:
 
 
 async def poll_forever(store: BundleStore, source: FileSource | UrlSource, interval: float) -> None:
+    """Poll until cancelled; a failing state directory is reported, never ends the polling."""
     while True:
-        await poll_once(store, source)
+        try:
+            await poll_once(store, source)
+        except SidecarError as e:
+            print(f"reestr-sidecar: bundle update: {e}", file=sys.stderr)
         await asyncio.sleep(interval)
 
 

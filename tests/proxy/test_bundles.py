@@ -178,3 +178,14 @@ def test_url_source_uses_etag(bundle_server: dict[str, Any], store: BundleStore,
     assert bundle_server["requests"] == [None, '"v1"', '"v1"']
     assert store.current is not None and store.current.serial == 11
     assert store.last_refusal is not None and store.last_refusal.code == "rollback"
+
+
+def test_unwritable_state_dir_refuses_the_swap(store: BundleStore, pki: Pki, keys: Keys) -> None:
+    from proxy.errors import StateDirError
+
+    (store.state_dir / "bundle.json").unlink()
+    (store.state_dir / "bundle.json").mkdir()  # os.replace onto a directory fails
+    with pytest.raises(StateDirError, match="cannot save bundle"):
+        store.offer(sign(signed_bundle(pki, serial=11), keys.operator), "test")
+    assert store.current is not None and store.current.serial == 10
+    assert store.highest is not None and store.highest[0] == 10
