@@ -177,19 +177,26 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def _workspace(tmp: Path) -> Path:
-    shutil.copytree(ROOT / "registry", tmp / "registry")
-    shutil.copytree(ROOT / "schemas", tmp / "schemas")
-    assert _run("keygen", "--out", "op", cwd=tmp).returncode == 0
-    return tmp
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("keys")
+    assert _run("keygen", "--out", "op", cwd=directory).returncode == 0
+    return directory
+
+
+@pytest.fixture
+def ws(tmp_path: Path, keys: Path) -> Path:
+    shutil.copytree(ROOT / "registry", tmp_path / "registry")
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    shutil.copy(keys / "op.key", tmp_path / "op.key")
+    return tmp_path
 
 
 def _files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
-def test_two_compiles_are_byte_identical(tmp_path: Path) -> None:
-    ws = _workspace(tmp_path)
+def test_two_compiles_are_byte_identical(ws: Path) -> None:
     for out in ("a", "b"):
         result = _run("compile", "registry", "--key", "op.key", "--out", out, "--serial", "42",
                       "--issued-at", "2026-11-25T10:00:00Z", cwd=ws)
@@ -207,8 +214,7 @@ def _git(ws: Path, *args: str) -> str:
                           check=True).stdout.strip()
 
 
-def test_serial_defaults_to_git_commit_count(tmp_path: Path) -> None:
-    ws = _workspace(tmp_path)
+def test_serial_defaults_to_git_commit_count(ws: Path) -> None:
     _git(ws, "init", "-q")
     _git(ws, "add", "registry", "schemas")
     _git(ws, "commit", "-qm", "one")
@@ -226,8 +232,7 @@ def test_serial_defaults_to_git_commit_count(tmp_path: Path) -> None:
     assert json.loads((ws / "dist2" / "ved3.json").read_bytes())["signed"]["serial"] == 9
 
 
-def test_outside_git_a_serial_is_required(tmp_path: Path) -> None:
-    ws = _workspace(tmp_path)
+def test_outside_git_a_serial_is_required(ws: Path) -> None:
     result = _run("compile", "registry", "--key", "op.key", "--out", "dist", cwd=ws)
     assert result.returncode == 2
     assert "--serial" in result.stderr
