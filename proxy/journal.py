@@ -41,6 +41,7 @@ from proxy.journal_format import (
     chain_hash,
     checkpoint_payload,
     record_json,
+    schema_problem,
     utc_now,
 )
 
@@ -176,6 +177,9 @@ class Journal:
             version = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
             if version is None or version[0] != "1":
                 raise JournalFormatError(f"{self._path}: unsupported journal format {version}")
+            changed = schema_problem(conn)
+            if changed is not None:
+                raise JournalFormatError(f"{self._path}: refusing to write: {changed}")
             self._last_id = self._head(conn)[0]
             sealed = conn.execute("SELECT coalesce(max(upto_record_id), 0) FROM checkpoints").fetchone()
             self._sealed_id = sealed[0]

@@ -8,7 +8,9 @@ A row stores the record as its canonical JSON text (compiler.trust.canonical_jso
 included), with `prev_hash` and `hash = SHA-256(prev_hash || canonical JSON)` (prev_hash as its
 64 lowercase hex characters, UTF-8). The record's fields are exposed as generated columns, so
 people and `stats` can query them, while the bytes that are hashed exist exactly once: editing a
-field means editing the hashed text (R11: integrity of every message is fixed).
+field means editing the hashed text (R11: integrity of every message is fixed). The generated
+columns are only a view: SQLite's json_extract ends a string at a NUL character; the hashed text
+and `export` keep every character.
 """
 
 from __future__ import annotations
@@ -187,6 +189,32 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 ) STRICT;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('format', '{FORMAT_VERSION}');
 """
+
+
+def schema_problem(conn: sqlite3.Connection) -> str | None:
+    """Say how the file's tables, indexes and triggers differ from the journal schema, if they do.
+
+    A hand-made change (a trigger rewriting rows as they are inserted, a table that is no longer
+    STRICT) is tampering too; the writer refuses such a file and the verifier reports it.
+    """
+    expected = _schema_objects(_reference_schema())
+    found = _schema_objects(conn)
+    if found == expected:
+        return None
+    changed = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))
+    return f"schema objects changed by hand: {', '.join(changed)}"
+
+
+def _reference_schema() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def _schema_objects(conn: sqlite3.Connection) -> dict[str, tuple[str, str | None]]:
+    # sqlite_stat* tables are statistics that ANALYZE or PRAGMA optimize may add: not a change.
+    rows = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%'").fetchall()
+    return {name: (kind, sql) for kind, name, sql in rows}
 
 
 def open_readonly(path: str | Path) -> sqlite3.Connection:

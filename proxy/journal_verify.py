@@ -27,14 +27,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from compiler.trust import keyid
-from proxy.journal_format import GENESIS_HASH, JournalError, chain_hash, checkpoint_payload, open_readonly
+from proxy.journal_format import (
+    GENESIS_HASH,
+    JournalError,
+    chain_hash,
+    checkpoint_payload,
+    open_readonly,
+    schema_problem,
+)
 
 _BATCH = 4096
 _MAX_PROBLEMS = 1000
@@ -96,15 +103,14 @@ class _Walk:
 
     count: int = 0
     last_id: int = 0
-    problems: list[Problem] | None = None
+    problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
 
-    def add(self, problems: Iterable[Problem]) -> None:
-        if self.problems is None:
-            self.problems = []
+    def add(self, problems: Iterable[Problem], *, capped: bool = True) -> None:
+        """Keep the first _MAX_PROBLEMS record problems; checkpoint problems are few and always kept."""
         for problem in problems:
             self.problem_count += 1
-            if len(self.problems) < _MAX_PROBLEMS:
+            if not capped or len(self.problems) < _MAX_PROBLEMS:
                 self.problems.append(problem)
 
 
@@ -113,24 +119,27 @@ def verify_journal(path: str | Path, public_key: Ed25519PublicKey) -> VerifyRepo
     conn = open_readonly(path)
     try:
         conn.execute("BEGIN")  # one snapshot, even while a sidecar keeps writing
+        changed = schema_problem(conn)
         checkpoints = _load_checkpoints(conn)
         heads: dict[int, str] = {}
         walk = _walk(conn, {cp.upto for cp in checkpoints}, heads)
+        if changed is not None:
+            walk.add([Problem(1, "schema-modified", changed)], capped=False)
         conn.execute("ROLLBACK")
     except sqlite3.Error as e:
         raise JournalError(f"{path}: cannot read journal: {e}") from e
     finally:
         conn.close()
     sealed = _check_checkpoints(checkpoints, heads, walk, public_key)
-    problems = sorted(walk.problems or [], key=lambda p: (p.record_id, p.checkpoint_id or 0))
+    problems = sorted(walk.problems, key=lambda p: (p.record_id, p.checkpoint_id or 0))
     return VerifyReport(path=str(path), records=walk.count, last_record=walk.last_id,
                         checkpoints=len(checkpoints), last_sealed_record=sealed,
                         problems=tuple(problems), problem_count=walk.problem_count)
 
 
 def _load_checkpoints(conn: sqlite3.Connection) -> list[_Checkpoint]:
-    rows = conn.execute("SELECT id, upto_record_id, head_hash, time, keyid, signature "
-                        "FROM checkpoints ORDER BY id").fetchall()
+    rows = conn.execute(f"SELECT id, CAST(upto_record_id AS INTEGER), {_text('head_hash')}, {_text('time')}, "
+                        f"{_text('keyid')}, {_text('signature')} FROM checkpoints ORDER BY id").fetchall()
     return [_Checkpoint(*row) for row in rows]
 
 
@@ -138,7 +147,9 @@ def _walk(conn: sqlite3.Connection, sealed_ids: set[int], heads: dict[int, str])
     """The hot loop: link, hash and id of every record; stored hashes at checkpointed ids."""
     walk = _Walk()
     prev, prev2, expected = GENESIS_HASH, "", 1
-    cursor = conn.execute("SELECT id, prev_hash, hash, record FROM records ORDER BY id")
+    # The casts cost nothing on the STRICT schema; they keep a hand-changed table from crashing the walk.
+    cursor = conn.execute(f"SELECT id, {_text('prev_hash')}, {_text('hash')}, {_text('record')} "
+                          "FROM records ORDER BY id")
     while batch := cursor.fetchmany(_BATCH):
         for rid, prev_hash, digest, text in batch:
             if rid != expected or prev_hash != prev or chain_hash(prev_hash, text) != digest:
@@ -149,6 +160,10 @@ def _walk(conn: sqlite3.Connection, sealed_ids: set[int], heads: dict[int, str])
         walk.count += len(batch)
     walk.last_id = expected - 1
     return walk
+
+
+def _text(column: str) -> str:
+    return f"ifnull(CAST({column} AS TEXT), '')"
 
 
 def _diagnose(rid: int, expected: int, prev_hash: str, digest: str, text: str, prev: str,
@@ -189,13 +204,13 @@ def _check_checkpoints(checkpoints: list[_Checkpoint], heads: dict[int, str], wa
     for cp in checkpoints:
         if cp.id != expected:
             walk.add([Problem(previous_upto + 1, "checkpoint-missing",
-                              f"checkpoints {expected}–{cp.id - 1} are missing (deleted)", cp.id)])
+                              f"checkpoints {expected}–{cp.id - 1} are missing (deleted)", cp.id)], capped=False)
         previous_upto, expected = cp.upto, cp.id + 1
         problem = _checkpoint_problem(cp, heads, walk, expected_keyid, public_key, last_good)
         if problem is None:
             last_good = max(last_good, cp.upto)
         else:
-            walk.add([problem])
+            walk.add([problem], capped=False)
     return last_good
 
 
@@ -229,6 +244,6 @@ def _checkpoint_problem(cp: _Checkpoint, heads: dict[int, str], walk: _Walk, exp
 
 def _first_problem_between(walk: _Walk, after: int, upto: int) -> int | None:
     """The first record problem the walk found in (after, upto]: it explains a head mismatch best."""
-    found = [p.record_id for p in walk.problems or []
+    found = [p.record_id for p in walk.problems
              if after < p.record_id <= upto and p.checkpoint_id is None]
     return min(found) if found else None

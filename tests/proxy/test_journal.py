@@ -238,8 +238,10 @@ def test_any_text_round_trips_and_verifies(tmp_path: Path, texts: list[str], siz
     exported = list(export(path))
     assert [(r["path"], r["operation"], r["size"]) for r in exported] == [
         (r.path, r.operation, r.size) for r in written]
-    assert rows(path, "SELECT path, operation, size FROM records ORDER BY id") == [
-        (r.path, r.operation, r.size) for r in written]
+    # The generated columns are a query view via json_extract, where SQLite ends a string at NUL.
+    assert [row for row, text in zip(rows(path, "SELECT path, operation, size FROM records ORDER BY id"),
+                                     texts, strict=True) if "\x00" not in text] == [
+        (r.path, r.operation, r.size) for r in written if "\x00" not in r.path]
 
 
 # --- failing closed -------------------------------------------------------------------------------
@@ -459,6 +461,19 @@ def delete_checkpoint(path: Path) -> None:
     _edit(path, ("DELETE FROM checkpoints WHERE id = 2", ()))
 
 
+def add_trigger(path: Path) -> None:
+    _edit(path, ("CREATE TRIGGER quiet AFTER INSERT ON records BEGIN "
+                 "UPDATE records SET record = replace(record, '\"deny\"', '\"allow\"') WHERE id = new.id; END", ()))
+
+
+def loosen_table(path: Path) -> None:
+    # Rebuild the table without STRICT so a record can hold a number instead of its text.
+    _edit(path, ("DROP INDEX records_time", ()), ("ALTER TABLE records RENAME TO old", ()),
+          ("CREATE TABLE records (id INTEGER PRIMARY KEY, prev_hash, hash, record)", ()),
+          ("INSERT INTO records SELECT id, prev_hash, hash, record FROM old", ()), ("DROP TABLE old", ()),
+          ("UPDATE records SET record = 42, hash = NULL WHERE id = 7", ()))
+
+
 @pytest.mark.parametrize(("tamper", "first_bad", "code"), [
     pytest.param(modify_field, 7, "record-modified", id="modified-field"),
     pytest.param(delete_record, 7, "record-missing", id="deleted-record"),
@@ -472,6 +487,8 @@ def delete_checkpoint(path: Path) -> None:
     pytest.param(move_checkpoint_head, 19, "checkpoint-bad-signature", id="checkpoint-moved"),
     pytest.param(resign_checkpoint_with_other_key, 20, "checkpoint-unknown-key", id="checkpoint-unknown-key"),
     pytest.param(delete_checkpoint, 11, "checkpoint-missing", id="checkpoint-deleted"),
+    pytest.param(add_trigger, 1, "schema-modified", id="trigger-added"),
+    pytest.param(loosen_table, 1, "schema-modified", id="table-loosened-and-record-made-a-number"),
 ])
 def test_verify_names_the_first_bad_record(db: Path, tamper: Callable[[Path], None], first_bad: int,
                                            code: str) -> None:
@@ -482,6 +499,29 @@ def test_verify_names_the_first_bad_record(db: Path, tamper: Callable[[Path], No
     assert not report.ok
     assert report.first_bad_record == first_bad, report.problems
     assert report.problems[0].code == code, report.problems
+
+
+def test_loosened_table_still_names_the_edited_record(db: Path) -> None:
+    write_journal(db)
+    loosen_table(db)
+    report = verify_journal(db, KEY.public_key())
+    assert [(p.record_id, p.code) for p in report.problems[:4]] == [
+        (1, "schema-modified"), (7, "record-modified"), (7, "record-id-mismatch"), (8, "record-chain-broken")]
+
+
+def test_writer_refuses_a_journal_whose_schema_was_changed(db: Path) -> None:
+    write_journal(db, count=3)
+    add_trigger(db)
+    with pytest.raises(JournalFormatError, match="refusing to write: schema objects changed by hand: quiet"):
+        Journal(db, KEY).start()
+
+
+def test_analyze_statistics_are_not_tampering(db: Path) -> None:
+    write_journal(db)
+    _edit(db, ("ANALYZE", ()))
+    assert verify_journal(db, KEY.public_key()).ok
+    with Journal(db, KEY) as j:
+        assert j.append_blocking(make_record(26)) == 26
 
 
 def test_verify_intact_journal_counts_and_reports_no_problem(db: Path) -> None:
