@@ -1,8 +1,8 @@
 """The admin listener, on its own port: /healthz, /readyz, /metrics (DESIGN §7, R12).
 
-/healthz: the process serves. /readyz: 200 only with a bundle in force and a healthy journal,
-otherwise 503 and the reason in the body. /metrics: Prometheus text from a registry of our own
-(several sidecars may live in one test process).
+/healthz: the proxy is up (503 "starting" until mitmproxy listens). /readyz: 200 only with a bundle
+in force and a healthy journal, otherwise 503 and the reason in the body. /metrics: Prometheus text
+from a registry of our own (several sidecars may live in one test process).
 
 A tiny asyncio HTTP/1.1 server on the sidecar's event loop: three GET endpoints do not justify a
 web framework or a thread.
@@ -54,10 +54,11 @@ class AdminServer:
     """Serves the three endpoints; `ready()` returns None when ready, else the reason."""
 
     def __init__(self, host: str, port: int, metrics: SidecarMetrics,
-                 ready: Callable[[], str | None]) -> None:
+                 ready: Callable[[], str | None], live: Callable[[], bool] = lambda: True) -> None:
         self.host, self.port = host, port
         self.metrics = metrics
         self.ready = ready
+        self.live = live
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -91,9 +92,11 @@ class AdminServer:
         if method != b"GET":
             return "405 Method Not Allowed", text, b"GET only\n"
         if path == "/healthz":
+            if not self.live():
+                return "503 Service Unavailable", text, b"starting\n"
             return "200 OK", text, b"ok\n"
         if path == "/readyz":
-            reason = self.ready()
+            reason = self.ready() if self.live() else "starting"
             if reason is None:
                 return "200 OK", text, b"ready\n"
             return "503 Service Unavailable", text, f"not ready: {reason}\n".encode()

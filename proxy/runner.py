@@ -33,10 +33,10 @@ The config file (full reference in `proxy.config`; relative paths are relative t
       provider_ca: tls/ca.pem
 
 Everything that can be checked is checked before anything listens (`Sidecar.__init__`): keys,
-the TLS bundle, the state directory, the journal. Then `run()` opens the journal, fetches the
-bundle once, and starts mitmproxy in reverse mode in front of the upstream; the admin listener and
-the bundle poller start when mitmproxy reports it is running, so /healthz answering means the
-proxy port listens too.
+the TLS bundle, the state directory. Then `run()` opens the journal, fetches the bundle once, binds
+the admin port and starts mitmproxy in reverse mode in front of the upstream; /healthz answers 200
+(and the bundle poller starts) only once mitmproxy reports it is running, so a healthy sidecar's
+proxy port listens.
 """
 
 from __future__ import annotations
@@ -126,7 +126,13 @@ class Sidecar:
             await poll_once(self.store, self.source)
             journal = self.journal
             metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth))
-            self.admin = AdminServer(cfg.admin.host, cfg.admin.port, metrics, self.ready)
+            self.admin = AdminServer(cfg.admin.host, cfg.admin.port, metrics, self.ready,
+                                     live=self.started.is_set)
+            try:
+                await self.admin.start()  # before mitmproxy, so a busy port is a clean error
+            except OSError as e:
+                raise SidecarStartError(
+                    f"admin listener {cfg.admin.host}:{cfg.admin.port}: {e.strerror}") from e
             modes = [f"reverse:{cfg.upstream}"]
             addons: list[Any] = [_Lifecycle(self)]
             extra: dict[str, Any] = {}
@@ -166,8 +172,6 @@ class Sidecar:
                 print(f"reestr-sidecar: journal: {e}", file=sys.stderr)
 
     async def _on_running(self) -> None:
-        assert self.admin is not None
-        await self.admin.start()
         self._tasks.append(asyncio.create_task(
             poll_forever(self.store, self.source, self.config.bundle.poll_seconds)))
         self.started.set()

@@ -213,3 +213,18 @@ def test_upstream_down_is_502_and_journaled_as_error(tmp_path: Path, pki: Pki, k
         assert last[1]["reason"] == "upstream-error" and last[1]["status"] == 502
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(("field", "message"), [("admin", "admin listener"), ("listen", "failed to listen")],
+                         ids=["admin-port", "proxy-port"])
+def test_busy_port_is_a_clean_error(site: Site, field: str, message: str) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        site.config[field]["port"] = busy.getsockname()[1]
+        site.config_path.write_text(yaml.safe_dump(site.config))
+        result = cli("run", "--config", str(site.config_path))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
