@@ -228,3 +228,31 @@ def test_busy_port_is_a_clean_error(site: Site, field: str, message: str) -> Non
         result = cli("run", "--config", str(site.config_path))
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_swaps_under_load_drop_nothing(site: Site, pki: Pki, keys: Keys) -> None:
+    site.publish(sign(signed_bundle(pki, serial=10), keys.operator))
+    site.start()
+    statuses: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(verify=pki.client_context("ved1"), timeout=10) as client:
+            url = f"https://127.0.0.1:{site.config['listen']['port']}/SID0003001/certificates/1"
+            while not stop.is_set():
+                try:
+                    statuses.append(client.get(url).status_code)
+                except httpx.HTTPError as e:
+                    failures.append(repr(e))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for serial in range(11, 16):
+        site.publish(sign(signed_bundle(pki, serial=serial), keys.operator))
+        wait_for(lambda s=serial: (site.state().get("in_force") or {}).get("serial") == s)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert failures == [] and len(statuses) > 20 and set(statuses) == {200}
