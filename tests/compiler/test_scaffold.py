@@ -286,3 +286,18 @@ def test_cli_reports_problems_with_exit_1(repo: Path) -> None:
                      "--contact-name", "a", "--contact-email", "a@b.ru", "--review-team", "@org/ved9")
     assert result.returncode == 1
     assert "registry/participants/ved9.yaml:7:3: SCHEMA-missing-field" in result.stdout
+
+
+def test_request_access_follows_the_sheet_own_indentation(repo: Path) -> None:
+    sheet = repo / "registry/consumers/ved2.yaml"
+    sheet.write_text(
+        "# yaml-language-server: $schema=../../schemas/access-sheet.schema.json\n"
+        "apiVersion: reestr/v1\nkind: AccessSheet\nmetadata:\n    consumer: ved2\nspec:\n    grants:\n"
+        "    - service: SID0003001   # строка 2\n      access: operations\n      operations:\n"
+        "      - operation1\n      legal_basis: ФЗ № 210-ФЗ, ст. 7.1\n      purpose: Сведения\n")
+    before = sheet.read_text()
+    outcome = _request(repo, "ved2", "SID0003002", ["operation1"], legal_basis="ФЗ № 210-ФЗ")
+    assert _errors(outcome.problems) == []
+    assert sheet.read_text() == before + (
+        "    - service: SID0003002\n      access: operations\n      operations:\n      - operation1\n"
+        "      legal_basis: ФЗ № 210-ФЗ\n      purpose: Проверка сведений\n")
