@@ -8,6 +8,7 @@ from xml.sax.saxutils import escape
 
 from mitmproxy import http
 
+from proxy.identity import Leaf, leaf_of
 from proxy.policy import REASONS, SOAP11_ENV, Decision
 
 # metadata keys shared by the addons
@@ -16,8 +17,17 @@ DIRECTION = "reestr.direction"  # "outbound" on the consumer-side listener; abse
 BUNDLE = "reestr.bundle"
 REQUEST_RECORD = "reestr.request_record"
 RESPONSE_RECORD = "reestr.response_record"
+LEAF = "reestr.leaf"
 JOURNAL_HEADER = "Reestr-Journal-Id"
 PROVIDER_JOURNAL_HEADER = "Reestr-Provider-Journal-Id"
+
+
+def client_leaf(flow: http.HTTPFlow) -> Leaf | None:
+    """The caller's leaf certificate, computed once per flow (enforce and journal both need it)."""
+    if LEAF not in flow.metadata:
+        flow.metadata[LEAF] = leaf_of(flow.client_conn)
+    leaf: Leaf | None = flow.metadata[LEAF]
+    return leaf
 
 
 def wants_soap(decision: Decision, request: http.Request) -> bool:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 from mitmproxy import ctx, exceptions, http
 
-from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, deny_response
+from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, client_leaf, deny_response
 from proxy.bundles import BundleStore
-from proxy.identity import identify, leaf_of
+from proxy.identity import identify
 from proxy.policy import Decision, deny, evaluate
 
 FORWARDED_CONSUMER = "Reestr-Consumer"
@@ -59,7 +59,7 @@ class Enforce:
         if len(flow.request.raw_content or b"") > ctx.options.reestr_max_body_bytes:
             return self._deny(flow, deny("body-too-large"))
         now = datetime.now(UTC)
-        who = identify(bundle.policy, leaf_of(flow.client_conn), now)
+        who = identify(bundle.policy, client_leaf(flow), now)
         if who.participant is None or who.reason is not None:
             return self._deny(flow, deny(who.reason or "unknown-certificate", consumer=who.participant))
         decision = evaluate(bundle.policy, who.participant, flow.request.method, flow.request.path,

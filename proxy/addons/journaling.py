@@ -25,9 +25,9 @@ from proxy.addons._responses import (
     PROVIDER_JOURNAL_HEADER,
     REQUEST_RECORD,
     RESPONSE_RECORD,
+    client_leaf,
     deny_response,
 )
-from proxy.identity import leaf_of
 from proxy.journal import Journal
 from proxy.journal_format import JournalError, Record, utc_now
 from proxy.policy import Decision, deny
@@ -92,7 +92,7 @@ class Journaling:
     def _record(self, flow: http.HTTPFlow, kind: Literal["request", "response", "error"]) -> Record:
         decision: Decision | None = flow.metadata.get(DECISION)
         bundle = flow.metadata.get(BUNDLE)
-        leaf = leaf_of(flow.client_conn)
+        leaf = client_leaf(flow)
         if kind == "request":
             body: bytes = flow.request.raw_content or b""
             status = None
