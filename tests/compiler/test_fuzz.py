@@ -11,6 +11,7 @@ registries and must not print a traceback.
 from __future__ import annotations
 
 import copy
+import json
 import random
 import shutil
 import subprocess
@@ -18,12 +19,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler import bundle, rules
+from compiler import bundle, rules, trust
 from compiler.errors import Problem, Severity
 from compiler.registry import load_files
 from compiler.yamlsrc import load_bytes
@@ -199,3 +201,18 @@ def test_cli_on_generated_registries(tmp_path: Path) -> None:
         assert "Traceback" not in err + out
         assert proc.returncode == 1, err  # each registry has at least the damaged fuzz.yaml or bytes
         assert out
+
+
+JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
+                    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(
+                        st.sampled_from(["signed", "signatures", "keyid", "sig", "type", "format", "serial",
+                                         "expires_at", "audience", "x"]), inner, max_size=5)), max_leaves=15)
+
+
+@FUZZ
+@given(value=JSON, raw=st.binary(max_size=200), use_raw=st.booleans())
+def test_verify_envelope_only_refuses(value: Any, raw: bytes, use_raw: bool) -> None:
+    """The sidecar feeds verify_envelope whatever a bundle URL serves: it accepts or raises TrustError."""
+    data = raw if use_raw else json.dumps(value).encode()
+    with pytest.raises(trust.TrustError):
+        trust.verify_envelope(data, [KEY.public_key()], now=datetime(2026, 11, 25, tzinfo=UTC))
