@@ -250,6 +250,7 @@ class LoadResult:
     pairs: int
     certs: int
     offer_ms: list[float]
+    offer_cpu_ms: list[float]
     verify_ms: list[float]
     parse_ms: list[float]
 
@@ -257,14 +258,15 @@ class LoadResult:
 def time_bundle_load(path: Path, trusted_pub: Path, runs: int) -> LoadResult:
     data = path.read_bytes()
     trusted = [load_public_key(trusted_pub)]
-    offer_ms, verify_ms, parse_ms = [], [], []
+    offer_ms, offer_cpu_ms, verify_ms, parse_ms = [], [], [], []
     for _ in range(runs):
         with tempfile.TemporaryDirectory(dir=OUT) as state:
             store = BundleStore("ved3", trusted, 1, Path(state))
             store.load_state()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             accepted = store.offer(data, str(path))
             offer_ms.append((time.perf_counter() - t0) * 1000)
+            offer_cpu_ms.append((time.thread_time() - c0) * 1000)
             if not accepted:
                 raise RuntimeError(f"the big bundle was refused: {store.last_refusal}")
         t0 = time.perf_counter()
@@ -274,7 +276,33 @@ def time_bundle_load(path: Path, trusted_pub: Path, runs: int) -> LoadResult:
         parse_policy(verified.signed)
         parse_ms.append((time.perf_counter() - t0) * 1000)
     entries, pairs, certs = count_grants(json.loads(data)["signed"])
-    return LoadResult(len(data), entries, pairs, certs, offer_ms, verify_ms, parse_ms)
+    return LoadResult(len(data), entries, pairs, certs, offer_ms, offer_cpu_ms, verify_ms, parse_ms)
+
+
+def commit_probe(seconds: float = 1.0, limit: int = 2000) -> tuple[float, float]:
+    """p50 and p99 ms of one-row SQLite commits in WAL mode with synchronous=FULL, here, now.
+
+    FULL fsyncs the WAL on every commit; the sidecar waits for two such commits (the request and
+    the response record) per call, so with few connections this latency bounds (a) FULL.
+    """
+    import sqlite3
+
+    path = OUT / "commit-probe.sqlite"
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = FULL")
+        con.execute("CREATE TABLE t (x TEXT)")
+        times = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and len(times) < limit:
+            t0 = time.perf_counter()
+            con.execute("INSERT INTO t VALUES ('x')")
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        con.close()
+    times.sort()
+    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
 # --- wrk ----------------------------------------------------------------------------------------
@@ -289,6 +317,21 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     mean_ms: float
+    cpu_s: float = 0.0  # CPU time (user + system, all threads) of the target process in the run
+    loop_cpu_s: float = 0.0  # the same for its main thread only (mitmproxy's asyncio loop)
+    spread: tuple[float, float] | None = None  # min and max req/s over the rounds
+
+    @property
+    def cpu_us_per_req(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def loop_us_per_req(self) -> float:
+        return self.loop_cpu_s / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def cpu_share(self) -> float:
+        return self.cpu_s / self.seconds if self.seconds else 0.0
 
     @property
     def rps(self) -> float:
@@ -308,6 +351,23 @@ def wrk(url: str, connections: int, seconds: float, threads: int, lua: Path, log
     req, dur, conn, rd, wr, status, tmo = (int(x) for x in f_[:7])
     p50, p99, mean = (float(x) / 1000 for x in f_[7:])
     return WrkResult(req, dur / 1e6, conn + rd + wr + tmo, status, p50, p99, mean)
+
+
+def _median_run(rs: list[WrkResult]) -> WrkResult:
+    """The run with the median req/s (lower median for an even count), with the spread noted."""
+    ordered = sorted(rs, key=lambda r: r.rps)
+    pick = ordered[(len(ordered) - 1) // 2]
+    pick.spread = (ordered[0].rps, ordered[-1].rps)
+    return pick
+
+
+def cpu_seconds(pid: int, main_thread_only: bool = False) -> float:
+    """utime + stime of a process (all threads), or of its main thread (the asyncio loop)."""
+    import os
+
+    path = f"/proc/{pid}/task/{pid}/stat" if main_thread_only else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the targets --------------------------------------------------------------------------------
@@ -382,6 +442,57 @@ def rss_kb(pid: int) -> dict[str, int]:
     return out
 
 
+# --- optional profile ---------------------------------------------------------------------------
+
+
+def start_py_spy(pid: int, seconds: int, out: Path, procs: Procs) -> subprocess.Popen[Any]:
+    exe = shutil.which("py-spy") or str(BIN / "py-spy")
+    return procs.add(f"py-spy {pid}", subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
+         "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+
+def print_profile(path: Path, label: str, top: int = 14) -> None:
+    """From py-spy's collapsed stacks: where the samples end (self) and what they pass (total)."""
+    if not path.is_file():
+        print(f"\nno py-spy samples for {label} ({path.name} missing: is py-spy installed?)")
+        return
+    self_: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        samples += n
+        frames = [_frame(f) for f in stack.split(";")]
+        if frames:
+            self_[frames[-1]] = self_.get(frames[-1], 0) + n
+        for f in set(frames):
+            total[f] = total.get(f, 0) + n
+    print(f"\npy-spy, {label}: {samples:,} samples (all threads); self = the frame was running")
+    for name, n in sorted(self_.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  self {n / samples:6.1%}  {name}")
+    mine = [(k, v) for k, v in total.items()
+            if "(proxy/" in k or "prometheus_client/" in k or k.startswith(("thread ", "process "))]
+    for name, n in sorted(mine, key=lambda kv: -kv[1])[:2 * top]:
+        print(f"  total {n / samples:5.1%}  {name}")
+
+
+def _frame(raw: str) -> str:
+    """`func (path/to/file.py:12)` -> `func (file.py)` without the line, to add samples up."""
+    if raw.startswith(("thread (", "process (")):
+        return "thread " + raw.partition("): ")[2]
+    name, _, where = raw.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("/site-packages/", "/lib/python3.12/", "/work/main/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    return f"{name} ({where})" if where else name
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -390,15 +501,21 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10.0, help="seconds of each measured wrk run")
     ap.add_argument("--warmup", type=int, default=2.0, help="seconds of wrk before each run")
     ap.add_argument("--connections", default="10,50", help="comma-separated connection counts")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="measure every row this many times, interleaved; the table shows the median")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--grants", type=int, default=10_000, help="grants in the big bundle")
     ap.add_argument("--load-runs", type=int, default=9, help="bundle load repetitions (median)")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample (a) FULL and (b) with py-spy during their largest-connection run "
+                         "(py-spy must be on PATH or in the venv: pip install py-spy; not a project "
+                         "dependency); samples skew those two rows a little")
     ap.add_argument("--deadline", type=float, default=1200.0, help="overall cap in seconds")
     args = ap.parse_args()
     conns = [int(c) for c in args.connections.split(",") if c.strip()]
     if not conns or min(conns) < 1 or max(conns) > 1000 or not 1 <= args.duration <= 120 \
-            or not 0 <= args.warmup <= 30:
-        ap.error("connections 1..1000, duration 1..120 s, warm-up 0..30 s")
+            or not 0 <= args.warmup <= 30 or not 1 <= args.rounds <= 10:
+        ap.error("connections 1..1000, duration 1..120 s, warm-up 0..30 s, rounds 1..10")
     for tool in ("wrk", "stunnel"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install -y wrk stunnel4")
@@ -492,23 +609,43 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
         if problem:
             raise RuntimeError(f"{t.label}: the checked call failed: {problem}")
 
-    results: dict[tuple[str, int], WrkResult] = {}
-    total = len(conns) * len(targets)
-    print(f"== wrk: {total} runs of {args.warmup:g}+{args.duration:g} s "
-          f"(≈{total * (args.warmup + args.duration) / 60:.1f} min)", flush=True)
+    runs: dict[tuple[str, int], list[WrkResult]] = {}
+    total = len(conns) * len(targets) * args.rounds
+    print(f"== wrk: {total} runs of {args.warmup:g}+{args.duration:g} s, {args.rounds} round(s) "
+          f"interleaved (≈{total * (args.warmup + args.duration) / 60:.1f} min)", flush=True)
     for c in conns:
-        for t in targets:
-            if args.warmup > 0:
-                wrk(t.url, c, args.warmup, args.threads, lua, wrk_log)
-            res = wrk(t.url, c, args.duration, args.threads, lua, wrk_log)
-            results[(t.key, c)] = res
-            print(f"   {t.label:<34} c={c:<3} {res.rps:>10,.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
-                  f"p99 {res.p99_ms:7.2f} ms", flush=True)
+        for rnd in range(args.rounds):
+            for t in targets:
+                if args.warmup > 0:
+                    wrk(t.url, c, args.warmup, args.threads, lua, wrk_log)
+                spy = None
+                if args.profile and rnd == 0 and c == max(conns) and t.key in ("a", "b") \
+                        and t.pid is not None:
+                    spy = start_py_spy(t.pid, args.duration, OUT / f"py-spy-{t.key}.txt", procs)
+                cpu0 = cpu_seconds(t.pid) if t.pid is not None else 0.0
+                loop0 = cpu_seconds(t.pid, True) if t.pid is not None else 0.0
+                res = wrk(t.url, c, args.duration, args.threads, lua, wrk_log)
+                if t.pid is not None:
+                    res.cpu_s = cpu_seconds(t.pid) - cpu0
+                    res.loop_cpu_s = cpu_seconds(t.pid, True) - loop0
+                if spy is not None:
+                    spy.wait(30)
+                runs.setdefault((t.key, c), []).append(res)
+                print(f"   {t.label:<34} c={c:<3} {res.rps:>10,.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
+                      f"p99 {res.p99_ms:7.2f} ms  CPU {res.cpu_us_per_req:6.0f} µs/req "
+                      f"(loop {res.loop_us_per_req:.0f})", flush=True)
+    results = {key: _median_run(rs) for key, rs in runs.items()}
 
     mem = {t.key: rss_kb(t.pid) for t in targets if t.pid is not None}
+    probe = commit_probe()
     records = _journal_records(OUT / "sidecar-full" / "journal.sqlite")
 
     _print_report(env_line, conns, targets, results, load, mem, records, args)
+    print(f"one-row SQLite commit with synchronous=FULL, measured right after the runs: p50 "
+          f"{probe[0]:.2f} ms, p99 {probe[1]:.2f} ms (the sidecar awaits two per call)")
+    if args.profile:
+        for key in ("b", "a"):
+            print_profile(OUT / f"py-spy-{key}.txt", {t.key: t.label for t in targets}[key])
     ok_ratio = all(results[("a", c)].rps >= TARGETS_TARGET_RATIO * results[("b", c)].rps for c in conns)
     ok_load = statistics.median(load.offer_ms) <= LOAD_TARGET_MS
     ok_rss = mem["a"]["VmHWM"] / 1024 <= RSS_TARGET_MB
@@ -528,18 +665,26 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
     print(f"\n== reestr-sidecar benchmark · {env_line}")
     print(f"call: {CALLER} GET {CALL_PATH} (allowed) · wrk {args.threads} threads, "
           f"{args.warmup:g} s warm-up + {args.duration:g} s per row · (a),(b) via stunnel with "
-          f"{CALLER}'s client certificate\n")
-    head = f"{'target':<34} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'non-2xx':>8}"
+          f"{CALLER}'s client certificate · median of {args.rounds} interleaved round(s)\n"
+          "CPU = CPU time (user+sys) of the target process during the run, all threads, per request; "
+          "loop = its main thread only (mitmproxy's asyncio loop: one core at most, so 1e6 / loop µs "
+          "is the ceiling in req/s); CPU % = all threads, share of one core\n")
+    head = (f"{'target':<34} {'conns':>5} {'req/s':>8} {'(min–max)':>15} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'CPU µs/req':>10} {'loop µs':>7} {'CPU':>5} {'errors':>6} {'non-2xx':>7}")
     print(head)
     print("-" * len(head))
     for c in conns:
         for t in targets:
             r = results[(t.key, c)]
-            print(f"{t.label:<34} {c:>5} {r.rps:>10,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
-                  f"{r.errors:>7} {r.non2xx:>8}")
+            lo, hi = r.spread or (r.rps, r.rps)
+            print(f"{t.label:<34} {c:>5} {r.rps:>8,.0f} {f'({lo:,.0f}–{hi:,.0f})':>15} {r.p50_ms:>8.2f} "
+                  f"{r.p99_ms:>8.2f} {r.cpu_us_per_req:>10,.0f} {r.loop_us_per_req:>7,.0f} {r.cpu_share:>5.0%} "
+                  f"{r.errors:>6} "
+                  f"{r.non2xx:>7}")
         a, a2, b, cc = (results[(k, c)].rps for k in ("a", "a-normal", "b", "c"))
+        la, lb = results[("a", c)].loop_us_per_req, results[("b", c)].loop_us_per_req
         print(f"{'ratios':<34} {c:>5}  (a)/(b) {a / b:6.1%} [target ≥ 85%]   (a')/(b) {a2 / b:6.1%}"
-              f"   (b)/(c) {b / cc:6.2%}")
+              f"   (b)/(c) {b / cc:6.2%}   loop CPU per request (b)/(a) {lb / la if la else 0:6.1%}")
         print()
     med = statistics.median
     print(f"bundle: {load.bytes / 1e6:.2f} MB, {load.entries:,} grants (service × caller entries) = "
@@ -547,7 +692,7 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
     print(f"bundle load (median of {len(load.offer_ms)}): BundleStore.offer {med(load.offer_ms):.1f} ms "
           f"[target ≤ 100 ms] (min {min(load.offer_ms):.1f}, max {max(load.offer_ms):.1f}) = "
           f"verify_envelope {med(load.verify_ms):.1f} ms + parse_policy {med(load.parse_ms):.1f} ms "
-          f"+ persisting")
+          f"+ persisting; CPU time of the offer {med(load.offer_cpu_ms):.1f} ms")
     labels = {t.key: t.label for t in targets}
     for key in ("a", "a-normal", "b", "c"):
         if key in mem:
