@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from compiler import rules, schemas
+from compiler import codeowners, rules, schemas
 from compiler.errors import Problem, Severity
 from compiler.registry import Registry, load_directory
 
@@ -24,6 +24,8 @@ def validate(root: Path, today: date) -> tuple[Registry, list[Problem]]:
         problems += [Problem(str(schema_dir / name), 1, 1, "SCHEMA-stale",
                              f"{name} differs from the models: run `reestr schemas --write`")
                      for name in schemas.stale(schema_dir)]
+    if (repo_root / ".github").is_dir():  # a stale CODEOWNERS asks the wrong approvers
+        problems += codeowners.codeowners_problems(registry, repo_root, root.resolve())
     return registry, sorted(problems)
 
 
