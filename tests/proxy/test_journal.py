@@ -126,7 +126,9 @@ def test_group_commit_puts_waiting_records_into_one_transaction(db: Path) -> Non
 
     async def main() -> list[int]:
         first = asyncio.ensure_future(j.append(make_record(0)))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0)
+        while j.queue_depth:  # the writer took record 0 and now waits for the lock
+            await asyncio.sleep(0.01)
         rest = [asyncio.ensure_future(j.append(make_record(n))) for n in range(1, 500)]
         await asyncio.sleep(0.1)
         assert j.queue_depth == 499
@@ -176,14 +178,16 @@ def test_checkpoints_every_n_records_and_on_close(db: Path) -> None:
 
 
 def test_checkpoint_after_interval_while_idle(db: Path) -> None:
-    idle = Journal(db.with_name("idle.db"), KEY, checkpoint_interval=0.2)
+    idle = Journal(db, KEY, checkpoint_interval=1.0)
     idle.start()
     idle.append_blocking(make_record(1))
-    assert rows(db.with_name("idle.db"), "SELECT count(*) FROM checkpoints") == [(0,)]
-    time.sleep(0.6)
-    assert rows(db.with_name("idle.db"), "SELECT upto_record_id FROM checkpoints") == [(1,)]
+    assert rows(db, "SELECT count(*) FROM checkpoints") == [(0,)]
+    deadline = time.monotonic() + 10
+    while not rows(db, "SELECT count(*) FROM checkpoints")[0][0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rows(db, "SELECT upto_record_id FROM checkpoints") == [(1,)]  # sealed while idle
     idle.close()
-    assert rows(db.with_name("idle.db"), "SELECT count(*) FROM checkpoints") == [(1,)]
+    assert rows(db, "SELECT count(*) FROM checkpoints") == [(1,)]  # nothing new to seal on close
 
 
 def test_append_after_close_is_refused(journal: Journal) -> None:
