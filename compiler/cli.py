@@ -154,7 +154,8 @@ def compile_(path: Path, key_paths: tuple[str, ...], out: Path, serial: int | No
     registry, problems = check_registry(path, issued.date())
     if failed(problems):
         click.echo(report.render(problems, "text"), nl=False, err=True)
-        raise bundle.BundleError(f"{path}: {report.summary(problems)}; nothing compiled")
+        click.echo(f"reestr: {path}: {report.summary(problems)}; nothing compiled", err=True)
+        sys.exit(1)  # problems found, as validate: not a usage error
     source = bundle.git_source(path)
     if serial is None and source is None:
         raise bundle.BundleError("the registry is not in git: give --serial")

@@ -51,6 +51,11 @@ class Registry:
     sources: dict[tuple[str, str], Source] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     digest: str = ""
+    unreadable: set[tuple[str, str]] = field(default_factory=set)  # (kind, file stem) that did not load
+
+    def exists(self, kind: str, ident: str) -> bool:
+        """True when a file for the document is present, even if it did not load (no cascade errors)."""
+        return (kind, ident) in self.sources or (kind, ident) in self.unreadable
 
     def source(self, kind: str, ident: str) -> Source:
         return self.sources[(kind, ident)]
@@ -133,6 +138,7 @@ _MODEL: dict[str, type[Participant] | type[Service] | type[AccessSheet]] = {
 def _load_one(registry: Registry, path: str, raw: bytes, kind: str, rel: PurePosixPath) -> None:
     loaded = load_bytes(raw)
     problems = registry.problems
+    registry.unreadable.add((kind, rel.stem))  # until the document has loaded
     for p in loaded.problems:
         problems.append(Problem(path, p.line, p.col, p.code, p.message))
     if loaded.data is None:
@@ -168,6 +174,7 @@ def _load_one(registry: Registry, path: str, raw: bytes, kind: str, rel: PurePos
         return
     table[ident] = doc
     registry.sources[(kind, ident)] = source
+    registry.unreadable.discard((kind, rel.stem))
 
 
 def _shape_problems(source: Source, kind: str, data: Any, error: PydanticError) -> list[Problem]:

@@ -86,10 +86,10 @@ def _certificate(pem: str, src: Source, i: int, today: date, owner: str,
 def _service(svc: Service, registry: Registry, src: Source, repo_root: Path | None) -> Iterator[Problem]:
     spec = svc.spec
     owner = registry.participants.get(spec.owner)
-    if owner is None:
+    if owner is None and not registry.exists("Participant", spec.owner):
         yield Problem(*src.at("spec", "owner"), "REF-unknown-participant",
                       f"owner {spec.owner!r} is not a registered participant")
-    elif owner.spec.sidecar is None:
+    elif owner is not None and owner.spec.sidecar is None:
         yield Problem(*src.at("spec", "owner"), "REF-sidecar-missing",
                       f"owner {spec.owner} has no sidecar address: consumers cannot reach {svc.metadata.sid}",
                       WARNING)
@@ -146,8 +146,9 @@ def _sheet(registry: Registry, consumer: str, today: date) -> Iterator[Problem]:
     src = registry.source("AccessSheet", consumer)
     participant = registry.participants.get(consumer)
     if participant is None:
-        yield Problem(*src.at("metadata", "consumer"), "REF-unknown-participant",
-                      f"consumer {consumer!r} is not a registered participant")
+        if not registry.exists("Participant", consumer):  # else its own file reports its problems
+            yield Problem(*src.at("metadata", "consumer"), "REF-unknown-participant",
+                          f"consumer {consumer!r} is not a registered participant")
     elif participant.spec.type is ParticipantType.OPERATOR and sheet.spec.grants:
         yield Problem(*src.at("spec", "grants"), "R2-operator-grant",
                       "the operator's default rights are not written in access sheets (001 App. 2 note 2)")
@@ -178,7 +179,8 @@ def _sheet(registry: Registry, consumer: str, today: date) -> Iterator[Problem]:
                           f"expired on {grant.valid_until.isoformat()}: it is not compiled", WARNING)
         service = registry.services.get(grant.service)
         if service is None:
-            yield Problem(*src.at(*at, "service"), "REF-unknown-service", f"{grant.service} is not registered")
+            if not registry.exists("Service", grant.service):
+                yield Problem(*src.at(*at, "service"), "REF-unknown-service", f"{grant.service} is not registered")
             continue
         yield from _grant_vs_service(grant.access, grant.operations or [], grant.justification, service,
                                      consumer, src, at, today)

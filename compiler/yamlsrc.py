@@ -25,7 +25,28 @@ _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _TAG_PREFIX = "tag:yaml.org,2002:"
 _STANDARD_TAGS = frozenset(_TAG_PREFIX + t for t in
                            ("str", "int", "bool", "null", "float", "timestamp", "map", "seq"))
-_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE, _VALUE = _TAG_PREFIX + "merge", _TAG_PREFIX + "value"
+_STR, _SEQ, _MAP = _TAG_PREFIX + "str", _TAG_PREFIX + "seq", _TAG_PREFIX + "map"
+
+
+class _Composer(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe composer, with a resolver that computes only the tags `_Builder` reads.
+
+    The builder makes values from a scalar's style and text (`_scalar`), never from its tag; it
+    reads tags only to refuse the non-standard ones. Of PyYAML's implicit resolvers only `<<`
+    (merge) and `=` (value) yield a non-standard tag, so every other untagged node can take
+    str/seq/map at once instead of running the resolver regexes on every scalar.
+    """
+
+    def resolve(self, kind: type[yaml.Node], value: str | None, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0] and value in ("<<", "="):
+                return _MERGE if value == "<<" else _VALUE
+            return _STR
+        return _SEQ if kind is yaml.SequenceNode else _MAP
+
+
+_COMPOSER = _Composer
 
 Path_ = tuple[str | int, ...]
 
@@ -109,7 +130,7 @@ def load_bytes(raw: bytes) -> Loaded:
     try:
         data = builder.build(nodes[0], ())
     except _Refused as e:
-        return Loaded(None, positions, [e.problem])
+        return Loaded(None, positions, [_at_alias(text, e.problem)])
     return Loaded(data, positions, builder.problems)
 
 
@@ -122,38 +143,65 @@ class _Builder:
         self._seen: set[int] = set()
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
+        self._check(node)
+        mark = node.start_mark
+        self.positions.values[path] = (mark.line + 1, mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self._scalar_at(item, (*path, i)) if type(item) is yaml.ScalarNode
+                    else self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        return _scalar(node)
+
+    def _check(self, node: yaml.Node) -> None:
         if id(node) in self._seen:
             raise _Refused(_at(node, "YAML-alias",
                                "this anchored node is reused by an alias (*name): aliases are not allowed"))
         self._seen.add(id(node))
         if node.tag not in _STANDARD_TAGS:
             raise _Refused(_at(node, "YAML-tag", f"tag {node.tag!r} is not allowed"))
-        self.positions.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        assert isinstance(node, yaml.ScalarNode)
+
+    def _scalar_at(self, node: yaml.ScalarNode, path: Path_) -> Any:
+        """`build` for a scalar without the type dispatch: most nodes are scalars."""
+        self._check(node)
+        mark = node.start_mark
+        self.positions.values[path] = (mark.line + 1, mark.column + 1)
         return _scalar(node)
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         result: dict[str, Any] = {}
+        keys = self.positions.keys
         for key_node, value_node in node.value:
-            if key_node.tag == _TAG_PREFIX + "merge":
+            if key_node.tag == _MERGE:
                 raise _Refused(_at(key_node, "YAML-alias", "merge keys (<<) are not allowed"))
             if not isinstance(key_node, yaml.ScalarNode):
                 raise _Refused(_at(key_node, "YAML-key", "mapping keys must be plain strings"))
             key = str(key_node.value)
             child = (*path, key)
             if key in result:
-                first = self.positions.keys[child]
+                first = keys[child]
                 self.problems.append(_at(
                     key_node, "YAML-duplicate-key",
                     f"duplicate key {key!r} (first at line {first[0]}): the later value would win"))
                 continue
-            self.positions.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            result[key] = self.build(value_node, child)
+            mark = key_node.start_mark
+            keys[child] = (mark.line + 1, mark.column + 1)
+            result[key] = (self._scalar_at(value_node, child) if type(value_node) is yaml.ScalarNode
+                           else self.build(value_node, child))
         return result
+
+
+def _at_alias(text: str, problem: YamlProblem) -> YamlProblem:
+    """Point an alias problem at the first `*alias` (the composed tree only knows the anchor)."""
+    if problem.code != "YAML-alias" or "merge" in problem.message:
+        return problem
+    for event in yaml.parse(text, Loader=_COMPOSER):
+        if isinstance(event, yaml.AliasEvent) and event.start_mark is not None:
+            mark = event.start_mark
+            return YamlProblem(problem.code, mark.line + 1, mark.column + 1,
+                               f"alias *{event.anchor} reuses an anchored node: aliases are not allowed")
+    return problem
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:

@@ -72,7 +72,7 @@ def _problem(raw: bytes) -> tuple[str, int, int]:
 REFUSED = {
     "duplicate-key": (b"a: 1\nb: 2\na: 3\n", ("YAML-duplicate-key", 3, 1)),
     "duplicate-nested-key": (b"a:\n  x: 1\n  x: 1\n", ("YAML-duplicate-key", 3, 3)),
-    "alias": (b"a: &x 1\nb: *x\n", ("YAML-alias", 1, 4)),
+    "alias": (b"a: &x 1\nb: *x\n", ("YAML-alias", 2, 4)),
     "merge-key": (b"a: &x {k: 1}\nb:\n  <<: *x\n", ("YAML-alias", 3, 3)),
     "python-tag": (b'a: !!python/object/apply:os.system ["id"]\n', ("YAML-tag", 1, 4)),
     "local-tag": (b"a: !secret x\n", ("YAML-tag", 1, 4)),
