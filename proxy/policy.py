@@ -41,6 +41,9 @@ REASONS: dict[str, tuple[int, str]] = {
     "body-too-large": (413, "The request body is over the limit"),
     "no-valid-bundle": (503, "No valid policy bundle is in force"),
     "journal-unavailable": (503, "The journal cannot be written"),
+    "signature-absent": (403, "The message must be signed by the caller"),  # R11
+    "signature-invalid": (403, "The message signature is not valid for the caller's certificate"),
+    "signature-unsupported": (403, "The message signature uses an algorithm that is not supported"),
 }
 
 _SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
@@ -83,6 +86,7 @@ class Service:
     protocol: str
     operations: tuple[Operation, ...]
     callers: Mapping[str, Caller]
+    signed_messages: bool = False  # R11: SOAP requests must carry the caller's signature
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,8 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
             operations = tuple(_operation(name, op) for name, op in
                                sorted((svc.get("operations") or {}).items()))
             services[sid] = Service(sid=sid, protocol=svc.get("protocol", "rest"),
-                                    operations=operations, callers=callers)
+                                    operations=operations, callers=callers,
+                                    signed_messages=svc.get("signed_messages") is True)
         return Policy(audience=participant["id"], status=participant.get("status", "active"),
                       ends_on=_date(participant.get("ends_on")),
                       services=services, certificates=certificates,
