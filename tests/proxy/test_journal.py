@@ -528,6 +528,37 @@ def test_analyze_statistics_are_not_tampering(db: Path) -> None:
         assert j.append_blocking(make_record(26)) == 26
 
 
+@pytest.fixture(scope="module")
+def big_journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10,000 records, checkpoints every 1000: verify reads it in several batches."""
+    path = tmp_path_factory.mktemp("big") / "journal.db"
+
+    async def fill(j: Journal) -> None:
+        for start in range(0, 10_000, 500):
+            await asyncio.gather(*(j.append(make_record(n)) for n in range(start, start + 500)))
+
+    with Journal(path, KEY, synchronous="NORMAL", checkpoint_every=1000) as j:
+        asyncio.run(fill(j))
+    return path
+
+
+@pytest.mark.parametrize("position", [1, 4095, 4096, 4097, 8193, 10_000])
+@pytest.mark.parametrize("how", ["modify", "delete"])
+def test_verify_finds_tampering_at_batch_boundaries(big_journal: Path, tmp_path: Path, position: int,
+                                                    how: str) -> None:
+    db = tmp_path / "copy.db"
+    shutil.copy(big_journal, db)
+    intact = verify_journal(db, KEY.public_key())
+    assert intact.ok and intact.records == 10_000 and intact.unsealed_tail == 0
+    if how == "modify":
+        _edit(db, ("UPDATE records SET record = replace(record, '\"POST\"', '\"GET\"') WHERE id = ?", (position,)))
+    else:
+        _edit(db, ("DELETE FROM records WHERE id = ?", (position,)))
+    report = verify_journal(db, KEY.public_key())
+    assert report.first_bad_record == position, report.problems
+    assert report.problems[0].code == ("record-modified" if how == "modify" else "record-missing")
+
+
 def test_verify_intact_journal_counts_and_reports_no_problem(db: Path) -> None:
     write_journal(db)
     report = verify_journal(db, KEY.public_key())
