@@ -18,6 +18,7 @@ BUNDLE = "reestr.bundle"
 REQUEST_RECORD = "reestr.request_record"
 RESPONSE_RECORD = "reestr.response_record"
 LEAF = "reestr.leaf"
+SIGNATURE = "reestr.signature_check"  # "valid" | "invalid" | "absent" | "unsupported" (R11)
 JOURNAL_HEADER = "Reestr-Journal-Id"
 PROVIDER_JOURNAL_HEADER = "Reestr-Provider-Journal-Id"
 

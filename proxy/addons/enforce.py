@@ -3,20 +3,25 @@
 `requestheaders` pins the bundle in force for the whole exchange (a swap mid-request does not change
 its rules), answers 503 when there is none, and 413 when Content-Length is over the limit.
 `request` (body complete) identifies the caller by its client certificate and decides by SID and
-operation. A denial becomes the flow's response, so mitmproxy never opens an upstream connection
-(connection_strategy=lazy). The verdict is `flow.metadata["reestr.decision"]`.
+operation; for a SOAP service with `signed_messages` it then checks the request's signature
+against the client certificate (`proxy.signatures`, R11). A denial becomes the flow's response, so
+mitmproxy never opens an upstream connection (connection_strategy=lazy). The verdict is
+`flow.metadata["reestr.decision"]`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from mitmproxy import ctx, exceptions, http
 
-from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, client_leaf, deny_response
+from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, SIGNATURE, client_leaf, deny_response
 from proxy.bundles import BundleStore
 from proxy.identity import identify
 from proxy.policy import Decision, deny, evaluate
+from proxy.signatures import check_soap_signature, requires_signature
 
 FORWARDED_CONSUMER = "Reestr-Consumer"
 FORWARDED_OPERATION = "Reestr-Operation"
@@ -67,6 +72,11 @@ class Enforce:
                             now.date())
         if not decision.allowed:
             return self._deny(flow, decision)
+        if requires_signature(bundle.policy, decision.sid):  # R11: authorship = the TLS certificate
+            check = check_soap_signature(flow.request.raw_content or b"", _leaf_der(flow))
+            flow.metadata[SIGNATURE] = check.status
+            if check.reason is not None:
+                return self._deny(flow, replace(decision, reason=check.reason))
         flow.metadata[DECISION] = decision
         # upstream learns who calls from the sidecar only, never from the caller's own headers
         for name in [h for h in flow.request.headers if h.lower().startswith("reestr-")]:
@@ -79,3 +89,8 @@ class Enforce:
     def _deny(flow: http.HTTPFlow, decision: Decision) -> None:
         flow.metadata[DECISION] = decision
         flow.response = deny_response(decision, flow.request)
+
+
+def _leaf_der(flow: http.HTTPFlow) -> bytes:
+    """DER of the client's leaf certificate; identity has already required one."""
+    return flow.client_conn.certificate_list[0].to_cryptography().public_bytes(Encoding.DER)

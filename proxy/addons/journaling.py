@@ -6,8 +6,10 @@ before the response goes back to the caller. If either cannot be written, the ca
 its response record in `Reestr-Journal-Id`; the upstream gets the request record's id in the same
 header. On the outbound side the provider's id is kept as `Reestr-Provider-Journal-Id`, so both ends
 of one call can be matched. Bodies are not stored, only their size and SHA-256 (personal data stays
-out of the journal). Responses mitmproxy makes by itself (upstream unreachable, a body over its hard
-cap) go through `error`: recorded with decision "error", but they carry no journal header.
+out of the journal). `signature_check` is set on the request record of a call to a service with
+`signed_messages` (the check is of the request body); it stays null otherwise. Responses mitmproxy
+makes by itself (upstream unreachable, a body over its hard cap) go through `error`: recorded with
+decision "error", but they carry no journal header.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from proxy.addons._responses import (
     PROVIDER_JOURNAL_HEADER,
     REQUEST_RECORD,
     RESPONSE_RECORD,
+    SIGNATURE,
     client_leaf,
     deny_response,
 )
@@ -117,7 +120,7 @@ class Journaling:
                 decision.reason if decision and decision.reason else "upstream-error"),
             status=status, method=flow.request.method, path=flow.request.path,
             size=len(body), body_sha256=hashlib.sha256(body).hexdigest(),
-            signature_check=None,
+            signature_check=flow.metadata.get(SIGNATURE) if kind == "request" else None,
             bundle_serial=bundle.serial if bundle is not None else None,
             grant=decision.grant if decision else None,
             client_fingerprint=leaf.sha256 if leaf else None,
