@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from compiler import gcpause
 from compiler.access import IMPLICIT_OWNER, Right, effective_rights, inactive_reason
 from compiler.errors import CompilerError
 from compiler.models import Operation, Participant, Service
@@ -52,6 +53,11 @@ def git_source(path: Path) -> tuple[int, str] | None:
 
 def build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -> dict[str, bytes]:
     """{file name: envelope bytes} for every participant, plus `index.json`."""
+    with gcpause.paused():  # as in loading: many objects, none in cycles that need reclaiming early
+        return _build(registry, info, keys)
+
+
+def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -> dict[str, bytes]:
     today = info.issued_at.date()
     rights, exclusions = effective_rights(registry, today)
     certs = {pid: _certificates(p) for pid, p in registry.participants.items()}

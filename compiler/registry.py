@@ -16,6 +16,7 @@ from typing import Any
 from jsonschema.exceptions import ValidationError
 from pydantic import ValidationError as PydanticError
 
+from compiler import gcpause
 from compiler.errors import CompilerError, Problem, Severity
 from compiler.models import FOLDERS, AccessSheet, Participant, Service
 from compiler.schemas import shape_errors
@@ -109,14 +110,15 @@ def _cat_blobs(git: Any, rev: str, names: list[str]) -> list[bytes]:
 def load_files(files: Mapping[str, bytes], base: str = "registry") -> Registry:
     """Load documents from {path: bytes}; the folder under `base` decides each document's kind."""
     registry = Registry(digest=_digest(files, base))
-    for path, raw in files.items():
-        rel = PurePosixPath(Path(path).as_posix()).relative_to(PurePosixPath(Path(base).as_posix()))
-        kind = FOLDERS.get(rel.parts[0]) if len(rel.parts) == 2 else None
-        if kind is None:
-            registry.problems.append(Problem(path, 1, 1, "PATH-unexpected-file",
-                                             "registry files live in participants/, services/ or consumers/"))
-            continue
-        _load_one(registry, path, raw, kind, rel)
+    with gcpause.paused():  # millions of long-lived objects: collections would rescan them all
+        for path, raw in files.items():
+            rel = PurePosixPath(Path(path).as_posix()).relative_to(PurePosixPath(Path(base).as_posix()))
+            kind = FOLDERS.get(rel.parts[0]) if len(rel.parts) == 2 else None
+            if kind is None:
+                registry.problems.append(Problem(path, 1, 1, "PATH-unexpected-file",
+                                                 "registry files live in participants/, services/ or consumers/"))
+                continue
+            _load_one(registry, path, raw, kind, rel)
     registry.problems.sort()
     return registry
 
