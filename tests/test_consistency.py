@@ -46,7 +46,8 @@ VARIANTS = {
     "consumer-terminated": [("participants/ved1.yaml", "    notice_days: 90",
                              "    notice_days: 90\n    termination: {notified: \"2026-06-01\", end: \"2026-09-01\"}")],
     "owner-terminates-later": [("participants/ved3.yaml", "    notice_days: 90",
-                                "    notice_days: 90\n    termination: {notified: \"2026-11-01\", end: \"2027-02-01\"}")],
+                                "    notice_days: 90\n"
+                                "    termination: {notified: \"2026-11-01\", end: \"2027-02-01\"}")],
     "grant-expired": [("consumers/mvd-tyumen.yaml", "      access: operations",
                        "      access: operations\n      valid_until: \"2026-11-24\"")],
     "grant-valid-today": [("consumers/mvd-tyumen.yaml", "      access: operations",
