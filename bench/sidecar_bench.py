@@ -1,11 +1,12 @@
 """Sidecar benchmark (issue 3, "Done when"): throughput with wrk, bundle load time, sidecar RSS.
 
     .venv/bin/python bench/sidecar_bench.py [--duration 10] [--warmup 2] [--connections 10,50]
+        [--rounds 3] [--profile]
 
 Needs the Debian packages `wrk` and `stunnel4` (`apt-get install -y wrk stunnel4`). Takes about
-two minutes with the defaults. Everything listens on and talks to 127.0.0.1 only; every process it
-starts is stopped at the end, also on Ctrl-C, on failure, or when the overall `--deadline` passes;
-the helper servers also exit by themselves after a while.
+six minutes with the defaults (24 wrk runs of 2 + 10 s). Everything listens on and talks to
+127.0.0.1 only; every process it starts is stopped at the end, also on Ctrl-C, on failure, or when
+the overall `--deadline` passes; the helper servers also exit by themselves after a while.
 
 What runs, in ONE run, at each connection count (default 10 and 50), each target for a fixed
 duration after a short warm-up, all on the same machine, the same upstream, the same call:
@@ -24,10 +25,27 @@ talks plain HTTP/1.1 to a local **stunnel** in client mode, which holds Ведо
 per wrk connection (kept alive, like wrk's). (a) and (b) sit behind the same stunnel process with
 the same settings, so both pay exactly the same TLS-client cost and the same extra hop; (c) is
 plain HTTP straight to the upstream. Latencies of (a) and (b) include the stunnel hop.
+stunnel runs with `sessionResume = no`: a resumed TLS 1.3 session (PSK ClientHello) against
+mitmproxy 12 with `request_client_cert` fails — the proxy closes the connection and the client
+sees "unexpected eof" (every second stunnel connection failed; Python's ssl with `session=` fails
+the same way against the sidecar and against bare mitmproxy), so every connection makes a full
+handshake; wrk keeps its connections alive, so handshakes are a small part of the run anyway.
 The figures come from a wrk Lua `done()` hook (requests, duration, errors, p50, p99); non-2xx
 answers and socket errors are counted and shown, and each target answers one checked call first
 (the sidecar's with a `Reestr-Journal-Id` header), so a fast stream of denials cannot pass as
 throughput.
+
+Each row is measured `--rounds` times, the targets interleaved, and the table shows the run with
+the median req/s and the min–max spread: this machine is shared, and other work moves every
+figure. Two figures resist that noise better than req/s: the CPU time the target process spent per
+request (from /proc, user + system), and the same for its main thread alone — mitmproxy's asyncio
+loop, which is single-threaded, so 1e6 / (loop µs per request) is what one core can carry; the
+ratio of those loop costs, (b)/(a), is the throughput ratio one would see with a core to spare.
+A one-row commit probe (WAL, synchronous=FULL) after the runs shows the fsync latency at that
+moment: the sidecar waits for two commits per call, so with few connections and a slow disk
+(a) FULL is bound by that latency, not by CPU. `--profile` samples (a) FULL and (b) with py-spy
+(not a project dependency: `pip install py-spy` into the venv) during their largest-connection run
+and prints where the samples fall.
 
 All sidecars run with the big bundle of part 2 (10,000 grants), which costs nothing per request
 (the decision is dict lookups) but makes the RSS figure honest.

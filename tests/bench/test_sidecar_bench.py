@@ -1,0 +1,79 @@
+"""The sidecar benchmark's helpers: the grown bundle is one the sidecar accepts, the upstream answers."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from compiler.trust import format_time, generate_keypair, load_private_key, load_public_key, sign_envelope
+from proxy.bundles import BundleStore
+from proxy.policy import evaluate
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("sidecar_bench", ROOT / "bench" / "sidecar_bench.py")
+assert _spec is not None and _spec.loader is not None
+sidecar_bench = importlib.util.module_from_spec(_spec)
+sys.modules["sidecar_bench"] = sidecar_bench  # dataclasses look their module up there
+_spec.loader.exec_module(sidecar_bench)
+
+
+def _base() -> dict[str, object]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    return {"type": "reestr-bundle", "format": 1, "audience": "ved3", "serial": 4,
+            "issued_at": format_time(now), "expires_at": format_time(now + timedelta(hours=1)),
+            "source": {"commit": None, "registry_digest": "sha256:" + "0" * 64},
+            "participant": {"id": "ved3", "name": "Ведомство 3", "status": "active", "ends_on": None,
+                            "sidecar": "https://ved3.example:8443", "certificates": []},
+            "services": {}, "grants": {}}
+
+
+def test_grown_bundle_has_the_grants_and_is_accepted(tmp_path: Path) -> None:
+    signed = sidecar_bench.grow_bundle(_base(), 1200)
+    entries, pairs, certs = sidecar_bench.count_grants(signed)
+    assert entries == 1200 and pairs >= entries and certs > 0
+    assert signed["serial"] == 5
+    generate_keypair(tmp_path / "op")
+    data = sign_envelope(signed, [load_private_key(tmp_path / "op.key")])
+    store = BundleStore("ved3", [load_public_key(tmp_path / "op.pub")], 1, tmp_path / "state")
+    store.load_state()
+    assert store.offer(data, "test"), store.last_refusal
+    bundle = store.in_force()
+    assert bundle is not None
+    sid, svc = next(iter(signed["services"].items()))
+    caller = next(iter(svc["callers"]))
+    decision = evaluate(bundle.policy, caller, "GET", f"/{sid}/records/7/part1", None, None,
+                        datetime.now(UTC).date())
+    assert decision.operation == "operation1"
+
+
+def test_fast_upstream_answers_pipelined_requests() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "fast_upstream.py"), str(port), "20"])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the upstream did not listen"
+                time.sleep(0.05)
+        with conn:
+            conn.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                         b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+            data = b""
+            while data.count(b"HTTP/1.1 200 OK") < 2:
+                chunk = conn.recv(65536)
+                assert chunk, f"connection closed after {data!r}"
+                data += chunk
+        assert data.count(b'"answer":"ok"') == 2
+    finally:
+        proc.terminate()
+        proc.wait(10)
