@@ -75,6 +75,7 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -
               "expires_at": format_time(info.expires_at),
               "source": {"commit": info.commit, "registry_digest": registry.digest}}
     files: dict[str, bytes] = {}
+    provider_parts: dict[str, dict[str, Any]] = {}  # per SID: the part of a grant all its consumers share
     for pid in sorted(registry.participants):
         participant = registry.participants[pid]
         active = inactive_reason(participant, today) is None
@@ -82,7 +83,8 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -
                   "participant": _self(participant, certs[pid]),
                   "services": {sid: _provided(registry.services[sid], callers[sid], registry, certs)
                                for sid in owned[pid]} if active else {},
-                  "grants": {r.sid: _granted(r, registry, certs) for r in grants[pid]} if active else {}}
+                  "grants": {r.sid: _granted(r, registry, certs, provider_parts)
+                             for r in grants[pid]} if active else {}}
         files[f"{pid}.json"] = sign_envelope(signed, keys)
     index = {**header, "type": INDEX_TYPE,
              "bundles": {name.removesuffix(".json"): {"sha256": sha256_hex(data), "bytes": len(data)}
@@ -155,14 +157,19 @@ def _provided(service: Service, callers: list[Right], registry: Registry,
                 "certificates": certs[r.consumer]} for r in callers}}
 
 
-def _granted(right: Right, registry: Registry, certs: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
-    service = registry.services[right.sid]
-    owner = registry.participants[service.spec.owner]
-    return {**_service_header(service),
+def _granted(right: Right, registry: Registry, certs: dict[str, list[dict[str, str]]],
+             shared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    part = shared.get(right.sid)
+    if part is None:  # built once per service and reused (same bytes): popular services have thousands
+        service = registry.services[right.sid]
+        owner = registry.participants[service.spec.owner]
+        part = shared[right.sid] = {
+            **_service_header(service),
             "provider": owner.metadata.id, "provider_sidecar": owner.spec.sidecar,
             "provider_certificates": certs[owner.metadata.id],
+            "operation_defs": {op.name: _operation(op) for op in service.spec.operations}}
+    return {**part,
             "access": right.access.value,
             "operations": sorted(right.operations) if right.operations is not None else None,
-            "operation_defs": {op.name: _operation(op) for op in service.spec.operations},
             "grant": right.where, "legal_basis": right.legal_basis,
             "valid_until": right.valid_until.isoformat() if right.valid_until else None}
