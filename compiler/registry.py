@@ -109,10 +109,12 @@ def _cat_blobs(git: Any, rev: str, names: list[str]) -> list[bytes]:
 
 def load_files(files: Mapping[str, bytes], base: str = "registry") -> Registry:
     """Load documents from {path: bytes}; the folder under `base` decides each document's kind."""
-    registry = Registry(digest=_digest(files, base))
+    root = PurePosixPath(Path(base).as_posix())
+    rels = {path: PurePosixPath(Path(path).as_posix()).relative_to(root) for path in sorted(files)}
+    registry = Registry(digest=_digest(files, rels))
     with gcpause.paused():  # millions of long-lived objects: collections would rescan them all
         for path, raw in files.items():
-            rel = PurePosixPath(Path(path).as_posix()).relative_to(PurePosixPath(Path(base).as_posix()))
+            rel = rels[path]
             kind = FOLDERS.get(rel.parts[0]) if len(rel.parts) == 2 else None
             if kind is None:
                 registry.problems.append(Problem(path, 1, 1, "PATH-unexpected-file",
@@ -123,11 +125,11 @@ def load_files(files: Mapping[str, bytes], base: str = "registry") -> Registry:
     return registry
 
 
-def _digest(files: Mapping[str, bytes], base: str) -> str:
+def _digest(files: Mapping[str, bytes], rels: Mapping[str, PurePosixPath]) -> str:
+    """SHA-256 over (path inside the registry, size, bytes) of every file, in path order."""
     h = hashlib.sha256()
     for path in sorted(files):
-        rel = PurePosixPath(Path(path).as_posix()).relative_to(PurePosixPath(Path(base).as_posix()))
-        h.update(f"{rel}\0{len(files[path])}\0".encode())
+        h.update(f"{rels[path]}\0{len(files[path])}\0".encode())
         h.update(files[path])
     return "sha256:" + h.hexdigest()
 
