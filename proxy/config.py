@@ -34,9 +34,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from compiler.yamlsrc import Positions, load_bytes
 from proxy.errors import ConfigError
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -122,11 +122,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Si
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = load_bytes(path.read_bytes())  # the registry's loader: duplicate keys, no YAML 1.1 surprises
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if loaded.problems:
+        raise ConfigError("\n".join(f"{path}:{p.line}:{p.col}: {p.code} {p.message}" for p in loaded.problems))
+    raw = loaded.data
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a mapping")
     for dotted, value in (overrides or {}).items():
@@ -136,8 +137,14 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Si
     try:
         return SidecarConfig.model_validate(raw)
     except ValidationError as e:
-        lines = [f"{path}: {_field(err['loc'])}: {err['msg']}" for err in e.errors()]
+        lines = [f"{path}:{_where(loaded.positions, err['loc'])}: {_field(err['loc'])}: {err['msg']}"
+                 for err in e.errors()]
         raise ConfigError("\n".join(lines)) from e
+
+
+def _where(positions: Positions, loc: tuple[int | str, ...]) -> str:
+    line, col = positions.of(tuple(loc))
+    return f"{line}:{col}"
 
 
 def _field(loc: tuple[int | str, ...]) -> str:

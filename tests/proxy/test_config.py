@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,19 @@ def test_errors_name_file_and_field(config_path: Path, change: dict[str, object]
     edit(config_path, change)
     with pytest.raises(ConfigError) as e:
         load_config(config_path)
-    assert f"{config_path}: {field}" in str(e.value)
+    assert re.search(rf"{re.escape(str(config_path))}:\d+:\d+: {re.escape(field)}", str(e.value))
+
+
+def test_errors_point_at_the_line(config_path: Path) -> None:
+    text = config_path.read_text()
+    line = text.splitlines().index("participant: ved3") + 2
+    config_path.write_text(text.replace("participant: ved3", "participant: ved3\nparticipant: ved1"))
+    with pytest.raises(ConfigError, match=rf":{line}:1: YAML-duplicate-key duplicate key 'participant'"):
+        load_config(config_path)
+    lines = text.splitlines()
+    config_path.write_text(text + "limits: {max_body_bytes: -5}\n")
+    with pytest.raises(ConfigError, match=rf":{len(lines) + 1}:\d+: limits.max_body_bytes"):
+        load_config(config_path)
 
 
 @pytest.mark.parametrize("text", ["- a list\n", "a: [unclosed\n"], ids=["not-mapping", "bad-yaml"])
