@@ -68,8 +68,9 @@ def test_errors_point_at_the_line(config_path: Path) -> None:
     with pytest.raises(ConfigError, match=rf":{line}:1: YAML-duplicate-key duplicate key 'participant'"):
         load_config(config_path)
     lines = text.splitlines()
-    config_path.write_text(text + "limits: {max_body_bytes: -5}\n")
-    with pytest.raises(ConfigError, match=rf":{len(lines) + 1}:\d+: limits.max_body_bytes"):
+    line = next(i for i, t in enumerate(lines, 1) if t.strip().startswith("synchronous:"))
+    config_path.write_text(text.replace("synchronous: NORMAL", "synchronous: OFF"))
+    with pytest.raises(ConfigError, match=rf":{line}:\d+: journal.synchronous"):
         load_config(config_path)
 
 
