@@ -258,6 +258,20 @@ def grow_bundle(signed: dict[str, Any], grants: int, seed: int = 3) -> dict[str,
     return signed
 
 
+def build_big_bundle(out: Path, grants: int) -> Path:
+    """Compile the example registry with a fresh operator key (out/keys/operator.{key,pub}) and
+    write Ведомство 3's bundle grown to `grants` grants, signed again, as out/bundles/ved3-big.json."""
+    if not (out / "keys" / "operator.key").exists():
+        generate_keypair(out / "keys" / "operator")
+    run([str(BIN / "reestr"), "compile", "registry", "--key", str(out / "keys" / "operator.key"),
+         "--out", str(out / "bundles"), "--expires-in", "6h"])
+    base = json.loads((out / "bundles" / "ved3.json").read_bytes())["signed"]
+    big = out / "bundles" / "ved3-big.json"
+    big.write_bytes(sign_envelope(grow_bundle(base, grants),
+                                  [load_private_key(out / "keys" / "operator.key")]))
+    return big
+
+
 def count_grants(signed: dict[str, Any]) -> tuple[int, int, int]:
     """(service × caller entries, (caller, operation) pairs allowed, distinct certificates)."""
     entries = pairs = 0
@@ -287,7 +301,7 @@ def time_bundle_load(path: Path, trusted_pub: Path, runs: int) -> LoadResult:
     trusted = [load_public_key(trusted_pub)]
     offer_ms, offer_cpu_ms, verify_ms, parse_ms = [], [], [], []
     for _ in range(runs):
-        with tempfile.TemporaryDirectory(dir=OUT) as state:
+        with tempfile.TemporaryDirectory(dir=path.parent) as state:
             store = BundleStore("ved3", trusted, 1, Path(state))
             store.load_state()
             t0, c0 = time.perf_counter(), time.thread_time()
@@ -574,14 +588,8 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
 
     print("== preparing: example registry compiled, Ведомство 3's bundle grown to "
           f"{args.grants:,} grants", flush=True)
-    generate_keypair(OUT / "keys" / "operator")
     generate_keypair(OUT / "keys" / "sidecar")
-    run([str(BIN / "reestr"), "compile", "registry", "--key", str(OUT / "keys" / "operator.key"),
-         "--out", str(OUT / "bundles"), "--expires-in", "6h"])
-    base = json.loads((OUT / "bundles" / "ved3.json").read_bytes())["signed"]
-    big = OUT / "bundles" / "ved3-big.json"
-    big.write_bytes(sign_envelope(grow_bundle(base, args.grants),
-                                  [load_private_key(OUT / "keys" / "operator.key")]))
+    big = build_big_bundle(OUT, args.grants)
 
     print(f"== bundle load: {args.load_runs} runs", flush=True)
     load = time_bundle_load(big, OUT / "keys" / "operator.pub", args.load_runs)
