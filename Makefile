@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench bench-registry bench-journal bench-sidecar
 
 $(STAMP): requirements.lock pyproject.toml
 	python3.12 -m venv $(VENV)
@@ -24,5 +24,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler proxy tests bench
 	$(VENV)/bin/mypy
 
-bench: $(STAMP)
+bench: bench-registry bench-journal bench-sidecar
+
+bench-registry: $(STAMP)
 	$(PY) bench/registry_bench.py
+
+bench-journal: $(STAMP)
+	$(PY) bench/journal_bench.py
+
+# wrk cannot present a client certificate: stunnel (client mode) holds it; both from Debian.
+bench-sidecar: $(STAMP)
+	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
+	$(PY) bench/bundle_load_bench.py
+	$(PY) bench/sidecar_bench.py
