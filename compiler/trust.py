@@ -189,29 +189,24 @@ def verify_envelope(
     canonical bytes; the right type and format; issued for `audience`; not expired at `now`;
     serial not below `min_serial`; and if `pinned` = (serial, digest) is the bundle in force,
     the same serial must carry the same digest.
+
+    Two ways to the signed bytes, one outcome. An envelope laid out exactly as `sign_envelope`
+    writes it (the usual case) is read by `_verify_canonical`: it cuts the bytes of the `signed`
+    value out of the file, verifies the signatures over exactly those bytes, and parses them once,
+    without parsing the whole file and encoding `signed` again (megabytes for a provider). That is
+    sound because bytes that verify were signed by a trusted key: parsing exactly those bytes is
+    parsing what the signer signed, and the digest (`pinned`, `Verified.digest`) is over them too.
+    Any other layout (other whitespace or key order), and any envelope the fast path would not
+    accept, goes the general way: parse the file, encode `signed` canonically, verify over that.
+    So a refusal always comes from the general path, with the same class as before.
     """
     if threshold < 1:
         raise TrustError("threshold must be at least 1")
     if len(data) > MAX_ENVELOPE_BYTES:
         raise EnvelopeFormatError(f"envelope is {len(data)} bytes, over {MAX_ENVELOPE_BYTES}")
-    try:  # NaN/Infinity, 5000-digit integers and deep nesting are refused here, not raised raw
-        envelope = json.loads(data, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as e:
-        raise EnvelopeFormatError(f"not JSON: {e}") from e
-    signed, signatures = _split_envelope(envelope)
-    payload = canonical_json(signed)
-
     by_id = {keyid(k): k for k in trusted}
-    good: set[str] = set()
-    for entry in signatures:
-        key = by_id.get(entry["keyid"])
-        if key is None or entry["keyid"] in good:
-            continue
-        try:
-            key.verify(bytes.fromhex(entry["sig"]), payload)
-        except (InvalidSignature, ValueError):
-            continue
-        good.add(entry["keyid"])
+    fast = _verify_canonical(data, by_id, threshold)
+    signed, payload, good = fast if fast is not None else _verify_general(data, by_id)
     if len(good) < threshold:
         raise SignatureThresholdError(
             f"{len(good)} valid signature(s) from trusted keys, {threshold} required")
@@ -238,6 +233,74 @@ def verify_envelope(
                     keyids=tuple(sorted(good)))
 
 
+_Checked = tuple[dict[str, Any], bytes, set[str]]  # signed content, signed bytes, good keyids
+
+_CANONICAL_HEAD = b'{"signatures":'
+_CANONICAL_MID = b'],"signed":'
+
+
+def _verify_canonical(data: bytes, by_id: Mapping[str, Ed25519PublicKey],
+                      threshold: int) -> _Checked | None:
+    """The fast path for `{"signatures":[...],"signed":{...}}` + optional newline, or None.
+
+    None unless the layout is that one, the signatures list is well-formed, `threshold` trusted
+    keys signed the cut-out bytes, and those bytes parse as a JSON object: the caller then takes
+    the general path, which decides (and names) the refusal. `],"signed":` cannot occur inside
+    a JSON string (its quote would be escaped); where it occurs inside a nested value of the list,
+    the cut-out list does not parse, so the first occurrence ends the list or nothing is cut.
+    """
+    if not data.startswith(_CANONICAL_HEAD):
+        return None
+    mid = data.find(_CANONICAL_MID, len(_CANONICAL_HEAD))
+    end = len(data) - 2 if data.endswith(b"}\n") else len(data) - 1 if data.endswith(b"}") else -1
+    start = mid + len(_CANONICAL_MID)
+    if mid < 0 or end <= start or data[start:start + 1] != b"{":
+        return None
+    try:
+        signatures = json.loads(data[len(_CANONICAL_HEAD):mid + 1], parse_constant=_no_constant)
+        _check_signatures(signatures)
+    except (ValueError, RecursionError, EnvelopeFormatError):
+        return None
+    payload = data[start:end]
+    good = _good_signatures(signatures, by_id, payload)
+    if len(good) < threshold:
+        return None
+    try:
+        signed = json.loads(payload, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(signed, dict):
+        return None
+    return signed, payload, good
+
+
+def _verify_general(data: bytes, by_id: Mapping[str, Ed25519PublicKey]) -> _Checked:
+    """Any layout: parse the whole envelope, verify over the canonical encoding of `signed`."""
+    try:  # NaN/Infinity, 5000-digit integers and deep nesting are refused here, not raised raw
+        envelope = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
+        raise EnvelopeFormatError(f"not JSON: {e}") from e
+    signed, signatures = _split_envelope(envelope)
+    payload = canonical_json(signed)
+    return signed, payload, _good_signatures(signatures, by_id, payload)
+
+
+def _good_signatures(signatures: list[dict[str, str]], by_id: Mapping[str, Ed25519PublicKey],
+                     payload: bytes) -> set[str]:
+    """The distinct trusted keyids whose signature over `payload` is valid."""
+    good: set[str] = set()
+    for entry in signatures:
+        key = by_id.get(entry["keyid"])
+        if key is None or entry["keyid"] in good:
+            continue
+        try:
+            key.verify(bytes.fromhex(entry["sig"]), payload)
+        except (InvalidSignature, ValueError):
+            continue
+        good.add(entry["keyid"])
+    return good
+
+
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -248,9 +311,13 @@ def _split_envelope(envelope: object) -> tuple[dict[str, Any], list[dict[str, st
     signed, signatures = envelope["signed"], envelope["signatures"]
     if not isinstance(signed, dict):
         raise EnvelopeFormatError("'signed' must be an object")
+    _check_signatures(signatures)
+    return signed, signatures
+
+
+def _check_signatures(signatures: object) -> None:
     if not isinstance(signatures, list) or not all(
         isinstance(s, dict) and isinstance(s.get("keyid"), str) and isinstance(s.get("sig"), str)
         for s in signatures
     ):
         raise EnvelopeFormatError("'signatures' must be a list of {keyid, sig} strings")
-    return signed, signatures

@@ -80,6 +80,46 @@ def test_envelope_bytes_are_canonical() -> None:
     assert canonical_json(parsed) + b"\n" == data
 
 
+def test_canonical_envelope_is_verified_over_its_own_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = envelope()
+    monkeypatch.setattr(trust, "canonical_json", lambda value: pytest.fail("signed was encoded again"))
+    ok = check(data)
+    assert ok.signed == signed()
+    assert ok.digest == hashlib.sha256(data[data.index(b'"signed":') + 9:-2]).hexdigest()
+
+
+@pytest.mark.parametrize("newline", [b"\n", b""], ids=["newline", "no-newline"])
+def test_canonical_envelope_with_or_without_final_newline(newline: bytes) -> None:
+    assert check(envelope()[:-1] + newline).signed == signed()
+
+
+LAYOUTS: dict[str, Callable[[dict[str, Any]], bytes]] = {
+    "indented": lambda env: json.dumps(env, indent=2, ensure_ascii=False).encode(),
+    "signed-first": lambda env: json.dumps({"signed": env["signed"], "signatures": env["signatures"]}).encode(),
+    "ascii-escapes": lambda env: json.dumps(env, sort_keys=True, separators=(",", ":")).encode(),
+    "trailing-space": lambda env: canonical_json(env) + b" \n",
+    "leading-space": lambda env: b" " + canonical_json(env),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_other_layouts_of_a_good_envelope_are_accepted_with_the_same_digest(
+        layout: Callable[[dict[str, Any]], bytes]) -> None:
+    data = envelope()
+    other = layout(json.loads(data))
+    assert other != data
+    ok = check(other)
+    assert ok.signed == signed() and ok.digest == check(data).digest
+
+
+def test_signatures_list_cut_at_a_nested_marker_falls_back() -> None:
+    env = json.loads(envelope())
+    env["signatures"].insert(0, {"keyid": "00", "sig": "00", "sigm": [{"y": [1]}], "signed": 1})
+    data = canonical_json(env) + b"\n"
+    assert data.index(b'],"signed":') < data.index(b'],"signed":{')  # the first marker is nested
+    assert check(data).signed == signed()
+
+
 # --- tampering ----------------------------------------------------------------------------------
 
 
