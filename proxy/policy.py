@@ -141,12 +141,13 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
     try:
         participant = signed["participant"]
         certificates: dict[str, CertInfo] = {}
-        _add_certs(certificates, participant["id"], participant.get("certificates") or [])
+        seen: dict[tuple[Any, ...], CertInfo] = {}  # a certificate recurs in every caller entry
+        _add_certs(certificates, seen, participant["id"], participant.get("certificates") or [])
         services = {}
         for sid, svc in (signed.get("services") or {}).items():
             callers = {}
             for pid, c in (svc.get("callers") or {}).items():
-                _add_certs(certificates, pid, c.get("certificates") or [])
+                _add_certs(certificates, seen, pid, c.get("certificates") or [])
                 ops = c.get("operations")
                 callers[pid] = Caller(
                     participant=pid, access=c["access"],
@@ -167,12 +168,18 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
         raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
 
 
-def _add_certs(into: dict[str, CertInfo], participant: str, certs: list[Mapping[str, Any]]) -> None:
+def _add_certs(into: dict[str, CertInfo], seen: dict[tuple[Any, ...], CertInfo], participant: str,
+               certs: list[Mapping[str, Any]]) -> None:
+    """Index `certs` under their fingerprints; each distinct (certificate, owner) is parsed once."""
     for cert in certs:
-        fp = str(cert["sha256"]).lower()
-        into[fp] = CertInfo(participant=participant, sha256=fp,
-                            not_before=parse_time(cert["not_before"]),
-                            not_after=parse_time(cert["not_after"]))
+        key = (cert["sha256"], participant, cert["not_before"], cert["not_after"])
+        info = seen.get(key)
+        if info is None:
+            fp = str(cert["sha256"]).lower()
+            info = seen[key] = CertInfo(participant=participant, sha256=fp,
+                                        not_before=parse_time(cert["not_before"]),
+                                        not_after=parse_time(cert["not_after"]))
+        into[info.sha256] = info
 
 
 def _grant(sid: str, g: Mapping[str, Any]) -> Grant:
