@@ -211,9 +211,11 @@ _LAW = ("Федеральный закон от 27.07.2010 № 210-ФЗ «Об �
         "и муниципальных услуг», ст. 7.1")
 
 
-def _cert(rng: random.Random, cn: str) -> dict[str, str]:
-    return {"sha256": f"{rng.getrandbits(256):064x}", "subject": f"CN={cn},O=reestr bench,C=RU",
-            "not_before": "2026-01-01T00:00:00Z", "not_after": "2036-01-01T00:00:00Z"}
+def _cert(rng: random.Random, pid: str, cn: str) -> tuple[str, dict[str, str]]:
+    """(fingerprint, entry of the bundle's certificates table)."""
+    return f"{rng.getrandbits(256):064x}", {
+        "participant": pid, "subject": f"CN={cn},O=reestr bench,C=RU",
+        "not_before": "2026-01-01T00:00:00Z", "not_after": "2036-01-01T00:00:00Z"}
 
 
 def grow_bundle(signed: dict[str, Any], grants: int, seed: int = 3) -> dict[str, Any]:
@@ -221,13 +223,14 @@ def grow_bundle(signed: dict[str, Any], grants: int, seed: int = 3) -> dict[str,
     rng = random.Random(seed)
     signed = json.loads(json.dumps(signed))
     services = signed["services"]
+    table = signed.setdefault("certificates", {})
     have = sum(len(s["callers"]) for s in services.values())
     need = max(0, grants - have)
     pool_size = max(1, min(2000, need))
     pool = []
     for i in range(pool_size):
         pid = f"bench-{i:05d}"
-        certs = [_cert(rng, pid)] + ([_cert(rng, pid + "-next")] if i % 10 == 0 else [])
+        certs = [_cert(rng, pid, pid)] + ([_cert(rng, pid, pid + "-next")] if i % 10 == 0 else [])
         pool.append((pid, certs))
     n_services = max(1, -(-need // 200)) if need else 0
     for s in range(n_services):
@@ -246,8 +249,9 @@ def grow_bundle(signed: dict[str, Any], grants: int, seed: int = 3) -> dict[str,
                 "operations": None if full else sorted(rng.sample(sorted(ops), rng.randint(1, 3))),
                 "grant": f"consumers/{pid}.yaml:{rng.randint(5, 900)}", "legal_basis": _LAW,
                 "valid_until": None if rng.random() < 0.8 else "2030-12-31", "ends_on": None,
-                "certificates": certs,
+                "certificates": [fp for fp, _ in certs],
             }
+            table.update(certs)
         services[sid] = {"name": f"Синтетический сервис {s}", "protocol": "rest",
                          "classification": rng.choice(["public", "restricted", "personal-data"]),
                          "signed_messages": False, "operations": ops, "callers": callers}
@@ -280,7 +284,7 @@ def count_grants(signed: dict[str, Any]) -> tuple[int, int, int]:
         for c in svc["callers"].values():
             entries += 1
             pairs += len(svc["operations"]) if c["access"] == "full" else len(c["operations"])
-            certs.update(x["sha256"] for x in c["certificates"])
+            certs.update(c["certificates"])
     return entries, pairs, len(certs)
 
 

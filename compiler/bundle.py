@@ -2,7 +2,10 @@
 
 A bundle holds the audience's own services with who may call which operation (and with which
 certificate fingerprints), and the audience's own grants with where those providers listen
-(docs/bundle-format.md). Its size follows the participant's own rules, not the registry's.
+(docs/bundle-format.md). Its size follows the participant's own rules, not the registry's. Each
+certificate is written once, in the top-level `certificates` table; entries name it by fingerprint
+(a caller of many services would otherwise repeat its certificates in each, and the sidecar parse
+them each time).
 Output is canonical JSON, so the same registry, serial, issue time and key give the same bytes.
 """
 
@@ -61,6 +64,8 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -
     today = info.issued_at.date()
     rights, exclusions = effective_rights(registry, today)
     certs = {pid: _certificates(p) for pid, p in registry.participants.items()}
+    _check_unique(certs)
+    fingerprints = {pid: sorted(c) for pid, c in certs.items()}
     callers: dict[str, list[Right]] = defaultdict(list)
     grants: dict[str, list[Right]] = defaultdict(list)
     for right in rights:
@@ -79,12 +84,16 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -
     for pid in sorted(registry.participants):
         participant = registry.participants[pid]
         active = inactive_reason(participant, today) is None
+        services = {sid: _provided(registry.services[sid], callers[sid], registry, fingerprints)
+                    for sid in owned[pid]} if active else {}
+        granted = {r.sid: _granted(r, registry, fingerprints, provider_parts)
+                   for r in grants[pid]} if active else {}
+        holders = {pid, *(c for svc in services.values() for c in svc["callers"]),
+                   *(g["provider"] for g in granted.values())}
         signed = {**header, "type": BUNDLE_TYPE, "audience": pid,
-                  "participant": _self(participant, certs[pid]),
-                  "services": {sid: _provided(registry.services[sid], callers[sid], registry, certs)
-                               for sid in owned[pid]} if active else {},
-                  "grants": {r.sid: _granted(r, registry, certs, provider_parts)
-                             for r in grants[pid]} if active else {}}
+                  "participant": _self(participant, fingerprints[pid]),
+                  "certificates": {fp: entry for h in holders for fp, entry in certs[h].items()},
+                  "services": services, "grants": granted}
         files[f"{pid}.json"] = sign_envelope(signed, keys)
     index = {**header, "type": INDEX_TYPE,
              "bundles": {name.removesuffix(".json"): {"sha256": sha256_hex(data), "bytes": len(data)}
@@ -106,18 +115,28 @@ def write(files: dict[str, bytes], out: Path) -> None:
         raise BundleError(f"{out}: cannot write bundles: {e.strerror}") from e
 
 
-def _certificates(participant: Participant) -> list[dict[str, str]]:
-    out = []
+def _certificates(participant: Participant) -> dict[str, dict[str, str]]:
+    """{sha256: entry of the bundle's `certificates` table} for the participant's certificates."""
+    out = {}
     for cert in participant.spec.certificates:
         try:
             parsed = x509.load_pem_x509_certificate(cert.pem.encode())
         except ValueError:
             continue  # reported by validation as CERT-invalid; never shipped
-        out.append({"sha256": parsed.fingerprint(hashes.SHA256()).hex(),
-                    "subject": parsed.subject.rfc4514_string(),
-                    "not_before": format_time(parsed.not_valid_before_utc),
-                    "not_after": format_time(parsed.not_valid_after_utc)})
-    return sorted(out, key=lambda c: c["sha256"])
+        out[parsed.fingerprint(hashes.SHA256()).hex()] = {
+            "participant": participant.metadata.id, "subject": parsed.subject.rfc4514_string(),
+            "not_before": format_time(parsed.not_valid_before_utc),
+            "not_after": format_time(parsed.not_valid_after_utc)}
+    return out
+
+
+def _check_unique(certs: dict[str, dict[str, dict[str, str]]]) -> None:
+    """One owner per fingerprint, or the table cannot say whose it is (validation: UNIQ-certificate)."""
+    owner: dict[str, str] = {}
+    for pid in sorted(certs):
+        for fp in certs[pid]:
+            if owner.setdefault(fp, pid) != pid:
+                raise BundleError(f"certificate {fp} is registered to both {owner[fp]} and {pid}")
 
 
 def _ends_on(participant: Participant) -> str | None:
@@ -125,7 +144,7 @@ def _ends_on(participant: Participant) -> str | None:
     return termination.end.isoformat() if termination else None
 
 
-def _self(participant: Participant, certs: list[dict[str, str]]) -> dict[str, Any]:
+def _self(participant: Participant, certs: list[str]) -> dict[str, Any]:
     spec = participant.spec
     return {"id": participant.metadata.id, "name": spec.name, "status": spec.status.value,
             "ends_on": _ends_on(participant), "sidecar": spec.sidecar, "certificates": certs}
@@ -145,7 +164,7 @@ def _service_header(service: Service) -> dict[str, Any]:
 
 
 def _provided(service: Service, callers: list[Right], registry: Registry,
-              certs: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+              certs: dict[str, list[str]]) -> dict[str, Any]:
     return {**_service_header(service),
             "operations": {op.name: _operation(op) for op in service.spec.operations},
             "callers": {r.consumer: {
@@ -157,7 +176,7 @@ def _provided(service: Service, callers: list[Right], registry: Registry,
                 "certificates": certs[r.consumer]} for r in callers}}
 
 
-def _granted(right: Right, registry: Registry, certs: dict[str, list[dict[str, str]]],
+def _granted(right: Right, registry: Registry, certs: dict[str, list[str]],
              shared: dict[str, dict[str, Any]]) -> dict[str, Any]:
     part = shared.get(right.sid)
     if part is None:  # built once per service and reused (same bytes): popular services have thousands

@@ -140,14 +140,14 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
     """Index the `signed` part of a verified bundle; PolicyFormatError if a field is malformed."""
     try:
         participant = signed["participant"]
+        table = {fp: _cert(fp, c) for fp, c in (signed.get("certificates") or {}).items()}
         certificates: dict[str, CertInfo] = {}
-        seen: dict[tuple[Any, ...], CertInfo] = {}  # a certificate recurs in every caller entry
-        _add_certs(certificates, seen, participant["id"], participant.get("certificates") or [])
+        _add_certs(certificates, table, participant["id"], participant.get("certificates") or [])
         services = {}
         for sid, svc in (signed.get("services") or {}).items():
             callers = {}
             for pid, c in (svc.get("callers") or {}).items():
-                _add_certs(certificates, seen, pid, c.get("certificates") or [])
+                _add_certs(certificates, table, pid, c.get("certificates") or [])
                 ops = c.get("operations")
                 callers[pid] = Caller(
                     participant=pid, access=c["access"],
@@ -168,17 +168,19 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
         raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
 
 
-def _add_certs(into: dict[str, CertInfo], seen: dict[tuple[Any, ...], CertInfo], participant: str,
-               certs: list[Mapping[str, Any]]) -> None:
-    """Index `certs` under their fingerprints; each distinct (certificate, owner) is parsed once."""
-    for cert in certs:
-        key = (cert["sha256"], participant, cert["not_before"], cert["not_after"])
-        info = seen.get(key)
-        if info is None:
-            fp = str(cert["sha256"]).lower()
-            info = seen[key] = CertInfo(participant=participant, sha256=fp,
-                                        not_before=parse_time(cert["not_before"]),
-                                        not_after=parse_time(cert["not_after"]))
+def _cert(fp: str, cert: Mapping[str, Any]) -> CertInfo:
+    """An entry of the bundle's `certificates` table, parsed once however many entries name it."""
+    return CertInfo(participant=cert["participant"], sha256=fp.lower(),
+                    not_before=parse_time(cert["not_before"]), not_after=parse_time(cert["not_after"]))
+
+
+def _add_certs(into: dict[str, CertInfo], table: Mapping[str, CertInfo], participant: str,
+               fingerprints: list[str]) -> None:
+    """Register the certificates `participant`'s entry names; each must be in the table, as its."""
+    for fp in fingerprints:
+        info = table[fp]
+        if info.participant != participant:
+            raise ValueError(f"certificate {fp} belongs to {info.participant}, named for {participant}")
         into[info.sha256] = info
 
 

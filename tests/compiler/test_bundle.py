@@ -56,6 +56,13 @@ def example() -> dict[str, dict[str, Any]]:
     return compiled(ROOT / "registry")
 
 
+def table_owners(b: dict[str, Any]) -> dict[str, str]:
+    """{fingerprint: owner} of the bundle's certificates table (each certificate once)."""
+    for entry in b["certificates"].values():
+        assert sorted(entry) == ["not_after", "not_before", "participant", "subject"]
+    return {fp: entry["participant"] for fp, entry in b["certificates"].items()}
+
+
 def callers(b: dict[str, Any], sid: str) -> dict[str, tuple[str, list[str] | None]]:
     return {pid: (c["access"], c["operations"]) for pid, c in b["services"][sid]["callers"].items()}
 
@@ -81,11 +88,13 @@ def test_ved3_serves_exactly_its_three_services(example: dict[str, dict[str, Any
     assert callers(ved3, "SID0003003") == {"ved3": ("full", None), "ved4": ("full", None)}
     for sid in ved3["services"]:
         for pid, caller in ved3["services"][sid]["callers"].items():
-            assert [c["sha256"] for c in caller["certificates"]] == fingerprints(pid)
+            assert caller["certificates"] == fingerprints(pid)
     assert sorted(ved3["services"]["SID0003001"]["operations"]) == ["operation1", "operation2", "operation3"]
     assert ved3["services"]["SID0003001"]["operations"]["operation1"]["path"] == "/applicants/{id}"
     assert ved3["services"]["SID0003003"]["operations"]["getReference"]["soap_action"] == "urn:ved3:reference:get"
-    assert [c["sha256"] for c in ved3["participant"]["certificates"]] == fingerprints("ved3")
+    assert ved3["participant"]["certificates"] == fingerprints("ved3")
+    assert table_owners(ved3) == {fp: pid for pid in ("ved1", "ved2", "ved3", "ved4")
+                                  for fp in fingerprints(pid)}
 
 
 def test_implicit_owner_right(example: dict[str, dict[str, Any]]) -> None:
@@ -104,7 +113,8 @@ def test_ved2_grants_exactly_sid0003001_operations_1_and_3(example: dict[str, di
     grant = ved2["grants"]["SID0003001"]
     assert (grant["access"], grant["operations"]) == ("operations", ["operation1", "operation3"])
     assert (grant["provider"], grant["provider_sidecar"]) == ("ved3", "https://ved3.example.gov.ru:8443")
-    assert [c["sha256"] for c in grant["provider_certificates"]] == fingerprints("ved3")
+    assert grant["provider_certificates"] == fingerprints("ved3")
+    assert table_owners(ved2) == {fp: pid for pid in ("ved2", "ved3") for fp in fingerprints(pid)}
     assert sorted(grant["operation_defs"]) == ["operation1", "operation2", "operation3"]
     assert ved2["participant"]["id"] == "ved2" and ved2["participant"]["status"] == "active"
 
@@ -162,6 +172,7 @@ def test_inactive_audience_gets_an_empty_bundle(excluded: dict[str, dict[str, An
     assert (b["audience"], b["services"], b["grants"]) == (pid, {}, {})
     assert b["participant"]["status"] == ("active" if pid == "ved4" else "suspended")
     assert (b["participant"]["ends_on"] is not None) == (pid == "ved4")
+    assert table_owners(b) == {fp: pid for fp in fingerprints(pid)}
 
 
 def test_terminated_participant_ends_on_is_shipped(excluded: dict[str, dict[str, Any]]) -> None:
@@ -237,3 +248,11 @@ def test_outside_git_a_serial_is_required(ws: Path) -> None:
     assert result.returncode == 2
     assert "--serial" in result.stderr
     assert not (ws / "dist").exists()
+
+
+def test_a_certificate_of_two_participants_is_not_compiled() -> None:
+    """Validation refuses it (UNIQ-certificate); the table could not name one owner, so build does too."""
+    registry = load_directory(ROOT / "registry")
+    registry.participants["ved2"].spec.certificates.append(registry.participants["ved1"].spec.certificates[0])
+    with pytest.raises(bundle.BundleError, match="registered to both ved1 and ved2"):
+        bundle.build(registry, INFO, [KEY])

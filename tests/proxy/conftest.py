@@ -52,9 +52,9 @@ class Issued:
     def sha256(self) -> str:
         return self.cert.fingerprint(hashes.SHA256()).hex()
 
-    def entry(self) -> dict[str, str]:
-        """The <certificate> object of the bundle format."""
-        return {"sha256": self.sha256, "subject": self.cert.subject.rfc4514_string(),
+    def entry(self, participant: str) -> dict[str, str]:
+        """The <certificate> object of the bundle format (an entry of its `certificates` table)."""
+        return {"participant": participant, "subject": self.cert.subject.rfc4514_string(),
                 "not_before": format_time(self.cert.not_valid_before_utc),
                 "not_after": format_time(self.cert.not_valid_after_utc)}
 
@@ -153,9 +153,14 @@ def _caller(pki: Pki, who: str, access: str = "full", operations: list[str] | No
     entry: dict[str, Any] = {
         "access": access, "operations": operations, "grant": f"registry/consumers/{who}.yaml:7",
         "legal_basis": "test act", "valid_until": None, "ends_on": None,
-        "certificates": [pki.clients[who].entry()]}
+        "certificates": [pki.clients[who].sha256]}
     entry.update(extra)
     return entry
+
+
+def _table(pki: Pki, *owners: str) -> dict[str, dict[str, str]]:
+    """The bundle's top-level `certificates` table with the test certificate of each owner."""
+    return {pki.clients[who].sha256: pki.clients[who].entry(who) for who in owners}
 
 
 def _rest(method: str, path: str) -> dict[str, Any]:
@@ -187,14 +192,16 @@ def signed_bundle(pki: Pki, serial: int = 10, audience: str = "ved3",
         "ved3": {**_caller(pki, "ved3"), "grant": "implicit:owner", "legal_basis": None},
     }
     callers["expired"] = _caller(pki, "expired")
+    own = [audience] if audience in pki.clients else []
     return {
         "type": "reestr-bundle", "format": 1, "audience": audience, "serial": serial,
         "issued_at": format_time(NOW - dt.timedelta(minutes=5)),
         "expires_at": format_time(expires_at or NOW + expires_in),
         "source": {"commit": None, "registry_digest": "sha256:" + "0" * 64},
+        "certificates": _table(pki, *own, *callers, "stranger"),
         "participant": {"id": audience, "name": "Ведомство 3", "status": "active",
                         "ends_on": None, "sidecar": "https://127.0.0.1:8443",
-                        "certificates": [pki.clients["ved3"].entry()]},
+                        "certificates": [pki.clients[who].sha256 for who in own]},
         "services": {
             "SID0003001": {
                 "name": "REST service", "protocol": "rest", "classification": "personal-data",
@@ -306,12 +313,13 @@ def signed_consumer_bundle(pki: Pki, provider_sidecar: str, serial: int = 10,
         "issued_at": format_time(NOW - dt.timedelta(minutes=5)),
         "expires_at": format_time(NOW + dt.timedelta(hours=4)),
         "source": {"commit": None, "registry_digest": "sha256:" + "0" * 64},
+        "certificates": _table(pki, audience, "ved3"),
         "participant": {"id": audience, "name": "Ведомство 1", "status": "active", "ends_on": None,
-                        "sidecar": "https://127.0.0.1:1", "certificates": [pki.clients[audience].entry()]},
+                        "sidecar": "https://127.0.0.1:1", "certificates": [pki.clients[audience].sha256]},
         "services": {},
         "grants": {"SID0003001": {
             "provider": "ved3", "provider_sidecar": provider_sidecar,
-            "provider_certificates": [pki.clients["ved3"].entry()],
+            "provider_certificates": [pki.clients["ved3"].sha256],
             "name": "REST service", "protocol": "rest", "classification": "personal-data",
             "signed_messages": False, "access": "operations", "operations": ["op1", "op3"],
             "operation_defs": rest["operations"], "grant": "registry/consumers/ved1.yaml:7",

@@ -79,10 +79,7 @@ def test_validity_dates_of_the_presented_certificate(pki: Pki, policy: Policy, s
 def test_registered_dates_also_bind(pki: Pki) -> None:
     """A certificate still valid by itself but registered with an earlier end is refused."""
     signed = signed_bundle(pki)
-    signed["services"]["SID0003001"]["callers"]["ved1"]["certificates"][0]["not_after"] = \
+    signed["certificates"][pki.clients["ved1"].sha256]["not_after"] = \
         (NOW - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for svc in signed["services"].values():
-        svc["callers"]["ved1"]["certificates"] = signed["services"]["SID0003001"]["callers"]["ved1"][
-            "certificates"]
     leaf = leaf_of(Conn(certificate_list=[cert_of(pki, "ved1")]))
     assert identify(parse_policy(signed), leaf, NOW).reason == "certificate-expired"

@@ -18,7 +18,7 @@ from proxy.policy import (
     route,
     soap_body_element,
 )
-from tests.proxy.conftest import NOW, Pki, signed_bundle
+from tests.proxy.conftest import NOW, Pki, signed_bundle, signed_consumer_bundle
 
 TODAY = NOW.date()
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -142,13 +142,32 @@ def test_soap_parser_does_not_expand_entities(tmp_path: Any) -> None:
     lambda s: s.pop("participant"),
     lambda s: s["services"]["SID0003001"]["callers"]["ved1"].pop("access"),
     lambda s: s["services"]["SID0003001"]["callers"]["ved1"].update(valid_until="tomorrow"),
-    lambda s: s["participant"]["certificates"][0].update(not_after="never"),
-], ids=["no-participant", "no-access", "bad-date", "bad-cert-time"])
+    lambda s: s["certificates"][s["participant"]["certificates"][0]].update(not_after="never"),
+    lambda s: s["certificates"].pop(s["services"]["SID0003002"]["callers"]["stranger"]["certificates"][0]),
+    lambda s: s["services"]["SID0003001"]["callers"]["ved1"].update(
+        certificates=s["services"]["SID0003001"]["callers"]["ved2"]["certificates"]),
+    lambda s: s["services"]["SID0003001"]["callers"]["ved1"].update(certificates=[["a"]]),
+    lambda s: s.update(certificates=["x"]),
+], ids=["no-participant", "no-access", "bad-date", "bad-cert-time", "certificate-not-in-table",
+        "certificate-of-another-participant", "fingerprint-not-a-string", "table-not-an-object"])
 def test_malformed_bundle_content(pki: Pki, mutate: Any) -> None:
     signed = signed_bundle(pki)
     mutate(signed)
     with pytest.raises(PolicyFormatError):
         parse_policy(signed)
+
+
+def test_certificates_come_from_the_table_for_the_entries_that_name_them(pki: Pki) -> None:
+    """Inbound callers are known by the certificates of the audience and the caller entries; a
+    certificate only in the table (a provider's, in a consumer bundle) names no caller."""
+    policy = parse_policy(signed_bundle(pki))
+    names = ("ved1", "ved2", "ved3", "ved4", "ved5", "ved6", "expired", "stranger")
+    assert {fp: c.participant for fp, c in policy.certificates.items()} == {
+        pki.clients[who].sha256: who for who in names}
+    assert policy.certificates[pki.clients["ved1"].sha256].not_after == \
+        pki.clients["ved1"].cert.not_valid_after_utc
+    consumer = parse_policy(signed_consumer_bundle(pki, "https://127.0.0.1:2"))
+    assert set(consumer.certificates) == {pki.clients["ved1"].sha256}
 
 
 def test_bundles_of_the_real_compiler_parse_and_decide(tmp_path: Any) -> None:
