@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +64,20 @@ def test_attack_keeps_last_good(store: BundleStore, pki: Pki, keys: Keys, attack
     state = read_state(store.state_dir)
     assert state["in_force"]["serial"] == 10
     assert state["last_refusal"]["code"] == CODES[attack]
+    assert gc.isenabled()  # offer pauses the collector while it parses, and resumes it on refusal
+
+
+def test_offer_pauses_the_collector_only_while_parsing(keys: Keys, pki: Pki, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy import bundles
+
+    seen: list[bool] = []
+    real = bundles.parse_policy
+    monkeypatch.setattr(bundles, "parse_policy", lambda signed: (seen.append(gc.isenabled()), real(signed))[1])
+    s = store_for(keys, tmp_path / "state")
+    s.load_state()
+    assert s.offer(sign(signed_bundle(pki, serial=10), keys.operator), "test")
+    assert seen == [False] and gc.isenabled()
 
 
 def test_newer_bundle_swaps_atomically(store: BundleStore, pki: Pki, keys: Keys) -> None:
