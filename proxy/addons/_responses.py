@@ -23,12 +23,34 @@ JOURNAL_HEADER = "Reestr-Journal-Id"
 PROVIDER_JOURNAL_HEADER = "Reestr-Provider-Journal-Id"
 
 
+# client_conn.id -> its leaf, for connections whose TLS handshake is done: the certificate cannot
+# change for the life of a connection, so its SHA-256 fingerprint is computed once per connection,
+# not once per request. Validity dates are still compared on every request (`identify`).
+# `forget_client` (Enforce.client_disconnected) removes the entry when the connection closes.
+_LEAVES: dict[str, Leaf | None] = {}
+
+
 def client_leaf(flow: http.HTTPFlow) -> Leaf | None:
-    """The caller's leaf certificate, computed once per flow (enforce and journal both need it)."""
-    if LEAF not in flow.metadata:
-        flow.metadata[LEAF] = leaf_of(flow.client_conn)
-    leaf: Leaf | None = flow.metadata[LEAF]
+    """The caller's leaf certificate, computed once per TLS connection (enforce and journal need it)."""
+    metadata = flow.metadata
+    if LEAF in metadata:
+        leaf: Leaf | None = metadata[LEAF]
+        return leaf
+    conn = flow.client_conn
+    if conn.tls_established:
+        try:
+            leaf = _LEAVES[conn.id]
+        except KeyError:
+            leaf = _LEAVES[conn.id] = leaf_of(conn)
+    else:
+        leaf = leaf_of(conn)
+    metadata[LEAF] = leaf
     return leaf
+
+
+def forget_client(client_conn: object) -> None:
+    """Drop the cached leaf of a closed connection."""
+    _LEAVES.pop(getattr(client_conn, "id", ""), None)
 
 
 def wants_soap(decision: Decision, request: http.Request) -> bool:

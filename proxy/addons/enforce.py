@@ -15,9 +15,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.serialization import Encoding
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import connection, ctx, exceptions, http
 
-from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, SIGNATURE, client_leaf, deny_response
+from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, SIGNATURE, client_leaf, deny_response, forget_client
 from proxy.bundles import BundleStore
 from proxy.identity import identify
 from proxy.policy import Decision, deny, evaluate
@@ -42,6 +42,9 @@ class Enforce:
         if "reestr_max_body_bytes" in updated and ctx.options.reestr_max_body_bytes <= 0:
             raise exceptions.OptionsError(  # type: ignore[no-untyped-call]
                 "reestr_max_body_bytes must be positive")
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        forget_client(client)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(DIRECTION) == "outbound":

@@ -83,3 +83,35 @@ def test_registered_dates_also_bind(pki: Pki) -> None:
         (NOW - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     leaf = leaf_of(Conn(certificate_list=[cert_of(pki, "ved1")]))
     assert identify(parse_policy(signed), leaf, NOW).reason == "certificate-expired"
+
+
+def test_leaf_is_computed_once_per_tls_connection_and_forgotten_on_disconnect(pki: Pki) -> None:
+    from mitmproxy.test import tflow
+
+    from proxy.addons._responses import _LEAVES, client_leaf, forget_client
+
+    conn = tflow.tclient_conn()
+    conn.certificate_list = [cert_of(pki, "ved1")]
+    conn.timestamp_tls_setup = 1.0  # TLS established
+    first, second = tflow.tflow(), tflow.tflow()
+    first.client_conn = second.client_conn = conn
+    leaf = client_leaf(first)
+    assert leaf is not None and leaf.sha256 == pki.clients["ved1"].sha256
+    conn.certificate_list = [cert_of(pki, "ved2")]  # cannot happen; shows the cache is used
+    assert client_leaf(second) is leaf
+    forget_client(conn)
+    assert conn.id not in _LEAVES
+    third = tflow.tflow()
+    third.client_conn = conn
+    assert client_leaf(third) == leaf_of(conn)
+    forget_client(conn)
+
+
+def test_leaf_of_plain_connection_is_not_cached() -> None:
+    from mitmproxy.test import tflow
+
+    from proxy.addons._responses import _LEAVES, client_leaf
+
+    flow = tflow.tflow()
+    flow.client_conn.timestamp_tls_setup = None
+    assert client_leaf(flow) is None and flow.client_conn.id not in _LEAVES
