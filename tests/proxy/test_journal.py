@@ -26,9 +26,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.trust import keyid
+from compiler.trust import canonical_json, keyid
 from proxy.journal import Journal, JournalError, JournalFormatError, JournalWriteError, Record, utc_now
-from proxy.journal_format import GENESIS_HASH, chain_hash, checkpoint_payload, record_json
+from proxy.journal_format import (
+    GENESIS_HASH,
+    RECORD_FIELDS,
+    chain_hash,
+    checkpoint_payload,
+    record_json,
+    sidecar_record,
+)
 from proxy.journal_query import StatsRow, export, stats
 from proxy.journal_verify import verify_journal
 
@@ -227,6 +234,20 @@ def test_non_utf8_request_target_is_escaped_not_refused(journal: Journal, db: Pa
     journal.append_blocking(record)
     journal.close()
     assert [r["path"] for r in export(db)] == ["/SID0003001/caf\\xe9"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(), n=st.integers(0, 2**62))
+def test_sidecar_record_is_the_validated_record(text: str, n: int) -> None:
+    # The sidecar's unchecked hot-path constructor must build exactly what Record() builds,
+    # including the UTF-8 repair of wire text, and record_json must stay canonical_json.
+    checked = make_record(3, path=text, method=text or "GET", operation=text or None, size=n)
+    fast = sidecar_record(*(getattr(checked, name) if name not in ("path", "method", "operation")
+                            else {"path": text, "method": text or "GET", "operation": text or None}[name]
+                            for name in RECORD_FIELDS))
+    assert fast == checked
+    data = {name: getattr(checked, name) for name in RECORD_FIELDS}
+    assert record_json(fast, n) == canonical_json({**data, "id": n}).decode("utf-8")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
