@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -152,9 +153,22 @@ def _valid_unicode(text: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second utc_now() spelled, and its text
+
+
 def utc_now() -> str:
-    """The current time in the record spelling."""
-    return format_time(datetime.now(UTC))
+    """The current time in the record spelling (what `format_time(datetime.now(UTC))` gives).
+
+    Two records per call: the 'YYYY-MM-DDTHH:MM:SS' part is spelled once per second; the tuple
+    is replaced whole, so the loop and the writer thread may both call this.
+    """
+    global _second
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    cached, text = _second
+    if cached != seconds:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second = (seconds, text)
+    return f"{text}.{nanos // 1000:06d}Z"
 
 
 def format_time(moment: datetime) -> str:

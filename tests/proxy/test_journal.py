@@ -692,3 +692,16 @@ def test_readers_work_on_a_copy_without_wal_files(db: Path, tmp_path: Path) -> N
     shutil.copy(db, copy)
     os.chmod(copy, 0o444)
     assert len(list(export(copy))) == 10 and verify_journal(copy, KEY.public_key()).ok
+
+
+def test_utc_now_is_the_record_spelling_of_now() -> None:
+    from datetime import UTC, datetime
+
+    from proxy.journal_format import format_time
+
+    for _ in range(3):
+        before = format_time(datetime.now(UTC))
+        now = utc_now()
+        after = format_time(datetime.now(UTC))
+        assert before <= now <= after and len(now) == len(before)
+        time.sleep(0.3)  # across a second boundary too: the cached 'YYYY-MM-DDTHH:MM:SS' moves on
