@@ -5,9 +5,7 @@ the transaction holding it is committed with the configured `synchronous` level:
 forwarded, and a response returned, only after its record is durable. One writer thread drains
 everything waiting into one transaction (group commit), so a burst of calls costs one fsync, and
 the asyncio loop never blocks on disk I/O (DESIGN §7a: an insert with synchronous=FULL costs
-≈126 µs here, milliseconds on real disks). Under concurrent load (the last transaction held more
-than one record) the writer first waits `group_window` (1 ms) so that the records of the calls in
-flight share one transaction; a lone caller never waits.
+≈126 µs here, milliseconds on real disks).
 
 If a transaction fails (disk full, file removed or replaced, database locked), every waiter in it
 gets `JournalWriteError` and `healthy` turns False until a later transaction succeeds: the journal
@@ -73,12 +71,11 @@ class Journal:
 
     def __init__(self, path: str | Path, signing_key: Ed25519PrivateKey, *, synchronous: str = "FULL",
                  checkpoint_every: int = 1000, checkpoint_interval: float = 10.0,
-                 busy_timeout: float = 5.0, group_window: float = 0.001) -> None:
+                 busy_timeout: float = 5.0) -> None:
         if synchronous.upper() not in _SYNCHRONOUS:
             raise JournalError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}, not {synchronous!r}")
-        if checkpoint_every < 1 or checkpoint_interval <= 0 or busy_timeout < 0 or not 0 <= group_window <= 0.1:
-            raise JournalError("need checkpoint_every ≥ 1, checkpoint_interval > 0, busy_timeout ≥ 0, "
-                               "0 ≤ group_window ≤ 0.1")
+        if checkpoint_every < 1 or checkpoint_interval <= 0 or busy_timeout < 0:
+            raise JournalError("need checkpoint_every ≥ 1, checkpoint_interval > 0, busy_timeout ≥ 0")
         self._path = Path(path).absolute()  # the file check must not depend on the working directory
         self._key = signing_key
         self._keyid = keyid(signing_key.public_key())
@@ -86,8 +83,6 @@ class Journal:
         self._every = checkpoint_every
         self._interval = checkpoint_interval
         self._busy_ms = int(busy_timeout * 1000)
-        self._window = group_window
-        self._concurrent = False
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._state = "new"
@@ -233,13 +228,7 @@ class Journal:
             except queue.Empty:
                 self._seal_alone()
                 continue
-            if self._window and self._concurrent and isinstance(first, tuple):
-                # Under concurrent load, let the records of the calls in flight gather for a moment:
-                # fewer, larger transactions (each one costs an fsync, a dozen GIL hand-offs and a
-                # wake-up of the event loop). A lone caller (last batch of one) never waits.
-                time.sleep(self._window)
             batch, stopping = self._drain(first)
-            self._concurrent = len(batch) > 1
             if batch:
                 self._write(batch)
         if self._last_id > self._sealed_id:

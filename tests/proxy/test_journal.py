@@ -708,25 +708,3 @@ def test_utc_now_is_the_record_spelling_of_now() -> None:
         after = format_time(datetime.now(UTC))
         assert before <= now <= after and len(now) == len(before)
         time.sleep(0.3)  # across a second boundary too: the cached 'YYYY-MM-DDTHH:MM:SS' moves on
-
-
-def test_group_window_gathers_concurrent_records_but_never_delays_a_lone_caller(db: Path) -> None:
-    with Journal(db, KEY, group_window=0.1) as j:
-        started = time.monotonic()
-        for n in range(3):  # one caller at a time: every batch holds one record, nobody waits
-            j.append_blocking(make_record(n))
-        assert time.monotonic() - started < 0.1  # one wait of the window would already be 0.1 s
-
-        async def main() -> list[int]:
-            return list(await asyncio.gather(*(j.append(make_record(n)) for n in range(3, 400))))
-
-        before = j.commits
-        assert sorted(asyncio.run(main())) == list(range(4, 401))
-        assert j.commits - before <= 10
-    assert verify_journal(db, KEY.public_key()).ok
-
-
-@pytest.mark.parametrize("window", [-0.001, 0.5], ids=["negative", "too-long"])
-def test_group_window_is_bounded(db: Path, window: float) -> None:
-    with pytest.raises(JournalError, match="group_window"):
-        Journal(db, KEY, group_window=window)
