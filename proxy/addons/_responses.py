@@ -6,10 +6,12 @@ import json
 from typing import Any
 from xml.sax.saxutils import escape
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 
+from proxy.bundles import BundleStore
 from proxy.identity import Leaf, leaf_of
 from proxy.policy import REASONS, SOAP11_ENV, Decision
+from proxy.policy import deny as deny_decision
 
 # metadata keys shared by the addons
 DECISION = "reestr.decision"
@@ -61,6 +63,25 @@ def wants_soap(decision: Decision, request: http.Request) -> bool:
         return False
     ctype = request.headers.get("content-type", "").lower()
     return "soapaction" in request.headers or "xml" in ctype
+
+
+def refuse(flow: http.HTTPFlow, decision: Decision) -> None:
+    """Answer the flow ourselves with the denial; the journal addon records it."""
+    flow.metadata[DECISION] = decision
+    flow.response = deny_response(decision, flow.request)
+
+
+def admit_headers(flow: http.HTTPFlow, store: BundleStore) -> None:
+    """The checks that need only the headers, in both directions: a bundle in force (pinned on the
+    flow, so a swap mid-request cannot change its rules) and a declared body within the limit."""
+    bundle = store.in_force()
+    if bundle is None:
+        return refuse(flow, deny_decision("no-valid-bundle"))
+    flow.metadata[BUNDLE] = bundle
+    length = flow.request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > ctx.options.reestr_max_body_bytes:
+        refuse(flow, deny_decision("body-too-large"))
+    return None
 
 
 def deny_response(decision: Decision, request: http.Request) -> http.Response:

@@ -17,10 +17,19 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.serialization import Encoding
 from mitmproxy import connection, ctx, exceptions, http
 
-from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, SIGNATURE, client_leaf, deny_response, forget_client
+from proxy.addons._responses import (
+    BUNDLE,
+    DECISION,
+    DIRECTION,
+    SIGNATURE,
+    admit_headers,
+    client_leaf,
+    forget_client,
+    refuse,
+)
 from proxy.bundles import BundleStore
 from proxy.identity import identify
-from proxy.policy import Decision, deny, evaluate
+from proxy.policy import deny, evaluate
 from proxy.signatures import check_soap_signature, requires_signature
 
 FORWARDED_CONSUMER = "Reestr-Consumer"
@@ -49,13 +58,7 @@ class Enforce:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(DIRECTION) == "outbound":
             return None
-        bundle = self.store.in_force()
-        if bundle is None:
-            return self._deny(flow, deny("no-valid-bundle"))
-        flow.metadata[BUNDLE] = bundle
-        length = flow.request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > ctx.options.reestr_max_body_bytes:
-            self._deny(flow, deny("body-too-large"))
+        admit_headers(flow, self.store)
         return None
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -63,23 +66,23 @@ class Enforce:
             return
         bundle = flow.metadata.get(BUNDLE)
         if bundle is None:  # pragma: no cover - requestheaders always runs first
-            return self._deny(flow, deny("no-valid-bundle"))
+            return refuse(flow, deny("no-valid-bundle"))
         if len(flow.request.raw_content or b"") > ctx.options.reestr_max_body_bytes:
-            return self._deny(flow, deny("body-too-large"))
+            return refuse(flow, deny("body-too-large"))
         now = datetime.now(UTC)
         who = identify(bundle.policy, client_leaf(flow), now)
         if who.participant is None or who.reason is not None:
-            return self._deny(flow, deny(who.reason or "unknown-certificate", consumer=who.participant))
+            return refuse(flow, deny(who.reason or "unknown-certificate", consumer=who.participant))
         decision = evaluate(bundle.policy, who.participant, flow.request.method, flow.request.path,
                             flow.request.headers.get("soapaction"), flow.request.raw_content,
                             now.date())
         if not decision.allowed:
-            return self._deny(flow, decision)
+            return refuse(flow, decision)
         if requires_signature(bundle.policy, decision.sid):  # R11: authorship = the TLS certificate
             check = check_soap_signature(flow.request.raw_content or b"", _leaf_der(flow))
             flow.metadata[SIGNATURE] = check.status
             if check.reason is not None:
-                return self._deny(flow, replace(decision, reason=check.reason))
+                return refuse(flow, replace(decision, reason=check.reason))
         flow.metadata[DECISION] = decision
         # upstream learns who calls from the sidecar only, never from the caller's own headers
         for name in [h for h in flow.request.headers if h.lower().startswith("reestr-")]:
@@ -88,10 +91,6 @@ class Enforce:
         flow.request.headers[FORWARDED_OPERATION] = decision.operation or ""
         return None
 
-    @staticmethod
-    def _deny(flow: http.HTTPFlow, decision: Decision) -> None:
-        flow.metadata[DECISION] = decision
-        flow.response = deny_response(decision, flow.request)
 
 
 def _leaf_der(flow: http.HTTPFlow) -> bytes:

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from mitmproxy import ctx, http
 
-from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, deny_response
+from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, admit_headers, refuse
 from proxy.bundles import BundleStore
-from proxy.policy import Decision, deny, evaluate_outbound
+from proxy.policy import deny, evaluate_outbound
 
 
 class OutboundEnforce:
@@ -36,26 +36,19 @@ class OutboundEnforce:
         if not self._mine(flow):
             return
         flow.metadata[DIRECTION] = "outbound"
-        bundle = self.store.in_force()
-        if bundle is None:
-            return self._deny(flow, deny("no-valid-bundle"))
-        flow.metadata[BUNDLE] = bundle
-        length = flow.request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > ctx.options.reestr_max_body_bytes:
-            self._deny(flow, deny("body-too-large"))
-        return None
+        admit_headers(flow, self.store)
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(DIRECTION) != "outbound" or DECISION in flow.metadata:
             return
         bundle = flow.metadata[BUNDLE]
         if len(flow.request.raw_content or b"") > ctx.options.reestr_max_body_bytes:
-            return self._deny(flow, deny("body-too-large"))
+            return refuse(flow, deny("body-too-large"))
         decision = evaluate_outbound(bundle.policy, flow.request.method, flow.request.path,
                                      flow.request.headers.get("soapaction"), flow.request.raw_content,
                                      datetime.now(UTC).date())
         if not decision.allowed or decision.target is None:
-            return self._deny(flow, decision)
+            return refuse(flow, decision)
         flow.metadata[DECISION] = decision
         target = urlsplit(decision.target)
         flow.request.scheme = target.scheme or "https"
@@ -66,7 +59,3 @@ class OutboundEnforce:
             del flow.request.headers[name]
         return None
 
-    @staticmethod
-    def _deny(flow: http.HTTPFlow, decision: Decision) -> None:
-        flow.metadata[DECISION] = decision
-        flow.response = deny_response(decision, flow.request)
