@@ -308,16 +308,25 @@ def deny(reason: str, **fields: Any) -> Decision:
     return Decision(reason=reason, **fields)
 
 
-def evaluate(policy: Policy, consumer: str, method: str, path: str, soap_action: str | None,
-             body: bytes | None, today: date) -> Decision:
-    """Route `/{SID}/...`, find the operation, and decide; the whole inbound rule for one call."""
+def _locate[T](table: Mapping[str, T], path: str, consumer: str, missing: str) -> tuple[str, str, T] | Decision:
+    """The first steps of both directions: refuse ambiguous paths, route `/{SID}/...`, look the SID
+    up in `table`; (sid, rest, entry), or the denial (`missing` when the SID is not in the table)."""
     if ambiguous_path(path):
         return deny("malformed-request", consumer=consumer)
     routed = route(path)
-    service = policy.services.get(routed[0]) if routed else None
-    if routed is None or service is None:
-        return deny("unknown-sid", sid=routed[0] if routed else None, consumer=consumer)
-    sid, rest = routed
+    entry = table.get(routed[0]) if routed else None
+    if routed is None or entry is None:
+        return deny(missing, sid=routed[0] if routed else None, consumer=consumer)
+    return routed[0], routed[1], entry
+
+
+def evaluate(policy: Policy, consumer: str, method: str, path: str, soap_action: str | None,
+             body: bytes | None, today: date) -> Decision:
+    """Route `/{SID}/...`, find the operation, and decide; the whole inbound rule for one call."""
+    located = _locate(policy.services, path, consumer, "unknown-sid")
+    if isinstance(located, Decision):
+        return located
+    sid, rest, service = located
     try:
         op = match_operation(service, method, rest, soap_action, body)
     except ValueError:
@@ -333,13 +342,10 @@ def evaluate_outbound(policy: Policy, method: str, path: str, soap_action: str |
     provider's sidecar in `target`. An SID without a grant is `no-grant`: the consumer's bundle
     only knows the services it may call."""
     me = policy.audience
-    if ambiguous_path(path):
-        return deny("malformed-request", consumer=me)
-    routed = route(path)
-    grant = policy.grants.get(routed[0]) if routed else None
-    if routed is None or grant is None:
-        return deny("no-grant", sid=routed[0] if routed else None, consumer=me)
-    sid, rest = routed
+    located = _locate(policy.grants, path, me, "no-grant")
+    if isinstance(located, Decision):
+        return located
+    sid, rest, grant = located
     base = Decision(reason=None, sid=sid, consumer=me, protocol=grant.protocol,
                     provider=grant.provider, grant=grant.grant)
     if policy.status != "active":
