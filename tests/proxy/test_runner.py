@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,18 +49,27 @@ class Running:
         return self.clients[who].request(method, self.base + path, **kw)
 
 
+@contextmanager
+def run_sidecar(d: Path, pki: Pki, keys: Keys, upstream: Upstream, bundle: dict[str, Any],
+                **overrides: Any) -> Iterator[Running]:
+    """An in-process sidecar on `bundle` (signed by the operator key), stopped on exit."""
+    (d / "bundle.json").write_bytes(sign(bundle, keys.operator))
+    config = load_config(write_config(d, pki, keys, upstream.url, str(d / "bundle.json"), **overrides))
+    handle = start_in_thread(config)
+    running = Running(config, handle, pki, upstream, {})
+    try:
+        yield running
+    finally:
+        for client in running.clients.values():
+            client.close()
+        handle.stop()
+
+
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys,
             upstream: Upstream) -> Iterator[Running]:
-    d = tmp_path_factory.mktemp("inproc")
-    (d / "bundle.json").write_bytes(sign(signed_bundle(pki), keys.operator))
-    config = load_config(write_config(d, pki, keys, upstream.url, str(d / "bundle.json")))
-    handle = start_in_thread(config)
-    running = Running(config, handle, pki, upstream, {})
-    yield running
-    for client in running.clients.values():
-        client.close()
-    handle.stop()
+    with run_sidecar(tmp_path_factory.mktemp("inproc"), pki, keys, upstream, signed_bundle(pki)) as running:
+        yield running
 
 
 def records(sidecar: Running) -> list[dict[str, Any]]:

@@ -19,12 +19,10 @@ from lxml import etree
 from signxml import methods
 from signxml.signer import XMLSigner
 
-from proxy.config import load_config
 from proxy.policy import parse_policy
-from proxy.runner import start_in_thread
 from proxy.signatures import DEFAULT, Algorithms, SignatureResult, check_soap_signature, requires_signature
-from tests.proxy.conftest import Keys, Pki, Upstream, sign, signed_bundle, write_config
-from tests.proxy.test_runner import Running, records
+from tests.proxy.conftest import Keys, Pki, Upstream, signed_bundle
+from tests.proxy.test_runner import Running, records, run_sidecar
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -317,15 +315,8 @@ def signed_sidecar(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Key
     d = tmp_path_factory.mktemp("signed")
     bundle = signed_bundle(pki)
     bundle["services"]["SID0003002"]["signed_messages"] = True
-    (d / "bundle.json").write_bytes(sign(bundle, keys.operator))
-    config = load_config(write_config(d, pki, keys, upstream.url, str(d / "bundle.json"),
-                                      limits={"max_body_bytes": 65536}))
-    handle = start_in_thread(config)
-    running = Running(config, handle, pki, upstream, {})
-    yield running
-    for client in running.clients.values():
-        client.close()
-    handle.stop()
+    with run_sidecar(d, pki, keys, upstream, bundle, limits={"max_body_bytes": 65536}) as running:
+        yield running
 
 
 def _exchange(sidecar: Running, response: httpx.Response) -> list[dict[str, Any]]:
