@@ -16,6 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from compiler import trust
 from compiler.trust import (
@@ -224,6 +226,8 @@ MALFORMED = {
     "nan": b'{"signed": {"x": NaN}, "signatures": []}',
     "infinity": b'{"signed": {"x": -Infinity}, "signatures": []}',
     "huge-integer": b'{"signed": {"serial": ' + b"9" * 5000 + b'}, "signatures": []}',
+    "integer-over-64-bits": b'{"signed": {"serial": ' + b"9" * 30 + b'}, "signatures": []}',
+    "nested-500-deep": b'{"signed": {"x": ' + b"[" * 500 + b"]" * 500 + b'}, "signatures": []}',
     "deep-nesting": b'{"signed": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b'}, "signatures": []}',
 }
 
@@ -261,8 +265,31 @@ def test_every_refusal_class_is_distinct() -> None:
 
 def test_canonical_json() -> None:
     assert canonical_json({"b": 1, "a": [1, {"d": None, "c": "ё"}]}) == '{"a":[1,{"c":"ё","d":null}],"b":1}'.encode()
-    with pytest.raises(ValueError):
-        canonical_json({"x": float("nan")})
+    for unspellable in ({"x": 10**20}, {1: "non-str key"}, {"x": "\ud800"}):
+        with pytest.raises(ValueError, match="canonical JSON"):
+            canonical_json(unspellable)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON)
+def test_canonical_json_is_the_standard_librarys_spelling(value: Any) -> None:
+    """orjson makes the bytes; they must be what the format defines (and older bundles were made
+    with): json.dumps sorted, compact, not ASCII-escaped — control characters, quotes,
+    backslashes, non-BMP characters, key order by code point."""
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        reference = expected.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: neither encoder can write it as UTF-8
+        with pytest.raises(ValueError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == reference
 
 
 def test_time_format_roundtrip() -> None:
