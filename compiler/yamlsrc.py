@@ -126,7 +126,7 @@ def load_bytes(raw: bytes) -> Loaded:
         return Loaded(None, positions, [YamlProblem(
             "YAML-multiple-documents", mark.line + 1, mark.column + 1,
             "one document per file: a second document starts here")])
-    builder = _Builder(positions)
+    builder = _Builder(positions, aliases_possible="&" in text)
     try:
         data = builder.build(nodes[0], ())
     except _Refused as e:
@@ -135,12 +135,17 @@ def load_bytes(raw: bytes) -> Loaded:
 
 
 class _Builder:
-    """Turns a composed node tree into plain values, recording positions."""
+    """Turns a composed node tree into plain values, recording positions.
 
-    def __init__(self, positions: Positions) -> None:
+    Every node is checked (`_check`): its tag must be standard, and it must not be a node already
+    built (an anchored node reused by an alias). An alias needs an anchor (`&name`), so when the
+    text has no `&` at all the reuse bookkeeping is skipped; the tag check always runs.
+    """
+
+    def __init__(self, positions: Positions, *, aliases_possible: bool = True) -> None:
         self.positions = positions
         self.problems: list[YamlProblem] = []
-        self._seen: set[int] = set()
+        self._seen: set[int] | None = set() if aliases_possible else None
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self._check(node)
@@ -155,16 +160,19 @@ class _Builder:
         return _scalar(node)
 
     def _check(self, node: yaml.Node) -> None:
-        if id(node) in self._seen:
-            raise _Refused(_at(node, "YAML-alias",
-                               "this anchored node is reused by an alias (*name): aliases are not allowed"))
-        self._seen.add(id(node))
+        seen = self._seen
+        if seen is not None:
+            if id(node) in seen:
+                raise _Refused(_at(node, "YAML-alias",
+                                   "this anchored node is reused by an alias (*name): aliases are not allowed"))
+            seen.add(id(node))
         if node.tag not in _STANDARD_TAGS:
             raise _Refused(_at(node, "YAML-tag", f"tag {node.tag!r} is not allowed"))
 
     def _scalar_at(self, node: yaml.ScalarNode, path: Path_) -> Any:
         """`build` for a scalar without the type dispatch: most nodes are scalars."""
-        self._check(node)
+        if self._seen is not None or node.tag not in _STANDARD_TAGS:
+            self._check(node)
         mark = node.start_mark
         self.positions.values[path] = (mark.line + 1, mark.column + 1)
         return _scalar(node)

@@ -78,6 +78,10 @@ REFUSED = {
     "local-tag": (b"a: !secret x\n", ("YAML-tag", 1, 4)),
     "binary-tag": (b"a: !!binary aGk=\n", ("YAML-tag", 1, 4)),
     "set-tag": (b"a: !!set {x}\n", ("YAML-tag", 1, 4)),
+    "alias-in-sequence": (b"a: [&x 1, *x]\n", ("YAML-alias", 1, 11)),
+    # no `!` and no `&` in the text: the resolver alone gives these plain scalars a foreign tag
+    "value-indicator": (b"a: =\n", ("YAML-tag", 1, 4)),
+    "merge-as-item": (b"a:\n  - x\n  - <<\n", ("YAML-tag", 3, 5)),
     "complex-key": (b"? [a, b]\n: 1\n", ("YAML-key", 1, 3)),
     "latin-1": ("a: 1\nb: é\n".encode("latin-1"), ("YAML-encoding", 2, 4)),
     "utf-16": ("a: 1\n".encode("utf-16"), ("YAML-encoding", 1, 1)),
