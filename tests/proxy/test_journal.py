@@ -123,6 +123,26 @@ def test_chain_resumes_from_the_last_record_after_reopen(db: Path) -> None:
     assert report.ok and report.records == 4 and report.unsealed_tail == 0
 
 
+def test_a_record_appended_by_another_writer_is_not_overwritten_or_forked(journal: Journal, db: Path) -> None:
+    """The writer keeps the chain head in memory; a row it did not write makes its next INSERT
+    fail (the id is taken), and the one after continues from what the file holds."""
+    assert journal.append_blocking(make_record(1)) == 1
+    other = sqlite3.connect(db, isolation_level=None)
+    prev = str(rows(db, "SELECT hash FROM records WHERE id = 1")[0][0])
+    text = record_json(make_record(2, exchange="other-writer"), 2)
+    other.execute("INSERT INTO records (id, prev_hash, hash, record) VALUES (2, ?, ?, ?)",
+                  (prev, chain_hash(prev, text), text))
+    other.close()
+    with pytest.raises(JournalWriteError, match="UNIQUE|PRIMARY"):
+        journal.append_blocking(make_record(3))
+    assert not journal.healthy
+    assert journal.append_blocking(make_record(4)) == 3
+    assert journal.healthy
+    assert [r["exchange"] for r in export(db)] == ["exchange-1", "other-writer", "exchange-4"]
+    journal.close()
+    assert verify_journal(db, KEY.public_key()).ok
+
+
 def test_group_commit_puts_waiting_records_into_one_transaction(db: Path) -> None:
     # Hold the write lock so the writer's first transaction waits; everything that arrives
     # meanwhile must go into the next single transaction, not one transaction per record.
