@@ -66,6 +66,7 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -
     certs = {pid: _certificates(p) for pid, p in registry.participants.items()}
     _check_unique(certs)
     fingerprints = {pid: sorted(c) for pid, c in certs.items()}
+    ends_on = {pid: _ends_on(p) for pid, p in registry.participants.items()}
     callers: dict[str, list[Right]] = defaultdict(list)
     grants: dict[str, list[Right]] = defaultdict(list)
     for right in rights:
@@ -84,7 +85,7 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -
     for pid in sorted(registry.participants):
         participant = registry.participants[pid]
         active = inactive_reason(participant, today) is None
-        services = {sid: _provided(registry.services[sid], callers[sid], registry, fingerprints)
+        services = {sid: _provided(registry.services[sid], callers[sid], ends_on, fingerprints)
                     for sid in owned[pid]} if active else {}
         granted = {r.sid: _granted(r, registry, fingerprints, provider_parts)
                    for r in grants[pid]} if active else {}
@@ -163,7 +164,7 @@ def _service_header(service: Service) -> dict[str, Any]:
             "classification": spec.classification.value, "signed_messages": spec.signed_messages}
 
 
-def _provided(service: Service, callers: list[Right], registry: Registry,
+def _provided(service: Service, callers: list[Right], ends_on: dict[str, str | None],
               certs: dict[str, list[str]]) -> dict[str, Any]:
     return {**_service_header(service),
             "operations": {op.name: _operation(op) for op in service.spec.operations},
@@ -172,7 +173,7 @@ def _provided(service: Service, callers: list[Right], registry: Registry,
                 "operations": sorted(r.operations) if r.operations is not None else None,
                 "grant": r.where, "legal_basis": r.legal_basis,
                 "valid_until": r.valid_until.isoformat() if r.valid_until else None,
-                "ends_on": _ends_on(registry.participants[r.consumer]),
+                "ends_on": ends_on[r.consumer],
                 "certificates": certs[r.consumer]} for r in callers}}
 
 

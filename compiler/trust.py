@@ -169,7 +169,7 @@ def sign_envelope(signed: Mapping[str, Any], keys: Iterable[Ed25519PrivateKey]) 
     )
     # The bytes of canonical_json({"signed": signed, "signatures": signatures}) + b"\n" ("signatures"
     # sorts before "signed"), without encoding the signed content, megabytes for a provider, twice.
-    return b'{"signatures":' + canonical_json(signatures) + b',"signed":' + payload + b"}\n"
+    return b"".join((b'{"signatures":', canonical_json(signatures), b',"signed":', payload, b"}\n"))
 
 
 @dataclass(frozen=True)
