@@ -7,6 +7,7 @@ for bad content. Codes are stable: CI, docs and suppression lists name them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 
 from compiler.access import inactive_reason
 from compiler.errors import Problem, Severity
-from compiler.models import Access, Classification, Participant, ParticipantType, Protocol, Service, Status
+from compiler.models import Access, Classification, Operation, Participant, ParticipantType, Protocol, Service, Status
 from compiler.registry import Registry, Source
 
 DEPRECATION_NOTICE = timedelta(days=30)        # R7, seed 000 2.2.13: one month
@@ -33,8 +34,9 @@ def check(registry: Registry, today: date, repo_root: Path | None = None) -> lis
         problems += _participant(participant, registry.source("Participant", pid), today, fingerprints)
     for sid, service in sorted(registry.services.items()):
         problems += _service(service, registry, registry.source("Service", sid), repo_root)
+    operations = {sid: {op.name: op for op in svc.spec.operations} for sid, svc in registry.services.items()}
     for consumer in sorted(registry.sheets):
-        problems += _sheet(registry, consumer, today)
+        problems += _sheet(registry, consumer, today, operations)
     return sorted(problems)
 
 
@@ -133,15 +135,24 @@ def _service(svc: Service, registry: Registry, src: Source, repo_root: Path | No
                 yield Problem(*src.at(*at, field), "REF-unknown-schema-file", f"{ref} does not exist")
 
 
-def _template_shape(path: str | None) -> tuple[str, ...]:
-    """A path template with parameter names erased: /a/{x} and /a/{y} match the same requests."""
-    return tuple("{}" if s.startswith("{") and s.endswith("}") else s for s in (path or "").split("/"))
+def _template_shape(path: str | None) -> str:
+    """A path template with parameter names erased: /a/{x} and /a/{y} match the same requests.
+
+    A segment (between slashes) that starts with `{` and ends with `}` becomes `{}`.
+    """
+    path = path or ""
+    return _PARAMETER.sub("{}", path) if "{" in path else path
+
+
+_PARAMETER = re.compile(r"(?<![^/])\{[^/]*\}(?![^/])")
 
 
 # --- access sheets ------------------------------------------------------------------------------
 
 
-def _sheet(registry: Registry, consumer: str, today: date) -> Iterator[Problem]:
+def _sheet(registry: Registry, consumer: str, today: date,
+           operations: dict[str, dict[str, Operation]]) -> Iterator[Problem]:
+    """R1–R5, R7, R9/R10 and references of one access sheet; `operations`: by name, by SID."""
     sheet = registry.sheets[consumer]
     src = registry.source("AccessSheet", consumer)
     participant = registry.participants.get(consumer)
@@ -183,11 +194,12 @@ def _sheet(registry: Registry, consumer: str, today: date) -> Iterator[Problem]:
                 yield Problem(*src.at(*at, "service"), "REF-unknown-service", f"{grant.service} is not registered")
             continue
         yield from _grant_vs_service(grant.access, grant.operations or [], grant.justification, service,
-                                     consumer, src, at, today)
+                                     operations[grant.service], consumer, src, at, today)
 
 
 def _grant_vs_service(access: Access, operations: list[str], justification: str | None, service: Service,
-                      consumer: str, src: Source, at: tuple[str | int, ...], today: date) -> Iterator[Problem]:
+                      ops: dict[str, Operation], consumer: str, src: Source, at: tuple[str | int, ...],
+                      today: date) -> Iterator[Problem]:
     if service.spec.owner == consumer:
         yield Problem(*src.at(*at, "service"), "R2-owner-grant",
                       f"{consumer} owns {service.metadata.sid}: the owner's rights are implicit (001 App. 2 note 2)")
@@ -196,7 +208,6 @@ def _grant_vs_service(access: Access, operations: list[str], justification: str 
         yield Problem(*src.at(*at, "access"), "R5-full-personal-data",
                       f"full access to {service.metadata.sid} (personal data) without `justification`: "
                       "grant only the operations needed (004 §13)", WARNING)
-    ops = {op.name: op for op in service.spec.operations}
     for j, name in enumerate(operations):
         if name not in ops:
             yield Problem(*src.at(*at, "operations", j), "REF-unknown-operation",
