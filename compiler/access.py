@@ -96,15 +96,12 @@ def _right(consumer: str, grant: Grant, where: str, index: int) -> Right:
 def effective_rights(registry: Registry, today: date) -> tuple[list[Right], list[Exclusion]]:
     """Every right in force today, and every right or participant left out with its reason."""
     kept: list[Right] = []
-    excluded: list[Exclusion] = []
-    for pid in sorted(registry.participants):
-        state = inactive_reason(registry.participants[pid], today)
-        if state is not None:
-            excluded.append(Exclusion(f"participant {pid}", state[0], state[1]))
+    states = {pid: inactive_reason(registry.participants[pid], today) for pid in sorted(registry.participants)}
+    excluded = [Exclusion(f"participant {pid}", *state) for pid, state in states.items() if state is not None]
     owned = services_by_owner(registry)
-    for consumer in sorted(registry.participants):
+    for consumer in states:
         for right in rights_of(registry, consumer, owned):
-            reason = _exclusion(registry, right, today)
+            reason = _exclusion(registry, right, today, states)
             if reason is None:
                 kept.append(right)
             else:
@@ -112,17 +109,19 @@ def effective_rights(registry: Registry, today: date) -> tuple[list[Right], list
     return kept, excluded
 
 
-def _exclusion(registry: Registry, right: Right, today: date) -> tuple[str, str] | None:
+def _exclusion(registry: Registry, right: Right, today: date,
+               states: dict[str, tuple[str, str] | None]) -> tuple[str, str] | None:
+    """Why `right` is not in force today, or None; `states` holds `inactive_reason` by participant
+    (computed once per participant, not once per right)."""
     service = registry.services.get(right.sid)
     if service is None:
         return "unknown-service", f"{right.sid} is not registered"
     if service.spec.classification is Classification.STATE_SECRET:
         return "state-secret", "R6: state-secret services are never processed"
     for role, pid in (("consumer", right.consumer), ("owner", service.spec.owner)):
-        participant = registry.participants.get(pid)
-        if participant is None:
+        if pid not in states:
             return "unknown-participant", f"{role} {pid} is not registered"
-        state = inactive_reason(participant, today)
+        state = states[pid]
         if state is not None:
             return f"{role}-{state[0]}", state[1]
     if right.valid_until is not None and right.valid_until < today:
@@ -143,9 +142,11 @@ def decide(registry: Registry, consumer: str, sid: str, operation: str | None,
     candidates = [r for r in rights_of(registry, consumer) if r.sid == sid]
     if not candidates:
         return Decision(False, "no-grant", f"{consumer} has no grant for {sid} in its access sheet")
+    states = {pid: inactive_reason(registry.participants[pid], today)
+              for pid in (consumer, service.spec.owner) if pid in registry.participants}
     last: Decision | None = None
     for right in candidates:
-        reason = _exclusion(registry, right, today)
+        reason = _exclusion(registry, right, today, states)
         if reason is not None:
             last = Decision(False, reason[0], reason[1], right)
             continue
