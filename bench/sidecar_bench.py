@@ -238,9 +238,7 @@ def grow_bundle(signed: dict[str, Any], grants: int, seed: int = 3) -> dict[str,
     for s in range(n_services):
         sid = f"SID0003{100 + s:03d}"
         ops = {f"operation{k}": {"method": "GET" if k % 2 else "POST",
-                                 "path": f"/records/{{id}}/part{k}" if k % 2 else f"/records/search{k}",
-                                 "soap_action": None, "body_element": None, "deprecated": None,
-                                 "sunset": None}
+                                 "path": f"/records/{{id}}/part{k}" if k % 2 else f"/records/search{k}"}
                for k in range(1, 5)}
         count = need // n_services + (1 if s < need % n_services else 0)
         callers = {}

@@ -152,10 +152,14 @@ def _self(participant: Participant, certs: list[str]) -> dict[str, Any]:
 
 
 def _operation(op: Operation) -> dict[str, Any]:
-    return {"method": op.method.value if op.method else None, "path": op.path,
-            "soap_action": op.soap_action, "body_element": op.body_element,
-            "deprecated": op.deprecation.announced.isoformat() if op.deprecation else None,
-            "sunset": op.deprecation.sunset.isoformat() if op.deprecation else None}
+    """The members an operation has; absent means null. An operation has either method + path or
+    soap_action/body_element, so writing every member would spend a fifth of a consumer's bundle
+    on nulls: operation definitions are repeated in every grant of every consumer."""
+    fields = {"method": op.method.value if op.method else None, "path": op.path,
+              "soap_action": op.soap_action, "body_element": op.body_element,
+              "deprecated": op.deprecation.announced.isoformat() if op.deprecation else None,
+              "sunset": op.deprecation.sunset.isoformat() if op.deprecation else None}
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _service_header(service: Service) -> dict[str, Any]:

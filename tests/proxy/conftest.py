@@ -164,13 +164,12 @@ def _table(pki: Pki, *owners: str) -> dict[str, dict[str, str]]:
 
 
 def _rest(method: str, path: str) -> dict[str, Any]:
-    return {"method": method, "path": path, "soap_action": None, "body_element": None,
-            "deprecated": None, "sunset": None}
+    """An operation as compiler.bundle writes it: absent members are null."""
+    return {"method": method, "path": path}
 
 
 def _soap(action: str | None, element: str | None) -> dict[str, Any]:
-    return {"method": None, "path": None, "soap_action": action, "body_element": element,
-            "deprecated": None, "sunset": None}
+    return {name: value for name, value in (("soap_action", action), ("body_element", element)) if value}
 
 
 def signed_bundle(pki: Pki, serial: int = 10, audience: str = "ved3",

@@ -133,7 +133,7 @@ def test_a_record_appended_by_another_writer_is_not_overwritten_or_forked(journa
     other.execute("INSERT INTO records (id, prev_hash, hash, record) VALUES (2, ?, ?, ?)",
                   (prev, chain_hash(prev, text), text))
     other.close()
-    with pytest.raises(JournalWriteError, match="UNIQUE|PRIMARY"):
+    with pytest.raises(JournalWriteError, match=r"UNIQUE|PRIMARY"):
         journal.append_blocking(make_record(3))
     assert not journal.healthy
     assert journal.append_blocking(make_record(4)) == 3
