@@ -45,6 +45,12 @@ class _Composer(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[
             return _STR
         return _SEQ if kind is yaml.SequenceNode else _MAP
 
+    def descend_resolver(self, current_node: yaml.Node | None, current_index: object) -> None:
+        """No path resolvers are registered: skip the bookkeeping the composer asks for per node."""
+
+    def ascend_resolver(self) -> None:
+        """See `descend_resolver`."""
+
 
 _COMPOSER = _Composer
 
