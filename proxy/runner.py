@@ -55,7 +55,8 @@ from typing import Any
 
 import httpx
 from mitmproxy import options
-from mitmproxy.tools.dump import DumpMaster
+from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
+from mitmproxy.master import Master
 
 from compiler.trust import KeyFileError, load_private_key, load_public_key
 from proxy.addons.enforce import Enforce
@@ -104,7 +105,7 @@ class Sidecar:
         self.store.load_state()
         self.source = make_source(config.bundle.source)
         self.journal: Journal | None = None
-        self.master: Any = None  # DumpMaster; mitmproxy's API is only partly typed
+        self.master: Any = None  # mitmproxy's Master; its API is only partly typed
         self.admin: AdminServer | None = None
         self.started = threading.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -146,17 +147,16 @@ class Sidecar:
             opts = options.Options(mode=modes, listen_host=cfg.listen.host,
                                    listen_port=cfg.listen.port,
                                    confdir=str(cfg.state_dir / "mitmproxy"))
-            self.master = DumpMaster(opts, with_termlog=False, with_dumper=False)
-            self.master.addons.add(*addons)
+            self.master = Master(opts)
+            self.master.addons.add(*mitmproxy_addons(), *addons)
             limit = cfg.limits.max_body_bytes
             self.master.options.update(
-                certs=[f"*={cfg.tls.server_bundle}"], request_client_cert=True,
-                connection_strategy="lazy", block_global=False,
+                certs=[f"*={cfg.tls.server_bundle}"], request_client_cert=True, connection_strategy="lazy",
                 # mitmproxy's own hard cap; between limit and cap we answer a proper 413 ourselves
                 body_size_limit=str(2 * limit + 65536), reestr_max_body_bytes=limit, **extra)
-            errorcheck = self.master.addons.get("errorcheck")
-            if errorcheck is not None:
-                errorcheck.repeat_errors_on_stderr = True
+            checker = self.master.addons.get("errorcheck")
+            if checker is not None:
+                checker.repeat_errors_on_stderr = True
             try:
                 await self.master.run()
             except SystemExit as e:
@@ -180,6 +180,23 @@ class Sidecar:
         """Thread-safe."""
         if self.master is not None:
             self.master.shutdown()
+
+
+def mitmproxy_addons() -> list[Any]:
+    """mitmproxy's own addons the sidecar runs: the proxy itself, and nothing else.
+
+    `DumpMaster` loads about thirty more (mitmproxy's defaults): the mitm.it onboarding app, a
+    `scripts` option that loads Python files, flow and HAR saving (bodies with personal data on
+    disk), replay, map/modify rules, proxy auth, global-address blocking. A sidecar needs none, and
+    each is attack surface and work: mitmproxy offers every event of every request to every addon.
+    Measured (bench/sidecar_bench.py): the defaults cost about a third of mitmproxy's CPU per
+    request. Kept: options and commands (core), the listeners (proxyserver), protocol detection
+    (next_layer), TLS with client certificates (tlsconfig), refusing h2c upgrades (disable_h2c),
+    keeping upstream Alt-Svc from steering clients past the proxy (update_alt_svc), and startup
+    errors reported (errorcheck).
+    """
+    return [core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),  # type: ignore[no-untyped-call]
+            disable_h2c.DisableH2C(), update_alt_svc.UpdateAltSvc(), errorcheck.ErrorCheck()]
 
 
 class _Lifecycle:
