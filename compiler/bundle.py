@@ -18,11 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from compiler import gcpause
+from compiler import certs, gcpause
 from compiler.access import IMPLICIT_OWNER, Right, effective_rights, inactive_reason
 from compiler.errors import CompilerError
 from compiler.models import Operation, Participant, Service
@@ -121,13 +119,12 @@ def _certificates(participant: Participant) -> dict[str, dict[str, str]]:
     out = {}
     for cert in participant.spec.certificates:
         try:
-            parsed = x509.load_pem_x509_certificate(cert.pem.encode())
+            parsed = certs.read(cert.pem)
         except ValueError:
             continue  # reported by validation as CERT-invalid; never shipped
-        out[parsed.fingerprint(hashes.SHA256()).hex()] = {
-            "participant": participant.metadata.id, "subject": parsed.subject.rfc4514_string(),
-            "not_before": format_time(parsed.not_valid_before_utc),
-            "not_after": format_time(parsed.not_valid_after_utc)}
+        out[parsed.sha256] = {"participant": participant.metadata.id, "subject": parsed.subject,
+                              "not_before": format_time(parsed.not_before),
+                              "not_after": format_time(parsed.not_after)}
     return out
 
 

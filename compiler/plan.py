@@ -19,9 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-
+from compiler import certs
 from compiler.access import IMPLICIT_OWNER, decide, effective_rights
 from compiler.errors import Severity
 from compiler.models import Classification, Operation, Participant, ParticipantType, Service, Status
@@ -363,10 +361,10 @@ def _service_diff(ctx: _Ctx, sid: str, b: Service, h: Service, owners: list[tupl
 def fingerprint(pem: str) -> tuple[str, str]:
     """(SHA-256 of the DER, lowercase hex; subject) of a PEM certificate, as the sidecar sees it."""
     try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
+        cert = certs.read(pem)
     except ValueError:
         return "unreadable:" + hashlib.sha256(pem.encode()).hexdigest()[:16], "unreadable PEM"
-    return cert.fingerprint(hashes.SHA256()).hex(), cert.subject.rfc4514_string()
+    return cert.sha256, cert.subject
 
 
 def _certificates(p: Participant | None) -> dict[str, str]:

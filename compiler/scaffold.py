@@ -21,13 +21,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
+from compiler import certs
 from compiler.codeowners import expected_for
 from compiler.errors import CompilerError, Problem
 from compiler.models import (
@@ -199,7 +199,7 @@ def _check_request(registry: Registry, consumer: str, sid: str, operations: Sequ
 
 def _certificate(pem: str) -> str:
     try:
-        x509.load_pem_x509_certificate(pem.encode())
+        certs.read(pem)
     except ValueError as e:
         raise ScaffoldError(f"the certificate is not a PEM X.509 certificate: {e}") from e
     return pem.strip() + "\n"

@@ -256,3 +256,19 @@ def test_a_certificate_of_two_participants_is_not_compiled() -> None:
     registry.participants["ved2"].spec.certificates.append(registry.participants["ved1"].spec.certificates[0])
     with pytest.raises(bundle.BundleError, match="registered to both ved1 and ved2"):
         bundle.build(registry, INFO, [KEY])
+
+
+def test_a_certificate_whose_subject_cannot_be_parsed_is_cert_invalid(ws: Path) -> None:
+    """cryptography loads certificates lazily: this one (found by test_fuzz) loads, and its subject
+    then fails to parse. Validation must call it CERT-invalid and compile refuse, not crash."""
+    path = ws / "registry" / "participants" / "citto.yaml"
+    text = path.read_text(encoding="utf-8")
+    good = "CzAJBgNVBAYTAlJVMRQwEgYDVQQKDAtyZWVzdHIgZGVtbzEOMAwGA1UEAwwFY2l0"
+    assert good in text
+    path.write_text(text.replace(good, good.replace("tyZW", "tZyW")), encoding="utf-8")
+    validated = _run("validate", "registry", cwd=ws)
+    assert validated.returncode == 1
+    assert validated.stdout.startswith("registry/participants/citto.yaml:17:12: CERT-invalid")
+    compiled = _run("compile", "registry", "--key", "op.key", "--out", "dist", "--serial", "1", cwd=ws)
+    assert compiled.returncode == 1 and "CERT-invalid" in compiled.stderr
+    assert not (ws / "dist").exists()
