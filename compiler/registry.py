@@ -112,7 +112,7 @@ def load_files(files: Mapping[str, bytes], base: str = "registry") -> Registry:
     root = PurePosixPath(Path(base).as_posix())
     rels = {path: _relative(PurePosixPath(Path(path).as_posix()), root) for path in sorted(files)}
     registry = Registry(digest=_digest(files, rels))
-    with gcpause.paused():  # millions of long-lived objects: collections would rescan them all
+    with gcpause.paused(freeze=True):  # millions of long-lived objects: collections would rescan them all
         for path, raw in files.items():
             rel = rels[path]
             kind = FOLDERS.get(rel.parts[0]) if len(rel.parts) == 2 else None
