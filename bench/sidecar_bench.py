@@ -14,8 +14,12 @@ duration after a short warm-up, all on the same machine, the same upstream, the 
   (a) the sidecar, `reestr-sidecar run` in a child process, with the signed policy bundle and the
       durable journal (`synchronous: FULL`, and `NORMAL` as an extra row); the call is an allowed
       one: Ведомство 1 `GET /SID0003001/applicants/42` (full access to service А);
-  (b) bare mitmproxy (`bench/bare_mitmproxy.py`): same DumpMaster reverse mode, same server
-      certificate, client certificate requested, lazy upstream connection, one no-op addon;
+  (b) bare mitmproxy (`bench/bare_mitmproxy.py`): stock mitmproxy, a DumpMaster (mitmproxy's
+      default addons) in reverse mode, same server certificate, client certificate requested,
+      lazy upstream connection, one no-op addon — the baseline the target is stated against;
+  (b') the same with only the mitmproxy addons the sidecar loads (`proxy.runner.mitmproxy_addons`,
+      no onboarding app, script loader, flow saving, ...): (a)/(b') is the cost of reestr's own
+      work (policy, durable journal, metrics), (b')/(b) what dropping the defaults saves;
   (c) the upstream directly (`bench/fast_upstream.py`, a minimal asyncio HTTP server with a small
       fixed JSON answer): it must be far faster than (a) and (b), and the table shows that it is.
 
@@ -614,6 +618,14 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=(OUT / "bare-mitmproxy.log").open("wb")))
     wait_port(bare_port, bare, "bare mitmproxy")
+    lean_port = free_port()
+    lean = procs.add("mitmproxy, sidecar's addons", subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "bare_mitmproxy.py"), "--listen", str(lean_port),
+         "--upstream", f"http://127.0.0.1:{up_port}", "--server-bundle", str(PKI / "ved3-server.pem"),
+         "--confdir", str(OUT / "bare-confdir"), "--seconds", str(args.deadline), "--addons", "sidecar"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=(OUT / "lean-mitmproxy.log").open("wb")))
+    wait_port(lean_port, lean, "mitmproxy with the sidecar's addons")
 
     sidecars = {}
     for sync in ("FULL", "NORMAL"):
@@ -626,7 +638,7 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
         wait_ready(admin, proc, name)
         sidecars[sync] = (proc, listen)
 
-    routes = {"bare": (free_port(), bare_port)}
+    routes = {"bare": (free_port(), bare_port), "lean": (free_port(), lean_port)}
     routes.update({f"sidecar-{s.lower()}": (free_port(), listen) for s, (_, listen) in sidecars.items()})
     stunnel = procs.add("stunnel", subprocess.Popen(
         ["stunnel", str(write_stunnel_config(routes))], stdin=subprocess.DEVNULL,
@@ -639,6 +651,8 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
                upstream.pid),
         Target("b", "(b) bare mitmproxy, no-op addon",
                f"http://127.0.0.1:{routes['bare'][0]}{CALL_PATH}", _check_upstream, bare.pid),
+        Target("b-lean", "(b') mitmproxy, sidecar's addons",
+               f"http://127.0.0.1:{routes['lean'][0]}{CALL_PATH}", _check_upstream, lean.pid),
         Target("a", "(a) sidecar, journal FULL",
                f"http://127.0.0.1:{routes['sidecar-full'][0]}{CALL_PATH}", _check_sidecar,
                sidecars["FULL"][0].pid),
@@ -724,10 +738,11 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
                   f"{r.p99_ms:>8.2f} {r.cpu_us_per_req:>10,.0f} {r.loop_us_per_req:>7,.0f} {r.cpu_share:>5.0%} "
                   f"{r.errors:>6} "
                   f"{r.non2xx:>7}")
-        a, a2, b, cc = (results[(k, c)].rps for k in ("a", "a-normal", "b", "c"))
+        a, a2, b, b2, cc = (results[(k, c)].rps for k in ("a", "a-normal", "b", "b-lean", "c"))
         la, lb = results[("a", c)].loop_us_per_req, results[("b", c)].loop_us_per_req
         print(f"{'ratios':<34} {c:>5}  (a)/(b) {a / b:6.1%} [target ≥ 85%]   (a')/(b) {a2 / b:6.1%}"
-              f"   (b)/(c) {b / cc:6.2%}   loop CPU per request (b)/(a) {lb / la if la else 0:6.1%}")
+              f"   (a)/(b') {a / b2:6.1%}   (b')/(b) {b2 / b:6.1%}   (b)/(c) {b / cc:6.2%}"
+              f"   loop CPU per request (b)/(a) {lb / la if la else 0:6.1%}")
         print()
     med = statistics.median
     print(f"bundle: {load.bytes / 1e6:.2f} MB, {load.entries:,} grants (service × caller entries) = "
@@ -737,7 +752,7 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
           f"verify_envelope {med(load.verify_ms):.1f} ms + parse_policy {med(load.parse_ms):.1f} ms "
           f"+ persisting; CPU time of the offer {med(load.offer_cpu_ms):.1f} ms")
     labels = {t.key: t.label for t in targets}
-    for key in ("a", "a-normal", "b", "c"):
+    for key in ("a", "a-normal", "b", "b-lean", "c"):
         if key in mem:
             m = mem[key]
             note = " [target ≤ 150 MB]" if key == "a" else ""
