@@ -167,7 +167,8 @@ class Journal:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
+                                   cached_statements=_MAX_ROWS_PER_INSERT + 32)
         except sqlite3.Error as e:
             raise JournalError(f"{self._path}: cannot open journal: {e}") from e
         try:
@@ -389,14 +390,10 @@ class Journal:
 
 
 def _chunks(count: int) -> list[int]:
-    """Rows per INSERT for `count` records: powers of two up to 256, so only nine statements are
-    ever prepared (the connection's statement cache keeps them)."""
-    sizes = []
-    while count:
-        rows = min(1 << (count.bit_length() - 1), _MAX_ROWS_PER_INSERT)
-        sizes.append(rows)
-        count -= rows
-    return sizes
+    """Rows per INSERT for `count` records: all of them in one statement up to 256, else 256 at a
+    time and the rest (the connection caches the prepared statement of every row count)."""
+    full, rest = divmod(count, _MAX_ROWS_PER_INSERT)
+    return [_MAX_ROWS_PER_INSERT] * full + ([rest] if rest else [])
 
 
 @functools.cache
