@@ -47,7 +47,7 @@ loop, which is single-threaded, so 1e6 / (loop µs per request) is what one core
 ratio of those loop costs, (b)/(a), is the throughput ratio one would see with a core to spare.
 A one-row commit probe (WAL, synchronous=FULL) after the runs shows the fsync latency at that
 moment: the sidecar waits for two commits per call, so with few connections and a slow disk
-(a) FULL is bound by that latency, not by CPU. `--profile` samples (a) FULL and (b) with py-spy
+(a) FULL is bound by that latency, not by CPU. `--profile` samples (a) FULL, (b) and (b') with py-spy
 (not a project dependency: `pip install py-spy` into the venv) during their largest-connection run
 and prints where the samples fall.
 
@@ -676,7 +676,7 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
                 if args.warmup > 0:
                     wrk(t.url, c, args.warmup, args.threads, lua, wrk_log)
                 spy = None
-                if args.profile and rnd == 0 and c == max(conns) and t.key in ("a", "b") \
+                if args.profile and rnd == 0 and c == max(conns) and t.key in ("a", "b", "b-lean") \
                         and t.pid is not None:
                     spy = start_py_spy(t.pid, args.duration, OUT / f"py-spy-{t.key}.txt", procs)
                 cpu0 = cpu_seconds(t.pid) if t.pid is not None else 0.0
@@ -701,7 +701,7 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
     print(f"one-row SQLite commit with synchronous=FULL, measured right after the runs: p50 "
           f"{probe[0]:.2f} ms, p99 {probe[1]:.2f} ms (the sidecar awaits two per call)")
     if args.profile:
-        for key in ("b", "a"):
+        for key in ("b", "b-lean", "a"):
             print_profile(OUT / f"py-spy-{key}.txt", {t.key: t.label for t in targets}[key])
     ok_ratio = all(results[("a", c)].rps >= TARGETS_TARGET_RATIO * results[("b", c)].rps for c in conns)
     ok_load = statistics.median(load.offer_ms) <= LOAD_TARGET_MS
