@@ -20,8 +20,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from compiler import certs, gcpause
+from compiler import gcpause
 from compiler.access import IMPLICIT_OWNER, Right, effective_rights, inactive_reason
+from compiler.certs import read as read_certificate
 from compiler.errors import CompilerError
 from compiler.models import Operation, Participant, Service
 from compiler.registry import Registry
@@ -119,7 +120,7 @@ def _certificates(participant: Participant) -> dict[str, dict[str, str]]:
     out = {}
     for cert in participant.spec.certificates:
         try:
-            parsed = certs.read(cert.pem)
+            parsed = read_certificate(cert.pem)
         except ValueError:
             continue  # reported by validation as CERT-invalid; never shipped
         out[parsed.sha256] = {"participant": participant.metadata.id, "subject": parsed.subject,
