@@ -8,6 +8,9 @@ Generates the registry under bench/out/ (bench/gen_registry.py, seed 1), then me
 (`ru_maxrss`) is its own and caches do not carry over; prints the medians:
 
 - parse:    read every file and `yaml.load(..., Loader=yaml.CSafeLoader)` it — the baseline;
+- parse-nogc: the same with the garbage collector off, for reference: our loader pauses the
+            collector while it builds (compiler/gcpause.py), so this is the baseline with that
+            advantage taken away (compile's ratio against it is printed too);
 - validate: `compiler.validate.validate` (loader, shape, rules R1–R10), what `reestr validate` runs;
 - compile:  what `reestr compile --serial N` runs: load the key, validate, refuse on errors,
             `compiler.bundle.build` (slices + canonical JSON + Ed25519), `compiler.bundle.write`.
@@ -28,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
-PHASES = ("parse", "validate", "compile")
+PHASES = ("parse", "parse-nogc", "validate", "compile")
 TARGET = 1.5
 
 
@@ -44,9 +47,13 @@ def _phase(name: str, registry: Path, work: Path) -> dict[str, float]:
 
     today = datetime.now(UTC).date()
     extra: dict[str, float] = {}
+    if name == "parse-nogc":
+        import gc
+
+        gc.disable()
     cpu_start = _cpu()
     start = time.perf_counter()
-    if name == "parse":
+    if name in ("parse", "parse-nogc"):
         for folder in ("participants", "services", "consumers"):
             for path in sorted((registry / folder).glob("*.yaml")):
                 yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)  # the baseline
@@ -143,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmedian of {args.repeat} run(s), each in a fresh process; python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs, load average {load} (wall time suffers on a busy machine, cpu less)")
     print(f"{'phase':<26}{'wall s':>8}{'× parse':>9}{'cpu s':>8}{'× parse':>9}{'peak RSS':>12}")
-    labels = {"parse": "bare parse (CSafeLoader)", "validate": "validate",
-              "compile": "compile + sign + write"}
+    labels = {"parse": "bare parse (CSafeLoader)", "parse-nogc": "  the same, GC off (ref.)",
+              "validate": "validate", "compile": "compile + sign + write"}
     for name in PHASES:
         print(f"{labels[name]:<26}{med[name]:>8.2f}{med[name] / base:>8.2f}×{cpu[name]:>8.2f}"
               f"{cpu[name] / cpu['parse']:>8.2f}×{peak[name]:>8.0f} MiB")
@@ -152,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
           f"total {_mib(last['total_bundles'])}")
     ratio = med["compile"] / base
     print(f"target compile+sign ≤ {TARGET}× parse: {'met' if ratio <= TARGET else 'NOT met'} "
-          f"({ratio:.2f}× wall, {cpu['compile'] / cpu['parse']:.2f}× cpu)")
+          f"({ratio:.2f}× wall, {cpu['compile'] / cpu['parse']:.2f}× cpu); against the parse with the "
+          f"garbage collector off: {med['compile'] / med['parse-nogc']:.2f}× wall, "
+          f"{cpu['compile'] / cpu['parse-nogc']:.2f}× cpu")
     return 0
 
 
