@@ -46,9 +46,8 @@ class Journaling:
     async def request(self, flow: http.HTTPFlow) -> None:
         if REQUEST_RECORD in flow.metadata:
             return
-        try:
-            rid = await self.journal.append(self._record(flow, "request"))
-        except JournalError:
+        rid = await self._durable(flow, "request")
+        if rid is None:
             self._unavailable(flow)
             return
         flow.metadata[REQUEST_RECORD] = rid
@@ -62,9 +61,8 @@ class Journaling:
             await self.request(flow)
             if RESPONSE_RECORD in flow.metadata:
                 return  # the journal failed: the 503 is already in place
-        try:
-            rid = await self.journal.append(self._record(flow, "response"))
-        except JournalError:
+        rid = await self._durable(flow, "response")
+        if rid is None:
             self._unavailable(flow)
             return
         flow.metadata[RESPONSE_RECORD] = rid
@@ -77,14 +75,20 @@ class Journaling:
         if RESPONSE_RECORD in flow.metadata:
             return
         if REQUEST_RECORD not in flow.metadata:
-            try:
-                flow.metadata[REQUEST_RECORD] = await self.journal.append(self._record(flow, "request"))
-            except JournalError:
+            rid = await self._durable(flow, "request")
+            if rid is None:
                 return
+            flow.metadata[REQUEST_RECORD] = rid
+        rid = await self._durable(flow, "error")
+        if rid is not None:
+            flow.metadata[RESPONSE_RECORD] = rid
+
+    async def _durable(self, flow: http.HTTPFlow, kind: Literal["request", "response", "error"]) -> int | None:
+        """The id of the flow's `kind` record once it is durable, or None if the journal failed."""
         try:
-            flow.metadata[RESPONSE_RECORD] = await self.journal.append(self._record(flow, "error"))
+            return await self.journal.append(self._record(flow, kind))
         except JournalError:
-            return
+            return None
 
     def _unavailable(self, flow: http.HTTPFlow) -> None:
         decision = deny("journal-unavailable", **_ids(flow.metadata.get(DECISION)))

@@ -182,12 +182,17 @@ NARROWER = {"type": "object", "required": ["id", "kind"],
 SCHEMA = "schemas/services/SID0003001/operation1.request.json"
 
 
-def test_payload_schema_narrowed(tmp_path: Path) -> None:
+def with_request_schema(tmp_path: Path, schema: dict[str, Any]) -> tuple[Repo, str]:
+    """The example with `schema` registered as operation1's request schema, committed: (repo, base)."""
     repo = Repo(tmp_path)
-    repo.write(SCHEMA, json.dumps(REQUEST))
+    repo.write(SCHEMA, json.dumps(schema))
     repo.replace(S1, "      path: /applicants/{id}\n",
                  f"      path: /applicants/{{id}}\n      request_schema: {SCHEMA}\n")
-    base = repo.commit("register a request schema")
+    return repo, repo.commit("register a request schema")
+
+
+def test_payload_schema_narrowed(tmp_path: Path) -> None:
+    repo, base = with_request_schema(tmp_path, REQUEST)
     repo.write(SCHEMA, json.dumps(NARROWER))
     prefix = f"{SCHEMA} (SID0003001 operation1 request): "
     assert run(repo, base) == [(S1, 27, 23, "SCHEMA-payload-narrowed", prefix + message) for message in [
@@ -199,11 +204,7 @@ def test_payload_schema_narrowed(tmp_path: Path) -> None:
 
 
 def test_payload_schema_widened_is_fine(tmp_path: Path) -> None:
-    repo = Repo(tmp_path)
-    repo.write(SCHEMA, json.dumps(NARROWER))
-    repo.replace(S1, "      path: /applicants/{id}\n",
-                 f"      path: /applicants/{{id}}\n      request_schema: {SCHEMA}\n")
-    base = repo.commit("register a request schema")
+    repo, base = with_request_schema(tmp_path, NARROWER)
     repo.write(SCHEMA, json.dumps(REQUEST))
     assert run(repo, base) == []
 
