@@ -537,7 +537,7 @@ def _frame(raw: str) -> str:
         return "thread " + raw.partition("): ")[2]
     name, _, where = raw.partition(" (")
     where = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("/site-packages/", "/lib/python3.12/", "/work/main/"):
+    for marker in ("/site-packages/", "/lib/python3.12/", f"{ROOT}/"):
         if marker in where:
             where = where.split(marker, 1)[1]
     return f"{name} ({where})" if where else name

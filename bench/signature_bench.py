@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -26,8 +27,8 @@ from signxml.signer import XMLSigner
 from proxy.signatures import check_soap_signature
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
-GOST = ("/work/shared/testdata/real/CodeInside__siu/gws-core/src/test/resources/mvvact/putData/"
-        "request.xml")
+GOST = (Path(__file__).resolve().parents[1] / "tests/data/real/CodeInside__siu/gws-core/src/test/resources"
+        / "mvvact/putData/request.xml")
 
 
 def _cert(key: Any) -> x509.Certificate:
