@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from compiler import gcpause
 from compiler.trust import TrustError, Verified, format_time, verify_envelope
 from proxy.errors import BundleSourceError, PolicyFormatError, SidecarError, StateDirError
+from proxy.payloads import PayloadSchemas, compile_schemas
 from proxy.policy import Policy, parse_policy
 
 BUNDLE_FILE = "bundle.json"
@@ -56,6 +57,7 @@ class ActiveBundle:
     verified: Verified
     policy: Policy
     origin: str
+    payloads: PayloadSchemas
 
     @property
     def serial(self) -> int:
@@ -118,12 +120,14 @@ class BundleStore:
                         now=now, min_serial=self.highest[0] if self.highest else None,
                         pinned=self.highest)
                     policy = parse_policy(verified.signed)
+                    if self.current is not None and self.current.verified.digest == verified.digest:
+                        return False  # the bundle in force, fetched again
+                    payloads = compile_schemas(verified.signed,
+                                               reuse=self.current.payloads if self.current else None)
             except (TrustError, PolicyFormatError) as e:
                 self._refuse(origin, _REFUSAL_CODES.get(type(e).__name__, "refused"), str(e), now)
                 return False
-            if self.current is not None and self.current.verified.digest == verified.digest:
-                return False  # the bundle in force, fetched again
-            active = ActiveBundle(verified=verified, policy=policy, origin=origin)
+            active = ActiveBundle(verified=verified, policy=policy, origin=origin, payloads=payloads)
             if not origin.startswith("state:"):
                 try:
                     _atomic_write(self.state_dir / BUNDLE_FILE, data)

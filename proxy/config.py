@@ -23,6 +23,8 @@ Relative paths are resolved against the directory of the config file. Format::
       synchronous: FULL               # FULL | NORMAL
     limits:
       max_body_bytes: 1048576         # larger request bodies get 413
+    payloads:
+      responses: record               # enforce | record | off: response payloads vs their schema
     outbound:                         # optional: consumer side (DESIGN §7)
       listen: {host: 127.0.0.1, port: 8088}
       client_bundle: tls/client.pem   # our key + certificate presented to providers
@@ -79,6 +81,13 @@ class Limits(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
 
+class PayloadConfig(BaseModel):
+    """Payload schema checks: requests are always checked; responses by `responses`."""
+
+    model_config = _STRICT
+    responses: Literal["enforce", "record", "off"] = "record"
+
+
 class OutboundConfig(BaseModel):
     model_config = _STRICT
     listen: Listen
@@ -99,6 +108,7 @@ class SidecarConfig(BaseModel):
     state_dir: Path
     journal: JournalConfig
     limits: Limits = Limits()
+    payloads: PayloadConfig = PayloadConfig()
     outbound: OutboundConfig | None = None
 
     @field_validator("upstream")

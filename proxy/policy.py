@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from lxml import etree  # type: ignore[import-untyped]
-
 from compiler.trust import TrustError, parse_time
 from proxy.errors import PolicyFormatError
+from proxy.soap.errors import MessageError
+from proxy.soap.message import Message, read_message
+from proxy.soap.profiles import PROFILES, Profile
 
 OWNER_GRANT = "implicit:owner"
-SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 
 # reason code -> (HTTP status, human title). Stable: journal, metrics and clients name them.
 REASONS: dict[str, tuple[int, str]] = {
@@ -38,6 +37,9 @@ REASONS: dict[str, tuple[int, str]] = {
     "unknown-sid": (404, "No such service"),
     "unknown-operation": (404, "No such operation"),
     "malformed-request": (400, "The request cannot be parsed"),
+    "operation-mismatch": (403, "The SOAPAction names another operation than the message content"),
+    "payload-invalid": (400, "The payload does not conform to the operation's schema"),
+    "response-payload-invalid": (502, "The provider's response does not conform to the operation's schema"),
     "body-too-large": (413, "The request body is over the limit"),
     "no-valid-bundle": (503, "No valid policy bundle is in force"),
     "journal-unavailable": (503, "The journal cannot be written"),
@@ -46,8 +48,6 @@ REASONS: dict[str, tuple[int, str]] = {
     "signature-unsupported": (403, "The message signature uses an algorithm that is not supported"),
 }
 
-_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                               huge_tree=False)
 _SID_PATH = re.compile(r"^/(?P<sid>[^/?#]+)(?P<rest>/[^?#]*)?")
 
 
@@ -67,6 +67,9 @@ class Operation:
     soap_action: str | None
     body_element: str | None
     path_re: re.Pattern[str] | None
+    payload_element: str | None = None
+    request_schema: str | None = None  # key into the bundle's `schemas` (provider side only)
+    response_schema: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class Service:
     operations: tuple[Operation, ...]
     callers: Mapping[str, Caller]
     signed_messages: bool = False  # R11: SOAP requests must carry the caller's signature
+    profile: Profile = "plain"
+    classification: str | None = None  # R14: travels with every message of the service
+    by_element: Mapping[str, Operation] = field(default_factory=dict)  # SOAP: content → operation
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,9 @@ class Grant:
     operation_defs: tuple[Operation, ...]
     grant: str
     valid_until: date | None
+    profile: Profile = "plain"
+    classification: str | None = None
+    by_element: Mapping[str, Operation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,10 @@ class Decision:
     protocol: str = "rest"
     provider: str | None = None
     target: str | None = None  # outbound: the provider's sidecar URL
+    definition: Operation | None = None  # the matched operation, as the bundle defines it
+    message: Message | None = None  # SOAP: the one parse of the request (proxy.soap)
+    classification: str | None = None  # R14
+    detail: str | None = None  # payload-invalid: the first violation, for the caller
 
     @property
     def allowed(self) -> bool:
@@ -157,9 +170,12 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
                     status=c.get("status", "active"))
             operations = tuple(_operation(name, op) for name, op in
                                sorted((svc.get("operations") or {}).items()))
+            profile = _profile(svc)
             services[sid] = Service(sid=sid, protocol=svc.get("protocol", "rest"),
                                     operations=operations, callers=callers,
-                                    signed_messages=svc.get("signed_messages") is True)
+                                    signed_messages=svc.get("signed_messages") is True,
+                                    profile=profile, classification=svc.get("classification"),
+                                    by_element=_by_element(sid, profile, operations))
         return Policy(audience=participant["id"], status=participant.get("status", "active"),
                       ends_on=_date(participant.get("ends_on")),
                       services=services, certificates=certificates,
@@ -186,12 +202,38 @@ def _add_certs(into: dict[str, CertInfo], table: Mapping[str, CertInfo], partici
 
 def _grant(sid: str, g: Mapping[str, Any]) -> Grant:
     ops = g.get("operations")
+    defs = tuple(_operation(n, op) for n, op in sorted((g.get("operation_defs") or {}).items()))
+    profile = _profile(g)
     return Grant(sid=sid, provider=g["provider"], provider_sidecar=str(g["provider_sidecar"]).rstrip("/"),
                  protocol=g.get("protocol", "rest"), access=g["access"],
                  operations=frozenset(ops) if ops is not None else None,
-                 operation_defs=tuple(_operation(n, op) for n, op in
-                                      sorted((g.get("operation_defs") or {}).items())),
-                 grant=g.get("grant") or "", valid_until=_date(g.get("valid_until")))
+                 operation_defs=defs,
+                 grant=g.get("grant") or "", valid_until=_date(g.get("valid_until")),
+                 profile=profile, classification=g.get("classification"),
+                 by_element=_by_element(sid, profile, defs))
+
+
+def _profile(svc: Mapping[str, Any]) -> Profile:
+    profile = svc.get("profile", "plain")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown message profile {profile!r}")
+    return profile  # type: ignore[no-any-return]
+
+
+def _by_element(sid: str, profile: Profile, operations: tuple[Operation, ...]) -> dict[str, Operation]:
+    """SOAP operations by the element that identifies them (body element, or SMEV 3 payload).
+
+    Two operations on one element would make the choice depend on order: the bundle is refused
+    (`reestr validate` reports it as OP-route-duplicate before anything is signed)."""
+    out: dict[str, Operation] = {}
+    for op in operations:
+        element = op.payload_element if profile == "smev3" else op.body_element
+        if element is None:
+            continue
+        if element in out:
+            raise ValueError(f"{sid}: operations {out[element].name} and {op.name} share {element}")
+        out[element] = op
+    return out
 
 
 def _date(text: str | None) -> date | None:
@@ -202,7 +244,9 @@ def _operation(name: str, op: Mapping[str, Any]) -> Operation:
     path = op.get("path")
     return Operation(name=name, method=(op.get("method") or "").upper() or None, path=path,
                      soap_action=op.get("soap_action"), body_element=op.get("body_element"),
-                     path_re=compile_template(path) if path else None)
+                     path_re=compile_template(path) if path else None,
+                     payload_element=op.get("payload_element"),
+                     request_schema=op.get("request_schema"), response_schema=op.get("response_schema"))
 
 
 def compile_template(template: str) -> re.Pattern[str]:
@@ -229,48 +273,58 @@ def route(path: str) -> tuple[str, str] | None:
     return m["sid"], m["rest"] or "/"
 
 
-def soap_body_element(body: bytes) -> str:
-    """Clark name of the first child of the SOAP Body. ValueError if not a safe SOAP envelope."""
-    try:
-        root = etree.fromstring(body, parser=_SAFE_PARSER)
-    except etree.XMLSyntaxError as e:
-        raise ValueError(f"not well-formed XML: {e}") from e
-    if root.getroottree().docinfo.doctype:
-        raise ValueError("DOCTYPE is not allowed in SOAP")
-    qname = etree.QName(root)
-    if qname.localname != "Envelope" or qname.namespace not in (SOAP11_ENV, SOAP12_ENV):
-        raise ValueError("not a SOAP envelope")
-    body_el = root.find(f"{{{qname.namespace}}}Body")
-    if body_el is None:
-        raise ValueError("SOAP envelope without Body")
-    for child in body_el:
-        if isinstance(child.tag, str):
-            return child.tag
-    raise ValueError("empty SOAP Body")
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the decision reads of an HTTP request: nothing else of it can change the outcome."""
+
+    method: str
+    path: str
+    body: bytes = b""
+    content_type: str | None = None
+    soap_actions: tuple[str, ...] = ()  # every SOAPAction header, as sent
 
 
-def match_operation(service: Service | Grant, method: str, rest: str, soap_action: str | None,
-                    body: bytes | None) -> Operation | None:
-    """The operation a request addresses, as the service registered it; ValueError on bad SOAP."""
-    operations = service.operations if isinstance(service, Service) else service.operation_defs
-    if service.protocol == "soap":
-        action = (soap_action or "").strip().strip('"') or None
-        element: str | None = None
-        for op in operations:
-            if op.soap_action and action and op.soap_action == action:
-                return op
-        for op in operations:
-            if op.body_element:
-                if element is None:
-                    element = soap_body_element(body or b"")
-                if op.body_element == element:
-                    return op
-        return None
+def match_rest(operations: tuple[Operation, ...], method: str, rest: str) -> Operation | None:
+    """The REST operation a request addresses: method + path template."""
     method = method.upper()
     for op in operations:
         if op.method == method and op.path_re is not None and op.path_re.match(rest):
             return op
     return None
+
+
+def match_soap(service: Service | Grant, request: Request) -> tuple[str | None, Operation | None, Message]:
+    """Read the SOAP request once and find its operation by content (MessageError if unreadable).
+
+    Returns (reason, operation, message): reason None with the operation, `unknown-operation`
+    when no operation has the message's element, `operation-mismatch` when a SOAPAction was sent
+    that does not name that same operation (a Body of one operation must not pass under the
+    action of another, nor the reverse).
+    """
+    message = read_message(request.body, request.content_type, list(request.soap_actions), service.profile)
+    if service.profile == "smev3" and message.version != "1.1":
+        raise MessageError("SMEV 3 speaks SOAP 1.1")
+    element = message.content.element
+    op = service.by_element.get(element) if element is not None else None
+    if op is None:
+        return "unknown-operation", None, message
+    if not _action_names(op, message, service.profile):
+        return "operation-mismatch", op, message
+    return None, op, message
+
+
+def _action_names(op: Operation, message: Message, profile: Profile) -> bool:
+    """A sent action must be the operation's own; without a registered one, SMEV 3 transport
+    actions (`urn:SendRequest` for `SendRequestRequest` ...) are the only ones that fit."""
+    action = message.action
+    if action is None:
+        return True
+    if op.soap_action is not None:
+        return action == op.soap_action
+    if profile == "smev3":
+        transport = message.content.transport.rpartition("}")[2]
+        return action == "urn:" + transport.removesuffix("Request")
+    return False
 
 
 def decide(policy: Policy, consumer: str, sid: str, operation: str, today: date) -> Decision:
@@ -299,8 +353,7 @@ def decide(policy: Policy, consumer: str, sid: str, operation: str, today: date)
 
 
 def _with(base: Decision, reason: str | None, grant: str | None = None) -> Decision:
-    return Decision(reason=reason, sid=base.sid, operation=base.operation, consumer=base.consumer,
-                    grant=grant, protocol=base.protocol, provider=base.provider)
+    return replace(base, reason=reason, grant=grant)
 
 
 def deny(reason: str, **fields: Any) -> Decision:
@@ -320,46 +373,58 @@ def _locate[T](table: Mapping[str, T], path: str, consumer: str, missing: str) -
     return routed[0], routed[1], entry
 
 
-def evaluate(policy: Policy, consumer: str, method: str, path: str, soap_action: str | None,
-             body: bytes | None, today: date) -> Decision:
+def evaluate(policy: Policy, consumer: str, request: Request, today: date) -> Decision:
     """Route `/{SID}/...`, find the operation, and decide; the whole inbound rule for one call."""
-    located = _locate(policy.services, path, consumer, "unknown-sid")
+    located = _locate(policy.services, request.path, consumer, "unknown-sid")
     if isinstance(located, Decision):
         return located
     sid, rest, service = located
+    base = Decision(reason=None, sid=sid, consumer=consumer, protocol=service.protocol,
+                    provider=policy.audience, classification=service.classification)
+    op, reason, message = _match(service, request, rest)
+    if op is None or reason is not None:
+        return replace(base, reason=reason or "unknown-operation", message=message,
+                       operation=op.name if op else None)
+    decision = decide(policy, consumer, sid, op.name, today)
+    return replace(decision, definition=op, message=message, classification=service.classification)
+
+
+def _match(service: Service | Grant, request: Request,
+           rest: str) -> tuple[Operation | None, str | None, Message | None]:
+    """(operation, refusal reason, SOAP message) of a request to one service."""
+    if service.protocol != "soap":
+        return match_rest(_operations(service), request.method, rest), None, None
     try:
-        op = match_operation(service, method, rest, soap_action, body)
-    except ValueError:
-        return deny("malformed-request", sid=sid, consumer=consumer, protocol=service.protocol)
-    if op is None:
-        return deny("unknown-operation", sid=sid, consumer=consumer, protocol=service.protocol)
-    return decide(policy, consumer, sid, op.name, today)
+        reason, op, message = match_soap(service, request)
+    except MessageError:
+        return None, "malformed-request", None
+    return op, reason, message
 
 
-def evaluate_outbound(policy: Policy, method: str, path: str, soap_action: str | None,
-                      body: bytes | None, today: date) -> Decision:
+def _operations(service: Service | Grant) -> tuple[Operation, ...]:
+    return service.operations if isinstance(service, Service) else service.operation_defs
+
+
+def evaluate_outbound(policy: Policy, request: Request, today: date) -> Decision:
     """May the audience itself call this (consumer side, DESIGN §7)? Allowed decisions name the
     provider's sidecar in `target`. An SID without a grant is `no-grant`: the consumer's bundle
     only knows the services it may call."""
     me = policy.audience
-    located = _locate(policy.grants, path, me, "no-grant")
+    located = _locate(policy.grants, request.path, me, "no-grant")
     if isinstance(located, Decision):
         return located
     sid, rest, grant = located
     base = Decision(reason=None, sid=sid, consumer=me, protocol=grant.protocol,
-                    provider=grant.provider, grant=grant.grant)
+                    provider=grant.provider, grant=grant.grant, classification=grant.classification)
     if policy.status != "active":
         return _with(base, "caller-suspended", grant.grant)  # R9: a suspended participant cannot call
     if policy.ends_on is not None and today >= policy.ends_on:
         return _with(base, "caller-terminated", grant.grant)  # R10
-    try:
-        op = match_operation(grant, method, rest, soap_action, body)
-    except ValueError:
-        return _with(base, "malformed-request", grant.grant)
-    if op is None:
-        return _with(base, "unknown-operation", grant.grant)
-    allowed = Decision(reason=None, sid=sid, operation=op.name, consumer=me, grant=grant.grant,
-                       protocol=grant.protocol, provider=grant.provider, target=grant.provider_sidecar)
+    op, reason, message = _match(grant, request, rest)
+    base = replace(base, message=message)
+    if op is None or reason is not None:
+        return replace(base, reason=reason or "unknown-operation", operation=op.name if op else None)
+    allowed = replace(base, operation=op.name, target=grant.provider_sidecar, definition=op)
     if grant.valid_until is not None and today > grant.valid_until:
         return _with(allowed, "grant-expired", grant.grant)
     if grant.access != "full" and op.name not in (grant.operations or frozenset()):

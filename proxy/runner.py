@@ -63,6 +63,7 @@ from proxy.addons.enforce import Enforce
 from proxy.addons.journaling import Journaling
 from proxy.addons.metrics import Metrics
 from proxy.addons.outbound import OutboundEnforce
+from proxy.addons.responses import ResponseCheck
 from proxy.admin import AdminServer, SidecarMetrics
 from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
 from proxy.config import SidecarConfig, load_config
@@ -143,7 +144,8 @@ class Sidecar:
                 addons.append(OutboundEnforce(self.store, modes[-1]))
                 extra = {"client_certs": str(out.client_bundle),
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
-            addons += [Enforce(self.store), Journaling(journal, cfg.participant), Metrics(metrics)]
+            addons += [Enforce(self.store), ResponseCheck(cfg.payloads.responses),
+                       Journaling(journal, cfg.participant), Metrics(metrics)]
             opts = options.Options(mode=modes, listen_host=cfg.listen.host,
                                    listen_port=cfg.listen.port,
                                    confdir=str(cfg.state_dir / "mitmproxy"))

@@ -1,4 +1,5 @@
-"""The bodies the sidecar answers with itself: RFC 9457 problem+json, or a SOAP 1.1 Fault."""
+"""The bodies the sidecar answers with itself: RFC 9457 problem+json, or a SOAP Fault in the
+caller's SOAP version (1.1 `soap:Client`/`soap:Server`, 1.2 `env:Sender`/`env:Receiver`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from mitmproxy import ctx, http
 
 from proxy.bundles import BundleStore
 from proxy.identity import Leaf, leaf_of
-from proxy.policy import REASONS, SOAP11_ENV, Decision
+from proxy.policy import REASONS, Decision, Request
 from proxy.policy import deny as deny_decision
+from proxy.soap.envelope import SOAP11_ENV, SOAP12_ENV, media_type
 
 # metadata keys shared by the addons
 DECISION = "reestr.decision"
@@ -21,7 +23,9 @@ REQUEST_RECORD = "reestr.request_record"
 RESPONSE_RECORD = "reestr.response_record"
 LEAF = "reestr.leaf"
 SIGNATURE = "reestr.signature_check"  # "valid" | "invalid" | "absent" | "unsupported" (R11)
+RESPONSE_PAYLOAD = "reestr.response_payload"  # what the response check read (proxy.addons.responses)
 JOURNAL_HEADER = "Reestr-Journal-Id"
+CLASSIFICATION_HEADER = "Reestr-Classification"  # R14 (002 5.4): the marking travels with messages
 PROVIDER_JOURNAL_HEADER = "Reestr-Provider-Journal-Id"
 
 
@@ -65,6 +69,14 @@ def wants_soap(decision: Decision, request: http.Request) -> bool:
     return "soapaction" in request.headers or "xml" in ctype
 
 
+def policy_request(request: http.Request) -> Request:
+    """What the policy reads of a request (both directions): method, path, body and the headers
+    that frame a SOAP message (all SOAPAction headers, so two of them can be refused)."""
+    return Request(method=request.method, path=request.path, body=request.raw_content or b"",
+                   content_type=request.headers.get("content-type"),
+                   soap_actions=tuple(request.headers.get_all("soapaction")))
+
+
 def refuse(flow: http.HTTPFlow, decision: Decision) -> None:
     """Answer the flow ourselves with the denial; the journal addon records it."""
     flow.metadata[DECISION] = decision
@@ -90,22 +102,45 @@ def deny_response(decision: Decision, request: http.Request) -> http.Response:
     status, title = REASONS[decision.reason]
     headers: dict[str, Any]
     if wants_soap(decision, request):
-        body = _soap_fault(decision.reason, title, server=status >= 500).encode()
-        headers = {"Content-Type": "text/xml; charset=utf-8"}
+        version = decision.message.version if decision.message else _soap_version(request)
+        body = _soap_fault(version, decision.reason, title, decision.detail, server=status >= 500).encode()
+        headers = {"Content-Type": f"{'application/soap+xml' if version == '1.2' else 'text/xml'}; charset=utf-8"}
     else:
         problem = {"type": f"urn:reestr:problem:{decision.reason}", "title": title, "status": status,
-                   "code": decision.reason, "sid": decision.sid, "operation": decision.operation}
-        body = json.dumps({k: v for k, v in problem.items() if v is not None}).encode()
+                   "code": decision.reason, "sid": decision.sid, "operation": decision.operation,
+                   "violation": decision.detail}
+        body = json.dumps({k: v for k, v in problem.items() if v is not None}, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/problem+json"}
+    if decision.classification:
+        headers[CLASSIFICATION_HEADER] = decision.classification
     if status == 413:
         headers["Connection"] = "close"  # the rest of an oversized body is not worth reading
     return http.Response.make(status, body, headers)
 
 
-def _soap_fault(code: str, title: str, server: bool) -> str:
+def _soap_version(request: http.Request) -> str:
+    """The SOAP version a caller speaks when its message could not be read: by media type."""
+    ctype, params = media_type(request.headers.get("content-type"))
+    if ctype == "multipart/related":
+        ctype = media_type(params.get("start-info") or params.get("type"))[0]
+    return "1.2" if ctype == "application/soap+xml" else "1.1"
+
+
+def _soap_fault(version: str, code: str, title: str, detail: str | None, server: bool) -> str:
+    ns = 'xmlns:reestr="urn:reestr"'
+    extra = f"<reestr:violation {ns}>{escape(detail)}</reestr:violation>" if detail else ""
+    info = f"<reestr:code {ns}>{escape(code)}</reestr:code>{extra}"
+    if version == "1.2":
+        value = "env:Receiver" if server else "env:Sender"
+        return (f'<?xml version="1.0" encoding="utf-8"?>'
+                f'<env:Envelope xmlns:env="{SOAP12_ENV}"><env:Body><env:Fault>'
+                f"<env:Code><env:Value>{value}</env:Value></env:Code>"
+                f'<env:Reason><env:Text xml:lang="en">{escape(title)}</env:Text></env:Reason>'
+                f"<env:Detail>{info}</env:Detail>"
+                f"</env:Fault></env:Body></env:Envelope>")
     fault = "soap:Server" if server else "soap:Client"
     return (f'<?xml version="1.0" encoding="utf-8"?>'
             f'<soap:Envelope xmlns:soap="{SOAP11_ENV}"><soap:Body><soap:Fault>'
             f"<faultcode>{fault}</faultcode><faultstring>{escape(title)}</faultstring>"
-            f'<detail><reestr:code xmlns:reestr="urn:reestr">{escape(code)}</reestr:code></detail>'
+            f"<detail>{info}</detail>"
             f"</soap:Fault></soap:Body></soap:Envelope>")

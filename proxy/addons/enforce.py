@@ -3,8 +3,11 @@
 `requestheaders` pins the bundle in force for the whole exchange (a swap mid-request does not change
 its rules), answers 503 when there is none, and 413 when Content-Length is over the limit.
 `request` (body complete) identifies the caller by its client certificate and decides by SID and
-operation; for a SOAP service with `signed_messages` it then checks the request's signature
-against the client certificate (`proxy.signatures`, R11). A denial becomes the flow's response, so
+operation. A SOAP request is read once (`proxy.soap`): whatever its SOAPAction, a message that
+cannot be read unambiguously is `malformed-request`, the operation is the one its content names,
+and a SOAPAction naming another is `operation-mismatch`. Then, for a service with
+`signed_messages`, the signature against the client certificate (R11), and the request payload
+against the operation's schema (`payload-invalid`). A denial becomes the flow's response, so
 mitmproxy never opens an upstream connection (connection_strategy=lazy). The verdict is
 `flow.metadata["reestr.decision"]`.
 """
@@ -25,15 +28,18 @@ from proxy.addons._responses import (
     admit_headers,
     client_leaf,
     forget_client,
+    policy_request,
     refuse,
 )
-from proxy.bundles import BundleStore
+from proxy.bundles import ActiveBundle, BundleStore
 from proxy.identity import identify
-from proxy.policy import deny, evaluate
-from proxy.signatures import check_soap_signature, requires_signature
+from proxy.payloads import Violation
+from proxy.policy import Decision, deny, evaluate
+from proxy.soap.signatures import check_soap_signature, requires_signature
 
 FORWARDED_CONSUMER = "Reestr-Consumer"
 FORWARDED_OPERATION = "Reestr-Operation"
+PAYLOAD_CHECK = "reestr.payload_check"  # "valid" | "invalid": the request's payload against its schema
 
 
 class Enforce:
@@ -64,7 +70,7 @@ class Enforce:
     def request(self, flow: http.HTTPFlow) -> None:
         if DECISION in flow.metadata or flow.metadata.get(DIRECTION) == "outbound":
             return
-        bundle = flow.metadata.get(BUNDLE)
+        bundle: ActiveBundle | None = flow.metadata.get(BUNDLE)
         if bundle is None:  # pragma: no cover - requestheaders always runs first
             return refuse(flow, deny("no-valid-bundle"))
         if len(flow.request.raw_content or b"") > ctx.options.reestr_max_body_bytes:
@@ -73,16 +79,20 @@ class Enforce:
         who = identify(bundle.policy, client_leaf(flow), now)
         if who.participant is None or who.reason is not None:
             return refuse(flow, deny(who.reason or "unknown-certificate", consumer=who.participant))
-        decision = evaluate(bundle.policy, who.participant, flow.request.method, flow.request.path,
-                            flow.request.headers.get("soapaction"), flow.request.raw_content,
-                            now.date())
+        decision = evaluate(bundle.policy, who.participant, policy_request(flow.request), now.date())
         if not decision.allowed:
             return refuse(flow, decision)
-        if requires_signature(bundle.policy, decision.sid):  # R11: authorship = the TLS certificate
-            check = check_soap_signature(flow.request.raw_content or b"", _leaf_der(flow))
+        if requires_signature(bundle.policy, decision.sid) and decision.message is not None:
+            check = check_soap_signature(decision.message, _leaf_der(flow))  # R11
             flow.metadata[SIGNATURE] = check.status
             if check.reason is not None:
                 return refuse(flow, replace(decision, reason=check.reason))
+        violation = _check_payload(bundle, decision, flow.request.raw_content or b"")
+        if violation is not None:
+            flow.metadata[PAYLOAD_CHECK] = "invalid"
+            return refuse(flow, replace(decision, reason="payload-invalid", detail=violation.text()))
+        if decision.definition is not None and decision.definition.request_schema is not None:
+            flow.metadata[PAYLOAD_CHECK] = "valid"
         flow.metadata[DECISION] = decision
         # upstream learns who calls from the sidecar only, never from the caller's own headers
         for name in [h for h in flow.request.headers if h.lower().startswith("reestr-")]:
@@ -91,6 +101,18 @@ class Enforce:
         flow.request.headers[FORWARDED_OPERATION] = decision.operation or ""
         return None
 
+
+def _check_payload(bundle: ActiveBundle, decision: Decision, body: bytes) -> Violation | None:
+    """The request payload against the operation's request schema, if it registered one."""
+    op = decision.definition
+    if op is None or op.request_schema is None:
+        return None
+    if decision.message is None:
+        return bundle.payloads.check_json(op.request_schema, body)
+    payload = decision.message.content.payload
+    if payload is None:  # pragma: no cover - an operation is only matched by its payload element
+        return Violation(where="/", line=None, message="no payload")
+    return bundle.payloads.check_xml(op.request_schema, payload)
 
 
 def _leaf_der(flow: http.HTTPFlow) -> bytes:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from mitmproxy import ctx, http
 
-from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, admit_headers, refuse
+from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, admit_headers, policy_request, refuse
 from proxy.bundles import BundleStore
 from proxy.policy import deny, evaluate_outbound
 
@@ -44,9 +44,7 @@ class OutboundEnforce:
         bundle = flow.metadata[BUNDLE]
         if len(flow.request.raw_content or b"") > ctx.options.reestr_max_body_bytes:
             return refuse(flow, deny("body-too-large"))
-        decision = evaluate_outbound(bundle.policy, flow.request.method, flow.request.path,
-                                     flow.request.headers.get("soapaction"), flow.request.raw_content,
-                                     datetime.now(UTC).date())
+        decision = evaluate_outbound(bundle.policy, policy_request(flow.request), datetime.now(UTC).date())
         if not decision.allowed or decision.target is None:
             return refuse(flow, decision)
         flow.metadata[DECISION] = decision

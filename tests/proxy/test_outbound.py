@@ -12,7 +12,7 @@ import pytest
 
 from proxy.config import SidecarConfig, load_config
 from proxy.journal_query import export
-from proxy.policy import evaluate_outbound, parse_policy
+from proxy.policy import Request, evaluate_outbound, parse_policy
 from proxy.runner import ProcessHandle, ThreadHandle, start_in_thread, start_subprocess
 from tests.proxy.conftest import (
     NOW,
@@ -112,7 +112,7 @@ def test_inbound_listener_still_enforces(pair: Pair, pki: Pki, who: str, status:
 def test_outbound_own_status(pki: Pki, change: dict[str, Any], reason: str) -> None:
     signed = signed_consumer_bundle(pki, "https://127.0.0.1:1")
     signed["participant"].update(change)
-    d = evaluate_outbound(parse_policy(signed), "GET", "/SID0003001/certificates", None, b"",
+    d = evaluate_outbound(parse_policy(signed), Request("GET", "/SID0003001/certificates"),
                           NOW.date())
     assert d.reason == reason
 
@@ -120,6 +120,6 @@ def test_outbound_own_status(pki: Pki, change: dict[str, Any], reason: str) -> N
 def test_outbound_grant_expired(pki: Pki) -> None:
     signed = signed_consumer_bundle(pki, "https://127.0.0.1:1")
     signed["grants"]["SID0003001"]["valid_until"] = "2020-01-01"
-    d = evaluate_outbound(parse_policy(signed), "GET", "/SID0003001/certificates", None, b"",
+    d = evaluate_outbound(parse_policy(signed), Request("GET", "/SID0003001/certificates"),
                           NOW.date())
     assert d.reason == "grant-expired"

@@ -12,12 +12,14 @@ from proxy.policy import (
     OWNER_GRANT,
     REASONS,
     Policy,
+    Request,
     compile_template,
     evaluate,
     parse_policy,
     route,
-    soap_body_element,
 )
+from proxy.soap.errors import MessageError
+from proxy.soap.message import read_message
 from tests.proxy.conftest import NOW, Pki, signed_bundle, signed_consumer_bundle
 
 TODAY = NOW.date()
@@ -77,7 +79,7 @@ def test_template(template: str, path: str, matches: bool) -> None:
         "unknown-path"])
 def test_evaluate_rest(policy: Policy, consumer: str, method: str, path: str, reason: str | None,
                        operation: str | None) -> None:
-    d = evaluate(policy, consumer, method, path, None, b"", TODAY)
+    d = evaluate(policy, consumer, Request(method, path), TODAY)
     assert (d.reason, d.operation) == (reason, operation)
     if reason is not None:
         assert d.status == REASONS[reason][0]
@@ -86,14 +88,14 @@ def test_evaluate_rest(policy: Policy, consumer: str, method: str, path: str, re
 def test_owner_has_implicit_rights_even_when_not_listed(pki: Pki) -> None:
     signed = signed_bundle(pki)
     del signed["services"]["SID0003001"]["callers"]["ved3"]
-    d = evaluate(parse_policy(signed), "ved3", "GET", "/SID0003001/certificates", None, b"", TODAY)
+    d = evaluate(parse_policy(signed), "ved3", Request("GET", "/SID0003001/certificates"), TODAY)
     assert d.allowed and d.grant == OWNER_GRANT
 
 
 def test_grant_valid_until_is_inclusive(pki: Pki) -> None:
     signed = signed_bundle(pki)
     signed["services"]["SID0003001"]["callers"]["ved4"]["valid_until"] = TODAY.isoformat()
-    d = evaluate(parse_policy(signed), "ved4", "GET", "/SID0003001/certificates", None, b"", TODAY)
+    d = evaluate(parse_policy(signed), "ved4", Request("GET", "/SID0003001/certificates"), TODAY)
     assert d.allowed
 
 
@@ -105,12 +107,15 @@ def test_provider_status_denies_everyone(pki: Pki, status: str, ends_on: str | N
                                          reason: str) -> None:
     signed = signed_bundle(pki)
     signed["participant"].update(status=status, ends_on=ends_on)
-    d = evaluate(parse_policy(signed), "ved1", "GET", "/SID0003001/certificates", None, b"", TODAY)
+    d = evaluate(parse_policy(signed), "ved1", Request("GET", "/SID0003001/certificates"), TODAY)
     assert d.reason == reason
 
 
 @pytest.mark.parametrize(("consumer", "action", "body", "reason", "operation"), [
-    ("ved1", '"urn:getStatus"', envelope("<x/>"), None, "op1"),
+    ("ved1", '"urn:getStatus"', envelope('<t:GetStatus xmlns:t="urn:test"/>'), None, "op1"),
+    ("ved1", '"urn:getStatus"', envelope('<t:Cancel xmlns:t="urn:test"/>'), "operation-mismatch", "op2"),
+    ("ved1", '"urn:other"', envelope('<t:GetStatus xmlns:t="urn:test"/>'), "operation-mismatch", "op1"),
+    ("ved1", '"urn:getStatus"', envelope("<x/>"), "unknown-operation", None),
     ("ved1", None, envelope('<t:GetStatus xmlns:t="urn:test"/>'), None, "op1"),
     ("ved1", None, envelope('<t:Cancel xmlns:t="urn:test"/>'), None, "op2"),
     ("ved2", None, envelope('<t:Cancel xmlns:t="urn:test"/>'), "operation-not-granted", "op2"),
@@ -121,11 +126,13 @@ def test_provider_status_denies_everyone(pki: Pki, status: str, ends_on: str | N
     ("ved1", None, envelope('<t:Cancel xmlns:t="urn:test"/>',
                             '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'),
      "malformed-request", None),
-], ids=["soapaction", "body-element", "body-element-op2", "not-granted", "unknown-element",
+], ids=["soapaction-and-body", "soapaction-names-another-op", "unknown-soapaction",
+        "soapaction-alone-decides-nothing", "body-element", "body-element-op2", "not-granted", "unknown-element",
         "not-xml", "not-envelope", "empty-body", "doctype"])
 def test_evaluate_soap(policy: Policy, consumer: str, action: str | None, body: bytes,
                        reason: str | None, operation: str | None) -> None:
-    d = evaluate(policy, consumer, "POST", "/SID0003002", action, body, TODAY)
+    request = Request("POST", "/SID0003002", body, "text/xml; charset=utf-8", (action,) if action else ())
+    d = evaluate(policy, consumer, request, TODAY)
     assert (d.reason, d.operation, d.protocol) == (reason, operation, "soap")
 
 
@@ -134,8 +141,8 @@ def test_soap_parser_does_not_expand_entities(tmp_path: Any) -> None:
     secret.write_text("TOPSECRET")
     doc = (f'<!DOCTYPE x [<!ENTITY e SYSTEM "file://{secret}">]>'.encode()
            + envelope('<t:A xmlns:t="urn:test">&e;</t:A>'))
-    with pytest.raises(ValueError, match="DOCTYPE"):
-        soap_body_element(doc)
+    with pytest.raises(MessageError, match="DOCTYPE"):
+        read_message(doc, "text/xml", [], "plain")
 
 
 @pytest.mark.parametrize("mutate", [
@@ -186,11 +193,11 @@ def test_bundles_of_the_real_compiler_parse_and_decide(tmp_path: Any) -> None:
     data = (tmp_path / "b" / "ved3.json").read_bytes()
     verified = verify_envelope(data, [load_public_key(tmp_path / "op.pub")], audience="ved3")
     policy = parse_policy(verified.signed)
-    allowed = evaluate(policy, "ved2", "GET", "/SID0003001/applicants/1", None, b"", TODAY)
-    denied = evaluate(policy, "ved2", "POST", "/SID0003001/applicants/search", None, b"", TODAY)
+    allowed = evaluate(policy, "ved2", Request("GET", "/SID0003001/applicants/1"), TODAY)
+    denied = evaluate(policy, "ved2", Request("POST", "/SID0003001/applicants/search"), TODAY)
     assert (allowed.reason, allowed.operation) == (None, "operation1")
     assert (denied.reason, denied.operation) == ("operation-not-granted", "operation2")
-    assert evaluate(policy, "ved1", "POST", "/SID0003001/applicants/search", None, b"", TODAY).allowed
+    assert evaluate(policy, "ved1", Request("POST", "/SID0003001/applicants/search"), TODAY).allowed
 
 
 @pytest.mark.parametrize("path", [
@@ -202,9 +209,9 @@ def test_bundles_of_the_real_compiler_parse_and_decide(tmp_path: Any) -> None:
     "/SID0003001/certificates/%00",
 ], ids=["encoded-slash", "encoded-dots", "dot-dot", "dot", "backslash", "nul"])
 def test_ambiguous_paths_are_refused(policy: Policy, path: str) -> None:
-    d = evaluate(policy, "ved1", "GET", path, None, b"", TODAY)
+    d = evaluate(policy, "ved1", Request("GET", path), TODAY)
     assert (d.reason, d.status) == ("malformed-request", 400)
 
 
 def test_query_may_contain_encoded_characters(policy: Policy) -> None:
-    assert evaluate(policy, "ved1", "GET", "/SID0003001/certificates?next=%2Fa", None, b"", TODAY).allowed
+    assert evaluate(policy, "ved1", Request("GET", "/SID0003001/certificates?next=%2Fa"), TODAY).allowed

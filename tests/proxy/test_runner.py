@@ -81,8 +81,10 @@ ALLOWED = [
     ("ved1", "POST", "/SID0003001/certificates", {}, b'{"a": 1}', "op2"),
     ("ved2", "GET", "/SID0003001/certificates", {}, None, "op3"),
     ("ved3", "POST", "/SID0003001/certificates", {}, None, "op2"),
-    ("ved2", "POST", "/SID0003002", {"SOAPAction": '"urn:getStatus"'}, envelope("<x/>"), "op1"),
-    ("stranger", "POST", "/SID0003002", {}, envelope('<t:Cancel xmlns:t="urn:test"/>'), "op2"),
+    ("ved2", "POST", "/SID0003002", {"SOAPAction": '"urn:getStatus"', "Content-Type": "text/xml"},
+     envelope('<t:GetStatus xmlns:t="urn:test"/>'), "op1"),
+    ("stranger", "POST", "/SID0003002", {"Content-Type": "text/xml; charset=utf-8"},
+     envelope('<t:Cancel xmlns:t="urn:test"/>'), "op2"),
 ]
 
 

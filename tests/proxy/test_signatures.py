@@ -1,4 +1,4 @@
-"""R11 authorship: the caller's XML signature over the SOAP Body (proxy.signatures), and the same
+"""R11 authorship: the caller's XML signature over the SOAP Body (proxy.soap.signatures), and the same
 check through a real in-process sidecar (real TLS, real mitmproxy, real journal)."""
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from signxml import methods
 from signxml.signer import XMLSigner
 
 from proxy.policy import parse_policy
-from proxy.signatures import DEFAULT, Algorithms, SignatureResult, check_soap_signature, requires_signature
+from proxy.soap.errors import MessageError
+from proxy.soap.message import read_message
+from proxy.soap.signatures import DEFAULT, Algorithms, SignatureResult, requires_signature
+from proxy.soap.signatures import check_soap_signature as check_message
 from tests.proxy.conftest import Keys, Pki, Upstream, signed_bundle
 from tests.proxy.test_runner import Running, records, run_sidecar
 
@@ -121,6 +124,12 @@ def _body(root: etree._Element) -> etree._Element:
 Case = Callable[[dict[str, Signer]], tuple[bytes, bytes]]  # -> (body, certificate DER)
 
 
+def check_soap_signature(body: bytes, der: bytes, algorithms: Algorithms = DEFAULT) -> SignatureResult:
+    """The check as the sidecar runs it: on the one parse of the message layer."""
+    ctype = "application/soap+xml" if SOAP12.encode() in body[:400] else "text/xml"
+    return check_message(read_message(body, ctype, [], "plain"), der, algorithms)
+
+
 def _tampered(s: dict[str, Signer]) -> tuple[bytes, bytes]:
     return xml(signed(s["ec"])).replace(b">42<", b">43<"), s["ec"].der
 
@@ -215,18 +224,18 @@ CASES: list[tuple[str, Case, str, str]] = [  # id, message, status, why (a part 
     ("signed-by-another-key", _other_key, "invalid", "Signature verification failed"),
     ("no-signature", _no_signature, "absent", "no signature"),
     ("no-header", _no_header, "absent", "no signature"),
-    ("signature-in-body", _in_body, "invalid", "outside the SOAP Header"),
+    ("signature-in-body", _in_body, "malformed", "exactly one element"),
     ("signature-in-other-header-element", _in_other_header_element, "invalid", "outside the SOAP Header"),
     ("wrapping-duplicate-body", _duplicate_body, "invalid", "exactly one SOAP Body, found 2"),
     ("wrapping-moved-body-same-id", _moved_body_same_id, "invalid", "carried by 2 elements"),
     ("reference-not-the-body", _reference_not_body, "invalid", "does not name the SOAP Body"),
     ("two-signatures", _two_signatures, "invalid", "2 signatures"),
     ("body-without-id", _body_without_id, "invalid", "no Id"),
-    ("doctype", _doctype, "invalid", "DOCTYPE"),
-    ("xxe", _xxe, "invalid", "DOCTYPE"),
-    ("not-xml", lambda s: (b"{\"json\": true}", s["ec"].der), "invalid", "not well-formed"),
-    ("not-soap", lambda s: (b"<a><b/></a>", s["ec"].der), "invalid", "not a SOAP envelope"),
-    ("empty", lambda s: (b"", s["ec"].der), "invalid", "not well-formed"),
+    ("doctype", _doctype, "malformed", "DOCTYPE"),
+    ("xxe", _xxe, "malformed", "DOCTYPE"),
+    ("not-xml", lambda s: (b"{\"json\": true}", s["ec"].der), "malformed", "not well-formed"),
+    ("not-soap", lambda s: (b"<a><b/></a>", s["ec"].der), "malformed", "not a SOAP envelope"),
+    ("empty", lambda s: (b"", s["ec"].der), "malformed", "empty body"),
 ]
 
 
@@ -242,6 +251,10 @@ def test_valid(signers: dict[str, Signer], kind: str, soap: str, wsse: bool) -> 
 @pytest.mark.parametrize(("name", "case", "status", "why"), CASES, ids=[c[0] for c in CASES])
 def test_refused(signers: dict[str, Signer], name: str, case: Case, status: str, why: str) -> None:
     body, der = case(signers)
+    if status == "malformed":  # refused by the message layer before any signature is looked at
+        with pytest.raises(MessageError, match=why):
+            check_soap_signature(body, der)
+        return
     result = check_soap_signature(body, der)
     assert (result.status, result.reason) == (status, f"signature-{status}"), result.detail
     assert why in result.detail
@@ -272,8 +285,8 @@ REAL_CASES = [
     (SMEV2 / "updateStatus/UpdateStatus_request.xml", "unsupported"),
     (SMEV3 / "GetResponseResponse_ValidResponse.xml", "absent"),  # GOST signatures of payload elements
     (SMEV3 / "SendRequestResponce.xml", "absent"),
-    (SMEV3 / "GetResponseResponce_MultipartEmptyQueue.xml", "invalid"),  # MIME multipart, not XML
-    (XROAD / "signature.xml", "invalid"),  # XAdES RSA-SHA512, not a SOAP envelope
+    (SMEV3 / "GetResponseResponce_MultipartEmptyQueue.xml", "malformed"),  # MIME multipart, not XML
+    (XROAD / "signature.xml", "malformed"),  # XAdES RSA-SHA512, not a SOAP envelope
 ]
 
 
@@ -281,6 +294,10 @@ REAL_CASES = [
                          ids=["smev2-putdata-gost", "smev2-updatestatus-gost", "smev3-payload-signatures",
                               "smev3-send-response", "smev3-multipart", "xroad-xades-rsa-sha512"])
 def test_real_messages(signers: dict[str, Signer], path: Path, status: str) -> None:
+    if status == "malformed":
+        with pytest.raises(MessageError):
+            check_soap_signature(path.read_bytes(), signers["ec"].der)
+        return
     result: SignatureResult = check_soap_signature(path.read_bytes(), signers["ec"].der)
     assert result.status == status, result.detail
     if status == "unsupported":

@@ -18,12 +18,13 @@ Body (signed payload documents, SMEV 3 business signatures) are content: if ther
 at the place above, the result is `absent`.
 
 Verification is signxml's, at the exact location, `expect_references=1`, with our algorithm list;
-only `result.signed_xml` is trusted afterwards (DESIGN §7a). The algorithm list is pluggable
+only `result.signed_xml` is trusted afterwards (docs/sidecar.md). The algorithm list is pluggable
 (`Algorithms`); algorithms outside it (GOST R 34.10/34.11 of real SMEV, SHA-1) are `unsupported`,
-reported by URI, never a traceback. Parsing is lxml's safe parser; a DOCTYPE is refused.
+reported by URI, never a traceback. The message is the one parse of `proxy.soap.message` (safe
+parser, DOCTYPE refused, MTOM parts inlined); signxml gets that tree, not the bytes.
 
-No mitmproxy import: the enforce addon calls `check_soap_signature` with the raw body and the DER of
-the client's leaf certificate.
+No mitmproxy import: the enforce addon calls `check_soap_signature` with the message and the DER
+of the client's leaf certificate.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from signxml.algorithms import (
 from signxml.exceptions import SignXMLException
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
-from proxy.policy import SOAP11_ENV, SOAP12_ENV, Policy
+from proxy.policy import Policy
+from proxy.soap.message import Message
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -49,8 +51,6 @@ WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utilit
 
 Status = Literal["valid", "invalid", "absent", "unsupported"]
 
-_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                               huge_tree=False)
 _ID_NAMES = frozenset({"Id", "ID", "id"})  # local names signxml resolves `#id` by (wsu:Id, xml:id too)
 _C14N = frozenset(m.value for m in CanonicalizationMethod)
 # every element carrying the id under any of those names: the id must name the Body alone
@@ -113,11 +113,11 @@ class _Refused(Exception):
         self.result = SignatureResult(status, detail)
 
 
-def check_soap_signature(body: bytes, certificate_der: bytes,
+def check_soap_signature(message: Message, certificate_der: bytes,
                          algorithms: Algorithms = DEFAULT) -> SignatureResult:
-    """Is the SOAP Body of `body` signed, at the one allowed place, by the key of this certificate?"""
+    """Is the SOAP Body of `message` signed, at the one allowed place, by the key of this certificate?"""
     try:
-        root = _parse(body)
+        root = message.envelope.root
         envelope_ns = etree.QName(root).namespace
         body_el = _the_body(root, envelope_ns)
         signature, location = _the_signature(root, envelope_ns, body_el)
@@ -125,8 +125,7 @@ def check_soap_signature(body: bytes, certificate_der: bytes,
         body_id = _check_reference(root, signature, body_el)
         cert = _certificate(certificate_der)
         try:
-            result = XMLVerifier().verify(
-                body, x509_cert=cert, expect_config=algorithms.config(location), parser=_SAFE_PARSER)
+            result = XMLVerifier().verify(root, x509_cert=cert, expect_config=algorithms.config(location))
         except (SignXMLException, ValueError) as e:
             raise _Refused("invalid", f"verification failed: {e}") from e
         signed = result.signed_xml if isinstance(result, VerifyResult) else None
@@ -135,19 +134,6 @@ def check_soap_signature(body: bytes, certificate_der: bytes,
     except _Refused as refused:
         return refused.result
     return SignatureResult("valid", f"SOAP Body #{body_id} signed by the client certificate")
-
-
-def _parse(body: bytes) -> etree._Element:
-    try:
-        root = etree.fromstring(body, parser=_SAFE_PARSER)
-    except etree.XMLSyntaxError as e:
-        raise _Refused("invalid", f"not well-formed XML: {e}") from e
-    if root.getroottree().docinfo.doctype:
-        raise _Refused("invalid", "DOCTYPE is not allowed in SOAP")
-    qname = etree.QName(root)
-    if qname.localname != "Envelope" or qname.namespace not in (SOAP11_ENV, SOAP12_ENV):
-        raise _Refused("invalid", "not a SOAP envelope")
-    return root
 
 
 def _the_body(root: etree._Element, envelope_ns: str) -> etree._Element:
