@@ -13,8 +13,10 @@ import copy
 import datetime as dt
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -91,7 +93,7 @@ def soap_bundle(pki: Pki) -> dict[str, Any]:
                         "ved2": {**copy.deepcopy(ved2), "operations": ["updateStatus"]}},
             "operations": {
                 "putData": {"soap_action": "urn:PutData", "body_element": f"{{{REV}}}putData",
-                            "request_schema": mvvact_key},
+                            "request_schema": mvvact_key, "response_schema": mvvact_key},
                 "updateStatus": {"soap_action": "urn:UpdateStatus", "body_element": f"{{{REV}}}updateStatus"}}},
         "SID0003006": {
             "name": "items", "protocol": "rest", "classification": "personal-data", "signed_messages": False,
@@ -140,15 +142,21 @@ class SoapUpstream:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def sidecar(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys) -> Iterator[Running]:
+@contextmanager
+def soap_sidecar(d: Path, pki: Pki, keys: Keys, **overrides: Any) -> Iterator[Running]:
     upstream = SoapUpstream()
     try:
-        with run_sidecar(tmp_path_factory.mktemp("soap"), pki, keys, upstream,  # type: ignore[arg-type]
-                         soap_bundle(pki), limits={"max_body_bytes": 1 << 20}) as running:
+        with run_sidecar(d, pki, keys, upstream, soap_bundle(pki),  # type: ignore[arg-type]
+                         limits={"max_body_bytes": 1 << 20}, **overrides) as running:
             yield running
     finally:
         upstream.close()
+
+
+@pytest.fixture(scope="module")
+def sidecar(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys) -> Iterator[Running]:
+    with soap_sidecar(tmp_path_factory.mktemp("soap"), pki, keys) as running:
+        yield running
 
 
 def zeep_client(sidecar: Running, who: str) -> Any:
@@ -396,3 +404,31 @@ def test_rest_payloads_are_validated(sidecar: Running, body: bytes, status: int,
     assert len(sidecar.upstream.calls) == before
 
 
+
+
+# --- responses: checked against the response schema by mode --------------------------------------
+
+VALID_ANSWER = (MVVACT / "putData/response.xml").read_bytes()
+INVALID_ANSWER = re.sub(rb"<smev:Sender>.*?</smev:Sender>", b"", VALID_ANSWER, count=1, flags=re.S)
+
+
+@pytest.mark.parametrize(("mode", "answer", "status"), [
+    ("enforce", VALID_ANSWER, 200), ("enforce", INVALID_ANSWER, 502),
+    ("record", INVALID_ANSWER, 200), ("off", INVALID_ANSWER, 200),
+], ids=["enforce-valid", "enforce-invalid", "record-invalid", "off-invalid"])
+def test_response_payloads_by_mode(tmp_path: Path, pki: Pki, keys: Keys, mode: str, answer: bytes,
+                                   status: int) -> None:
+    with soap_sidecar(tmp_path, pki, keys, payloads={"responses": mode}) as running:
+        running.upstream.answer = answer  # type: ignore[attr-defined]
+        request = (MVVACT / "putData/request.xml").read_bytes()
+        r = running.call("ved1", "POST", "/SID0003005", content=request,
+                         headers={**XML11, "SOAPAction": '"urn:PutData"'})
+        assert r.status_code == status, r.text
+        assert r.headers["Reestr-Classification"] == "personal-data"
+        if status == 502:
+            fault = etree.fromstring(r.content).find(f"{{{SOAP11}}}Body/{{{SOAP11}}}Fault")
+            assert fault is not None and fault.findtext("faultcode") == "soap:Server"
+            assert fault.findtext("detail/{urn:reestr}code") == "response-payload-invalid"
+            assert b"PNZR01581" not in r.content  # nothing of the refused answer reaches the caller
+        else:
+            assert r.content == answer
