@@ -305,8 +305,10 @@ def write_config(directory: Path, pki: Pki, keys: Keys, upstream_url: str, bundl
 
 def signed_consumer_bundle(pki: Pki, provider_sidecar: str, serial: int = 10,
                            audience: str = "ved1") -> dict[str, Any]:
-    """The `signed` part of ved1's bundle (consumer side): op1+op3 of ved3's REST service."""
+    """The `signed` part of ved1's bundle (consumer side): op1+op3 of ved3's REST service, op1 of
+    its SOAP service."""
     rest = signed_bundle(pki)["services"]["SID0003001"]
+    soap = signed_bundle(pki)["services"]["SID0003002"]
     return {
         "type": "reestr-bundle", "format": 1, "audience": audience, "serial": serial,
         "issued_at": format_time(NOW - dt.timedelta(minutes=5)),
@@ -316,11 +318,19 @@ def signed_consumer_bundle(pki: Pki, provider_sidecar: str, serial: int = 10,
         "participant": {"id": audience, "name": "Ведомство 1", "status": "active", "ends_on": None,
                         "sidecar": "https://127.0.0.1:1", "certificates": [pki.clients[audience].sha256]},
         "services": {},
-        "grants": {"SID0003001": {
-            "provider": "ved3", "provider_sidecar": provider_sidecar,
-            "provider_certificates": [pki.clients["ved3"].sha256],
-            "name": "REST service", "protocol": "rest", "classification": "personal-data",
-            "signed_messages": False, "access": "operations", "operations": ["op1", "op3"],
-            "operation_defs": rest["operations"], "grant": "registry/consumers/ved1.yaml:7",
-            "legal_basis": "test act", "valid_until": None}},
+        "grants": {
+            "SID0003001": {
+                "provider": "ved3", "provider_sidecar": provider_sidecar,
+                "provider_certificates": [pki.clients["ved3"].sha256],
+                "name": "REST service", "protocol": "rest", "classification": "personal-data",
+                "signed_messages": False, "access": "operations", "operations": ["op1", "op3"],
+                "operation_defs": rest["operations"], "grant": "registry/consumers/ved1.yaml:7",
+                "legal_basis": "test act", "valid_until": None},
+            "SID0003002": {
+                "provider": "ved3", "provider_sidecar": provider_sidecar,
+                "provider_certificates": [pki.clients["ved3"].sha256],
+                "name": "SOAP service", "protocol": "soap", "profile": "plain", "classification": "restricted",
+                "signed_messages": False, "access": "operations", "operations": ["op1"],
+                "operation_defs": soap["operations"], "grant": "registry/consumers/ved1.yaml:12",
+                "legal_basis": "test act", "valid_until": None}},
     }

@@ -95,6 +95,38 @@ def test_denied_locally_and_never_sent(pair: Pair, method: str, path: str, statu
     assert len(pair.upstream.calls) == before
 
 
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+def _soap(inner: str, prolog: str = "") -> bytes:
+    return f'{prolog}<s:Envelope xmlns:s="{SOAP11}" xmlns:t="urn:test"><s:Body>{inner}</s:Body></s:Envelope>'.encode()
+
+
+def test_granted_soap_call_is_routed_by_content_and_marked(pair: Pair) -> None:
+    before = len(pair.upstream.calls)
+    r = pair.call("POST", "/SID0003002", content=_soap("<t:GetStatus/>"),
+                  headers={"Content-Type": "text/xml", "SOAPAction": '"urn:getStatus"'})
+    assert r.status_code == 200, r.text
+    assert r.json()["operation"] == "op1" and len(pair.upstream.calls) == before + 1
+    assert r.headers["Reestr-Classification"] == "restricted"  # R14, from the consumer's own bundle
+
+
+@pytest.mark.parametrize(("body", "action", "status", "code"), [
+    (_soap("<t:Cancel/>"), None, 403, "operation-not-granted"),
+    (_soap("<t:Cancel/>"), '"urn:getStatus"', 403, "operation-mismatch"),
+    (_soap("<t:GetStatus/>", '<!DOCTYPE x [<!ENTITY e "e">]>'), '"urn:getStatus"', 400, "malformed-request"),
+    (_soap("<t:GetStatus/><t:Cancel/>"), None, 400, "malformed-request"),
+], ids=["body-not-granted", "granted-action-other-body", "doctype", "two-body-children"])
+def test_soap_refused_locally_and_never_sent(pair: Pair, body: bytes, action: str | None, status: int,
+                                             code: str) -> None:
+    before = len(pair.upstream.calls)
+    headers = {"Content-Type": "text/xml", **({"SOAPAction": action} if action else {})}
+    r = pair.call("POST", "/SID0003002", content=body, headers=headers)
+    assert r.status_code == status and f"<reestr:code xmlns:reestr=\"urn:reestr\">{code}<".encode() in r.content
+    assert "Reestr-Provider-Journal-Id" not in r.headers
+    assert len(pair.upstream.calls) == before
+
+
 @pytest.mark.parametrize(("who", "status", "code"), [
     ("ved2", 403, "unknown-certificate"),  # not in ved1's bundle: ved1 owns no services
     ("ved1", 404, "unknown-sid"),
