@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped]
 
+from compiler.templates import Segment, TemplateError
 from compiler.trust import TrustError, parse_time
 from proxy.errors import PolicyFormatError
+from proxy.paths import Target, parse_target, template_matches
+from proxy.paths import compile_template as compile_template
 
 OWNER_GRANT = "implicit:owner"
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -39,6 +42,9 @@ REASONS: dict[str, tuple[int, str]] = {
     "unknown-operation": (404, "No such operation"),
     "malformed-request": (400, "The request cannot be parsed"),
     "body-too-large": (413, "The request body is over the limit"),
+    "target-too-long": (414, "The request target is over the limit"),
+    "headers-too-large": (431, "The request headers are over the limit"),
+    "header-refused": (400, "The request carries a header that overrides the method or path"),
     "no-valid-bundle": (503, "No valid policy bundle is in force"),
     "journal-unavailable": (503, "The journal cannot be written"),
     "signature-absent": (403, "The message must be signed by the caller"),  # R11
@@ -66,7 +72,7 @@ class Operation:
     path: str | None
     soap_action: str | None
     body_element: str | None
-    path_re: re.Pattern[str] | None
+    template: tuple[Segment, ...] | None  # REST: the path template, matched in linear time
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ class Decision:
     protocol: str = "rest"
     provider: str | None = None
     target: str | None = None  # outbound: the provider's sidecar URL
+    path: str | None = None  # allowed: the request target forwarded, in canonical origin form
 
     @property
     def allowed(self) -> bool:
@@ -164,7 +171,8 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
                       ends_on=_date(participant.get("ends_on")),
                       services=services, certificates=certificates,
                       grants={sid: _grant(sid, g) for sid, g in (signed.get("grants") or {}).items()})
-    except (KeyError, TypeError, ValueError, AttributeError, re.error, TrustError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, re.error, TrustError,
+            TemplateError) as e:
         raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
 
 
@@ -202,23 +210,13 @@ def _operation(name: str, op: Mapping[str, Any]) -> Operation:
     path = op.get("path")
     return Operation(name=name, method=(op.get("method") or "").upper() or None, path=path,
                      soap_action=op.get("soap_action"), body_element=op.get("body_element"),
-                     path_re=compile_template(path) if path else None)
-
-
-def compile_template(template: str) -> re.Pattern[str]:
-    """`/certificates/{id}` -> a regex where each `{name}` matches exactly one path segment."""
-    parts = re.split(r"\{[A-Za-z_][A-Za-z0-9_]*\}", template)
-    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "$")
+                     template=compile_template(path) if path else None)
 
 
 def ambiguous_path(path: str) -> bool:
-    """True if the upstream might read the path differently than the templates do: dot segments,
-    encoded slashes, backslashes or dots. A `{id}` must not smuggle `../` past the operation check."""
-    target = path.split("?", 1)[0]
-    lowered = target.lower()
-    if "\\" in target or any(enc in lowered for enc in ("%2f", "%5c", "%2e", "%00")):
-        return True
-    return any(seg in (".", "..") for seg in target.split("/"))
+    """True if the upstream might read the target differently than the templates do (see
+    `proxy.paths`: one decoding pass, then dot segments, encoded separators, controls...)."""
+    return parse_target(path) is None
 
 
 def route(path: str) -> tuple[str, str] | None:
@@ -267,8 +265,9 @@ def match_operation(service: Service | Grant, method: str, rest: str, soap_actio
                     return op
         return None
     method = method.upper()
+    segments = tuple(rest[1:].split("/"))  # decoded segments hold no `/` (proxy.paths)
     for op in operations:
-        if op.method == method and op.path_re is not None and op.path_re.match(rest):
+        if op.method == method and op.template is not None and template_matches(op.template, segments):
             return op
     return None
 
@@ -308,16 +307,16 @@ def deny(reason: str, **fields: Any) -> Decision:
     return Decision(reason=reason, **fields)
 
 
-def _locate[T](table: Mapping[str, T], path: str, consumer: str, missing: str) -> tuple[str, str, T] | Decision:
-    """The first steps of both directions: refuse ambiguous paths, route `/{SID}/...`, look the SID
-    up in `table`; (sid, rest, entry), or the denial (`missing` when the SID is not in the table)."""
-    if ambiguous_path(path):
+def _locate[T](table: Mapping[str, T], path: str, consumer: str, missing: str) -> tuple[Target, T] | Decision:
+    """The first steps of both directions: refuse ambiguous targets, route `/{SID}/...`, look the
+    SID up in `table`; (target, entry), or the denial (`missing` when the SID is not in the table)."""
+    target = parse_target(path)
+    if target is None:
         return deny("malformed-request", consumer=consumer)
-    routed = route(path)
-    entry = table.get(routed[0]) if routed else None
-    if routed is None or entry is None:
-        return deny(missing, sid=routed[0] if routed else None, consumer=consumer)
-    return routed[0], routed[1], entry
+    entry = table.get(target.sid)
+    if entry is None:
+        return deny(missing, sid=target.sid or None, consumer=consumer)
+    return target, entry
 
 
 def evaluate(policy: Policy, consumer: str, method: str, path: str, soap_action: str | None,
@@ -326,14 +325,16 @@ def evaluate(policy: Policy, consumer: str, method: str, path: str, soap_action:
     located = _locate(policy.services, path, consumer, "unknown-sid")
     if isinstance(located, Decision):
         return located
-    sid, rest, service = located
+    target, service = located
+    sid = target.sid
     try:
-        op = match_operation(service, method, rest, soap_action, body)
+        op = match_operation(service, method, "/" + "/".join(target.rest), soap_action, body)
     except ValueError:
         return deny("malformed-request", sid=sid, consumer=consumer, protocol=service.protocol)
     if op is None:
         return deny("unknown-operation", sid=sid, consumer=consumer, protocol=service.protocol)
-    return decide(policy, consumer, sid, op.name, today)
+    decision = decide(policy, consumer, sid, op.name, today)
+    return replace(decision, path=target.canonical) if decision.allowed else decision
 
 
 def evaluate_outbound(policy: Policy, method: str, path: str, soap_action: str | None,
@@ -345,7 +346,8 @@ def evaluate_outbound(policy: Policy, method: str, path: str, soap_action: str |
     located = _locate(policy.grants, path, me, "no-grant")
     if isinstance(located, Decision):
         return located
-    sid, rest, grant = located
+    target, grant = located
+    sid = target.sid
     base = Decision(reason=None, sid=sid, consumer=me, protocol=grant.protocol,
                     provider=grant.provider, grant=grant.grant)
     if policy.status != "active":
@@ -353,13 +355,14 @@ def evaluate_outbound(policy: Policy, method: str, path: str, soap_action: str |
     if policy.ends_on is not None and today >= policy.ends_on:
         return _with(base, "caller-terminated", grant.grant)  # R10
     try:
-        op = match_operation(grant, method, rest, soap_action, body)
+        op = match_operation(grant, method, "/" + "/".join(target.rest), soap_action, body)
     except ValueError:
         return _with(base, "malformed-request", grant.grant)
     if op is None:
         return _with(base, "unknown-operation", grant.grant)
     allowed = Decision(reason=None, sid=sid, operation=op.name, consumer=me, grant=grant.grant,
-                       protocol=grant.protocol, provider=grant.provider, target=grant.provider_sidecar)
+                       protocol=grant.protocol, provider=grant.provider, target=grant.provider_sidecar,
+                       path=target.canonical)
     if grant.valid_until is not None and today > grant.valid_until:
         return _with(allowed, "grant-expired", grant.grant)
     if grant.access != "full" and op.name not in (grant.operations or frozenset()):

@@ -78,6 +78,8 @@ def admit_headers(flow: http.HTTPFlow, store: BundleStore) -> None:
     if bundle is None:
         return refuse(flow, deny_decision("no-valid-bundle"))
     flow.metadata[BUNDLE] = bundle
+    if DECISION in flow.metadata:  # already refused (proxy.addons.hygiene)
+        return None
     length = flow.request.headers.get("content-length", "")
     if length.isdigit() and int(length) > ctx.options.reestr_max_body_bytes:
         refuse(flow, deny_decision("body-too-large"))
@@ -97,7 +99,7 @@ def deny_response(decision: Decision, request: http.Request) -> http.Response:
                    "code": decision.reason, "sid": decision.sid, "operation": decision.operation}
         body = json.dumps({k: v for k, v in problem.items() if v is not None}).encode()
         headers = {"Content-Type": "application/problem+json"}
-    if status == 413:
+    if status in (413, 414, 431):
         headers["Connection"] = "close"  # the rest of an oversized body is not worth reading
     return http.Response.make(status, body, headers)
 
@@ -109,3 +111,12 @@ def _soap_fault(code: str, title: str, server: bool) -> str:
             f"<faultcode>{fault}</faultcode><faultstring>{escape(title)}</faultstring>"
             f'<detail><reestr:code xmlns:reestr="urn:reestr">{escape(code)}</reestr:code></detail>'
             f"</soap:Fault></soap:Body></soap:Envelope>")
+
+
+def forward_as_decided(request: http.Request, decision: Decision) -> None:
+    """Send upstream exactly the target that was decided on: origin form (no absolute URI whose
+    authority an upstream would prefer to Host, issue 10 finding 3), canonical path (proxy.paths)."""
+    if decision.path is not None:
+        request.path = decision.path
+    if not request.is_http2:
+        request.authority = ""
