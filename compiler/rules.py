@@ -17,6 +17,7 @@ from compiler.access import inactive_reason
 from compiler.errors import Problem, Severity
 from compiler.models import Access, Classification, Operation, Participant, ParticipantType, Protocol, Service, Status
 from compiler.registry import Registry, Source
+from compiler.templates import template_problem
 
 DEPRECATION_NOTICE = timedelta(days=30)        # R7, seed 000 2.2.13: one month
 CLASSIFICATION_NOTICE = timedelta(days=60)     # R8, seed 002 6.6.1
@@ -112,6 +113,8 @@ def _service(svc: Service, registry: Registry, src: Source, repo_root: Path | No
             route: tuple[object, ...] = (op.method, _template_shape(op.path)) if op.method and op.path else ()
             if not route:
                 yield Problem(*src.at(*at), "OP-route-missing", f"REST operation {op.name} needs method and path")
+            elif why := template_problem(op.path or ""):  # matched in linear time, or refused
+                yield Problem(*src.at(*at, "path"), "OP-path-template", f"path template: {why}")
         else:
             route = (op.soap_action, op.body_element) if op.soap_action or op.body_element else ()
             if not route:

@@ -23,6 +23,11 @@ Relative paths are resolved against the directory of the config file. Format::
       synchronous: FULL               # FULL | NORMAL
     limits:
       max_body_bytes: 1048576         # larger request bodies get 413
+      max_target_bytes: 8192          # longer request targets get 414
+      max_header_bytes: 16384         # larger header blocks (or more than max_headers) get 431
+      max_headers: 100
+      header_timeout_seconds: 10      # a new connection must send a complete request head by then
+      idle_timeout_seconds: 60        # a kept-alive connection, or a request body, at most this idle
     payloads:
       responses: record               # enforce | record | off: response payloads vs their schema
     outbound:                         # optional: consumer side (DESIGN §7)
@@ -77,8 +82,15 @@ class JournalConfig(BaseModel):
 
 
 class Limits(BaseModel):
+    """Caps that bound what a stranger costs (issue 10; docs/security.md)."""
+
     model_config = _STRICT
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_target_bytes: int = Field(default=8192, gt=0)  # longer request targets: 414
+    max_header_bytes: int = Field(default=16384, gt=0)  # larger header blocks: 431
+    max_headers: int = Field(default=100, gt=0)  # more header fields: 431
+    header_timeout_seconds: float = Field(default=10.0, gt=0)  # connect -> first request head
+    idle_timeout_seconds: float = Field(default=60.0, gt=0)  # between requests, and for a body
 
 
 class PayloadConfig(BaseModel):

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
+from compiler.templates import Segment, TemplateError
 from compiler.trust import TrustError, parse_time
 from proxy.errors import PolicyFormatError
+from proxy.paths import Target, parse_target, template_matches
+from proxy.paths import compile_template as compile_template
 from proxy.soap.errors import MessageError
 from proxy.soap.message import Message, read_message
 from proxy.soap.profiles import PROFILES, Profile
@@ -41,6 +44,9 @@ REASONS: dict[str, tuple[int, str]] = {
     "payload-invalid": (400, "The payload does not conform to the operation's schema"),
     "response-payload-invalid": (502, "The provider's response does not conform to the operation's schema"),
     "body-too-large": (413, "The request body is over the limit"),
+    "target-too-long": (414, "The request target is over the limit"),
+    "headers-too-large": (431, "The request headers are over the limit"),
+    "header-refused": (400, "The request carries a header that overrides the method or path"),
     "no-valid-bundle": (503, "No valid policy bundle is in force"),
     "journal-unavailable": (503, "The journal cannot be written"),
     "signature-absent": (403, "The message must be signed by the caller"),  # R11
@@ -66,7 +72,7 @@ class Operation:
     path: str | None
     soap_action: str | None
     body_element: str | None
-    path_re: re.Pattern[str] | None
+    template: tuple[Segment, ...] | None  # REST: the path template, matched in linear time
     payload_element: str | None = None
     request_schema: str | None = None  # key into the bundle's `schemas` (provider side only)
     response_schema: str | None = None
@@ -135,6 +141,7 @@ class Decision:
     protocol: str = "rest"
     provider: str | None = None
     target: str | None = None  # outbound: the provider's sidecar URL
+    path: str | None = None  # allowed: the request target forwarded, in canonical origin form
     definition: Operation | None = None  # the matched operation, as the bundle defines it
     message: Message | None = None  # SOAP: the one parse of the request (proxy.soap)
     classification: str | None = None  # R14
@@ -180,7 +187,8 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
                       ends_on=_date(participant.get("ends_on")),
                       services=services, certificates=certificates,
                       grants={sid: _grant(sid, g) for sid, g in (signed.get("grants") or {}).items()})
-    except (KeyError, TypeError, ValueError, AttributeError, re.error, TrustError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, re.error, TrustError,
+            TemplateError) as e:
         raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
 
 
@@ -244,25 +252,15 @@ def _operation(name: str, op: Mapping[str, Any]) -> Operation:
     path = op.get("path")
     return Operation(name=name, method=(op.get("method") or "").upper() or None, path=path,
                      soap_action=op.get("soap_action"), body_element=op.get("body_element"),
-                     path_re=compile_template(path) if path else None,
+                     template=compile_template(path) if path else None,
                      payload_element=op.get("payload_element"),
                      request_schema=op.get("request_schema"), response_schema=op.get("response_schema"))
 
 
-def compile_template(template: str) -> re.Pattern[str]:
-    """`/certificates/{id}` -> a regex where each `{name}` matches exactly one path segment."""
-    parts = re.split(r"\{[A-Za-z_][A-Za-z0-9_]*\}", template)
-    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "$")
-
-
 def ambiguous_path(path: str) -> bool:
-    """True if the upstream might read the path differently than the templates do: dot segments,
-    encoded slashes, backslashes or dots. A `{id}` must not smuggle `../` past the operation check."""
-    target = path.split("?", 1)[0]
-    lowered = target.lower()
-    if "\\" in target or any(enc in lowered for enc in ("%2f", "%5c", "%2e", "%00")):
-        return True
-    return any(seg in (".", "..") for seg in target.split("/"))
+    """True if the upstream might read the target differently than the templates do (see
+    `proxy.paths`: one decoding pass, then dot segments, encoded separators, controls...)."""
+    return parse_target(path) is None
 
 
 def route(path: str) -> tuple[str, str] | None:
@@ -284,11 +282,12 @@ class Request:
     soap_actions: tuple[str, ...] = ()  # every SOAPAction header, as sent
 
 
-def match_rest(operations: tuple[Operation, ...], method: str, rest: str) -> Operation | None:
-    """The REST operation a request addresses: method + path template."""
+def match_rest(operations: tuple[Operation, ...], method: str, segments: tuple[str, ...]) -> Operation | None:
+    """The REST operation a request addresses: method + path template, over the decoded segments
+    after the SID (they hold no `/`: proxy.paths), in time linear in the path."""
     method = method.upper()
     for op in operations:
-        if op.method == method and op.path_re is not None and op.path_re.match(rest):
+        if op.method == method and op.template is not None and template_matches(op.template, segments):
             return op
     return None
 
@@ -361,16 +360,16 @@ def deny(reason: str, **fields: Any) -> Decision:
     return Decision(reason=reason, **fields)
 
 
-def _locate[T](table: Mapping[str, T], path: str, consumer: str, missing: str) -> tuple[str, str, T] | Decision:
-    """The first steps of both directions: refuse ambiguous paths, route `/{SID}/...`, look the SID
-    up in `table`; (sid, rest, entry), or the denial (`missing` when the SID is not in the table)."""
-    if ambiguous_path(path):
+def _locate[T](table: Mapping[str, T], path: str, consumer: str, missing: str) -> tuple[Target, T] | Decision:
+    """The first steps of both directions: refuse ambiguous targets, route `/{SID}/...`, look the
+    SID up in `table`; (target, entry), or the denial (`missing` when the SID is not in the table)."""
+    target = parse_target(path)
+    if target is None:
         return deny("malformed-request", consumer=consumer)
-    routed = route(path)
-    entry = table.get(routed[0]) if routed else None
-    if routed is None or entry is None:
-        return deny(missing, sid=routed[0] if routed else None, consumer=consumer)
-    return routed[0], routed[1], entry
+    entry = table.get(target.sid)
+    if entry is None:
+        return deny(missing, sid=target.sid or None, consumer=consumer)
+    return target, entry
 
 
 def evaluate(policy: Policy, consumer: str, request: Request, today: date) -> Decision:
@@ -378,22 +377,24 @@ def evaluate(policy: Policy, consumer: str, request: Request, today: date) -> De
     located = _locate(policy.services, request.path, consumer, "unknown-sid")
     if isinstance(located, Decision):
         return located
-    sid, rest, service = located
+    target, service = located
+    sid = target.sid
     base = Decision(reason=None, sid=sid, consumer=consumer, protocol=service.protocol,
                     provider=policy.audience, classification=service.classification)
-    op, reason, message = _match(service, request, rest)
+    op, reason, message = _match(service, request, target)
     if op is None or reason is not None:
         return replace(base, reason=reason or "unknown-operation", message=message,
                        operation=op.name if op else None)
-    decision = decide(policy, consumer, sid, op.name, today)
-    return replace(decision, definition=op, message=message, classification=service.classification)
+    decision = replace(decide(policy, consumer, sid, op.name, today), definition=op, message=message,
+                       classification=service.classification)
+    return replace(decision, path=target.canonical) if decision.allowed else decision
 
 
 def _match(service: Service | Grant, request: Request,
-           rest: str) -> tuple[Operation | None, str | None, Message | None]:
+           target: Target) -> tuple[Operation | None, str | None, Message | None]:
     """(operation, refusal reason, SOAP message) of a request to one service."""
     if service.protocol != "soap":
-        return match_rest(_operations(service), request.method, rest), None, None
+        return match_rest(_operations(service), request.method, target.rest), None, None
     try:
         reason, op, message = match_soap(service, request)
     except MessageError:
@@ -413,18 +414,20 @@ def evaluate_outbound(policy: Policy, request: Request, today: date) -> Decision
     located = _locate(policy.grants, request.path, me, "no-grant")
     if isinstance(located, Decision):
         return located
-    sid, rest, grant = located
+    target, grant = located
+    sid = target.sid
     base = Decision(reason=None, sid=sid, consumer=me, protocol=grant.protocol,
                     provider=grant.provider, grant=grant.grant, classification=grant.classification)
     if policy.status != "active":
         return _with(base, "caller-suspended", grant.grant)  # R9: a suspended participant cannot call
     if policy.ends_on is not None and today >= policy.ends_on:
         return _with(base, "caller-terminated", grant.grant)  # R10
-    op, reason, message = _match(grant, request, rest)
+    op, reason, message = _match(grant, request, target)
     base = replace(base, message=message)
     if op is None or reason is not None:
         return replace(base, reason=reason or "unknown-operation", operation=op.name if op else None)
-    allowed = replace(base, operation=op.name, target=grant.provider_sidecar, definition=op)
+    allowed = replace(base, operation=op.name, target=grant.provider_sidecar, definition=op,
+                      path=target.canonical)
     if grant.valid_until is not None and today > grant.valid_until:
         return _with(allowed, "grant-expired", grant.grant)
     if grant.access != "full" and op.name not in (grant.operations or frozenset()):

@@ -60,6 +60,7 @@ from mitmproxy.master import Master
 
 from compiler.trust import KeyFileError, load_private_key, load_public_key
 from proxy.addons.enforce import Enforce
+from proxy.addons.hygiene import Hygiene
 from proxy.addons.journaling import Journaling
 from proxy.addons.metrics import Metrics
 from proxy.addons.outbound import OutboundEnforce
@@ -68,6 +69,7 @@ from proxy.admin import AdminServer, SidecarMetrics
 from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
 from proxy.config import SidecarConfig, load_config
 from proxy.errors import ConfigError, SidecarError
+from proxy.headers import HeadLimits
 from proxy.journal import Journal
 from proxy.journal_format import JournalError
 
@@ -144,7 +146,9 @@ class Sidecar:
                 addons.append(OutboundEnforce(self.store, modes[-1]))
                 extra = {"client_certs": str(out.client_bundle),
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
-            addons += [Enforce(self.store), ResponseCheck(cfg.payloads.responses),
+            lim = cfg.limits
+            addons += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
+                       Enforce(self.store), ResponseCheck(cfg.payloads.responses),
                        Journaling(journal, cfg.participant), Metrics(metrics)]
             opts = options.Options(mode=modes, listen_host=cfg.listen.host,
                                    listen_port=cfg.listen.port,

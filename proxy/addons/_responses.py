@@ -90,6 +90,8 @@ def admit_headers(flow: http.HTTPFlow, store: BundleStore) -> None:
     if bundle is None:
         return refuse(flow, deny_decision("no-valid-bundle"))
     flow.metadata[BUNDLE] = bundle
+    if DECISION in flow.metadata:  # already refused (proxy.addons.hygiene)
+        return None
     length = flow.request.headers.get("content-length", "")
     if length.isdigit() and int(length) > ctx.options.reestr_max_body_bytes:
         refuse(flow, deny_decision("body-too-large"))
@@ -113,7 +115,7 @@ def deny_response(decision: Decision, request: http.Request) -> http.Response:
         headers = {"Content-Type": "application/problem+json"}
     if decision.classification:
         headers[CLASSIFICATION_HEADER] = decision.classification
-    if status == 413:
+    if status in (413, 414, 431):
         headers["Connection"] = "close"  # the rest of an oversized body is not worth reading
     return http.Response.make(status, body, headers)
 
@@ -144,3 +146,12 @@ def _soap_fault(version: str, code: str, title: str, detail: str | None, server:
             f"<faultcode>{fault}</faultcode><faultstring>{escape(title)}</faultstring>"
             f"<detail>{info}</detail>"
             f"</soap:Fault></soap:Body></soap:Envelope>")
+
+
+def forward_as_decided(request: http.Request, decision: Decision) -> None:
+    """Send upstream exactly the target that was decided on: origin form (no absolute URI whose
+    authority an upstream would prefer to Host, issue 10 finding 3), canonical path (proxy.paths)."""
+    if decision.path is not None:
+        request.path = decision.path
+    if not request.is_http2:
+        request.authority = ""

@@ -28,6 +28,7 @@ from proxy.addons._responses import (
     admit_headers,
     client_leaf,
     forget_client,
+    forward_as_decided,
     policy_request,
     refuse,
 )
@@ -94,9 +95,9 @@ class Enforce:
         if decision.definition is not None and decision.definition.request_schema is not None:
             flow.metadata[PAYLOAD_CHECK] = "valid"
         flow.metadata[DECISION] = decision
-        # upstream learns who calls from the sidecar only, never from the caller's own headers
-        for name in [h for h in flow.request.headers if h.lower().startswith("reestr-")]:
-            del flow.request.headers[name]
+        forward_as_decided(flow.request, decision)
+        # upstream learns who calls from the sidecar only (proxy.addons.hygiene removed the
+        # caller's own reestr-* headers)
         flow.request.headers[FORWARDED_CONSUMER] = decision.consumer or ""
         flow.request.headers[FORWARDED_OPERATION] = decision.operation or ""
         return None

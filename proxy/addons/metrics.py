@@ -1,24 +1,61 @@
 """Metrics: count every answered call by sid, operation, consumer and decision; time it (R12).
 
 Runs last, so it sees the final outcome (a journal failure turns an allow into a 503).
+
+Labels are bounded by the bundle, never by the caller (issue 10, finding 9): a SID, operation or
+consumer the bundle in force does not name is counted as `unknown`, so 2,000 made-up SIDs add
+one series, not 2,000, and a value such as a SNILS sent as a SID never becomes a label.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from mitmproxy import http
 
-from proxy.addons._responses import DECISION, DIRECTION
+from proxy.addons._responses import BUNDLE, DECISION, DIRECTION
 from proxy.admin import SidecarMetrics
-from proxy.policy import Decision
+from proxy.policy import Decision, Policy
 
 _COUNTED = "reestr.counted"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class _Names:
+    """What one bundle names: operations by SID (own services and grants), participants."""
+
+    operations: dict[str, frozenset[str]]
+    participants: frozenset[str]
+
+    @classmethod
+    def of(cls, policy: Policy) -> _Names:
+        ops = {sid: frozenset(op.name for op in svc.operations) for sid, svc in policy.services.items()}
+        for sid, grant in policy.grants.items():
+            ops.setdefault(sid, frozenset(op.name for op in grant.operation_defs))
+        people = {policy.audience, *(c.participant for c in policy.certificates.values())}
+        return cls(ops, frozenset(people))
+
+    def labels(self, d: Decision) -> tuple[str, str, str]:
+        """(sid, operation, consumer): "" when absent, `unknown` when the bundle does not name it."""
+        sid, operation, consumer = d.sid or "", d.operation or "", d.consumer or ""
+        ops = self.operations.get(sid)
+        if sid and ops is None:
+            sid = UNKNOWN
+        if operation and (ops is None or operation not in ops):
+            operation = UNKNOWN
+        if consumer and consumer not in self.participants:
+            consumer = UNKNOWN
+        return sid, operation, consumer
 
 
 class Metrics:
     def __init__(self, metrics: SidecarMetrics) -> None:
         self.metrics = metrics
+        # the names of the bundle last seen, rebuilt when another bundle is in force: one pass
+        # over the bundle per swap instead of one per request (this instance only)
+        self._names: tuple[Policy, _Names] | None = None
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._count(flow, error=False)
@@ -31,10 +68,22 @@ class Metrics:
             return
         flow.metadata[_COUNTED] = True
         d: Decision | None = flow.metadata.get(DECISION)
+        bundle = flow.metadata.get(BUNDLE)
         direction = flow.metadata.get(DIRECTION, "inbound")
         verdict = "error" if error else ("allow" if d is not None and d.allowed else "deny")
-        self.metrics.requests.labels(
-            direction, (d.sid if d else None) or "", (d.operation if d else None) or "",
-            (d.consumer if d else None) or "", verdict, (d.reason if d else None) or "").inc()
+        sid = operation = consumer = ""
+        if d is not None:
+            if bundle is None:
+                sid, operation, consumer = ((x and UNKNOWN) for x in (d.sid or "", d.operation or "",
+                                                                       d.consumer or ""))
+            else:
+                sid, operation, consumer = self._names_of(bundle.policy).labels(d)
+        self.metrics.requests.labels(direction, sid, operation, consumer, verdict,
+                                     (d.reason if d else None) or "").inc()
         started = flow.request.timestamp_start
         self.metrics.latency.labels(direction, verdict).observe(max(0.0, time.time() - started))
+
+    def _names_of(self, policy: Policy) -> _Names:
+        if self._names is None or self._names[0] is not policy:
+            self._names = (policy, _Names.of(policy))
+        return self._names[1]

@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 
 from mitmproxy import ctx, http
 
-from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, admit_headers, policy_request, refuse
+from proxy.addons._responses import (
+    BUNDLE,
+    DECISION,
+    DIRECTION,
+    admit_headers,
+    forward_as_decided,
+    policy_request,
+    refuse,
+)
 from proxy.bundles import BundleStore
 from proxy.policy import deny, evaluate_outbound
 
@@ -53,7 +61,6 @@ class OutboundEnforce:
         flow.request.host = target.hostname or ""
         flow.request.port = target.port or (443 if flow.request.scheme == "https" else 80)
         flow.request.host_header = target.netloc
-        for name in [h for h in flow.request.headers if h.lower().startswith("reestr-")]:
-            del flow.request.headers[name]
+        forward_as_decided(flow.request, decision)
         return None
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from compiler.trust import format_time, generate_keypair, load_private_key, load_public_key, sign_envelope
 from proxy.bundles import BundleStore
-from proxy.policy import evaluate
+from proxy.policy import Request, evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("sidecar_bench", ROOT / "bench" / "sidecar_bench.py")
@@ -46,8 +46,7 @@ def test_grown_bundle_has_the_grants_and_is_accepted(tmp_path: Path) -> None:
     assert bundle is not None
     sid, svc = next(iter(signed["services"].items()))
     caller = next(iter(svc["callers"]))
-    decision = evaluate(bundle.policy, caller, "GET", f"/{sid}/records/7/part1", None, None,
-                        datetime.now(UTC).date())
+    decision = evaluate(bundle.policy, caller, Request("GET", f"/{sid}/records/7/part1"), datetime.now(UTC).date())
     assert decision.operation == "operation1"
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from proxy.errors import PolicyFormatError
+from proxy.paths import template_matches
 from proxy.policy import (
     OWNER_GRANT,
     REASONS,
@@ -53,9 +54,14 @@ def test_route(path: str, expected: tuple[str, str] | None) -> None:
     ("/certificates/{id}", "/certificates/", False),
     ("/a.b/{x}", "/aXb/1", False),
     ("/c/{a}/d/{b}", "/c/1/d/2", True),
-], ids=["one-segment", "extra-segment", "empty-segment", "dot-is-literal", "two-params"])
+    ("/v{version}/x", "/v2/x", True),
+    ("/v{version}/x", "/v/x", False),
+    ("/{id}.json", "/5.json", True),
+    ("/{id}.json", "/5.xml", False),
+], ids=["one-segment", "extra-segment", "empty-segment", "dot-is-literal", "two-params",
+        "prefix", "prefix-empty-param", "suffix", "suffix-differs"])
 def test_template(template: str, path: str, matches: bool) -> None:
-    assert bool(compile_template(template).match(path)) is matches
+    assert template_matches(compile_template(template), tuple(path[1:].split("/"))) is matches
 
 
 @pytest.mark.parametrize(("consumer", "method", "path", "reason", "operation"), [
