@@ -78,14 +78,15 @@ def test_one_bundle_per_participant_and_an_index(example: dict[str, dict[str, An
         assert b["source"]["registry_digest"] == index["source"]["registry_digest"]
 
 
-def test_ved3_serves_exactly_its_three_services(example: dict[str, dict[str, Any]]) -> None:
+def test_ved3_serves_exactly_its_four_services(example: dict[str, dict[str, Any]]) -> None:
     ved3 = example["ved3.json"]
-    assert sorted(ved3["services"]) == ["SID0003001", "SID0003002", "SID0003003"]
+    assert sorted(ved3["services"]) == ["SID0003001", "SID0003002", "SID0003003", "SID0003004"]
     assert ved3["grants"] == {}
     assert callers(ved3, "SID0003001") == {"ved3": ("full", None), "ved1": ("full", None),
                                            "ved2": ("operations", ["operation1", "operation3"])}
     assert callers(ved3, "SID0003002") == {"ved3": ("full", None), "ved1": ("operations", ["operation2"])}
     assert callers(ved3, "SID0003003") == {"ved3": ("full", None), "ved4": ("full", None)}
+    assert callers(ved3, "SID0003004") == {"ved3": ("full", None), "ved1": ("operations", ["publicPrintOut"])}
     for sid in ved3["services"]:
         for pid, caller in ved3["services"][sid]["callers"].items():
             assert caller["certificates"] == fingerprints(pid)
@@ -137,12 +138,16 @@ def excluded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     """ved2 and dz-tyumen suspended, ved4 terminated, ved1's grant on SID0003002 expired."""
     root = tmp_path_factory.mktemp("excluded") / "registry"
     shutil.copytree(ROOT / "registry", root)
+    shutil.copytree(ROOT / "schemas", root.parent / "schemas")
     for pid in ("ved2", "dz-tyumen"):
         _append(root / "participants" / f"{pid}.yaml",
                 '  status: suspended\n  suspension:\n    since: "2026-11-20"\n    reason: Деструктивные действия\n')
     _append(root / "participants" / "ved4.yaml",
             '    termination:\n      notified: "2026-07-01"\n      end: "2026-11-01"\n')
-    _append(root / "consumers" / "ved1.yaml", '      valid_until: "2026-11-24"\n')
+    sheet = root / "consumers" / "ved1.yaml"
+    sheet.write_text(sheet.read_text(encoding="utf-8").replace(
+        "      operations: [operation2]\n", '      operations: [operation2]\n      valid_until: "2026-11-24"\n'),
+        encoding="utf-8")
     return compiled(root)
 
 
@@ -162,7 +167,7 @@ def test_left_out_with_reasons_in_the_index(excluded: dict[str, dict[str, Any]])
     assert callers(ved3, "SID0003001") == {"ved3": ("full", None), "ved1": ("full", None)}
     assert callers(ved3, "SID0003002") == {"ved3": ("full", None)}
     assert callers(ved3, "SID0003003") == {"ved3": ("full", None)}
-    assert list(excluded["ved1.json"]["grants"]) == ["SID0003001"]
+    assert list(excluded["ved1.json"]["grants"]) == ["SID0003001", "SID0003004"]
     assert excluded["mvd-tyumen.json"]["grants"] == {}
 
 
