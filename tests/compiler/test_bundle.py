@@ -277,3 +277,61 @@ def test_a_certificate_whose_subject_cannot_be_parsed_is_cert_invalid(ws: Path) 
     compiled = _run("compile", "registry", "--key", "op.key", "--out", "dist", "--serial", "1", cwd=ws)
     assert compiled.returncode == 1 and "CERT-invalid" in compiled.stderr
     assert not (ws / "dist").exists()
+
+
+# --- SOAP profiles and payload schemas (docs/bundle-format.md) -----------------------------------
+
+EGRZ_DIR = ROOT / "schemas/services/SID0003004"
+
+
+def test_service_headers_carry_the_profile_and_operations_their_payload_element(
+        example: dict[str, dict[str, Any]]) -> None:
+    ved3, ved1 = example["ved3.json"], example["ved1.json"]
+    assert {sid: s["profile"] for sid, s in ved3["services"].items()} == {
+        "SID0003001": "plain", "SID0003002": "plain", "SID0003003": "plain", "SID0003004": "smev3"}
+    assert {sid: g["profile"] for sid, g in ved1["grants"].items()} == {
+        "SID0003001": "plain", "SID0003002": "plain", "SID0003004": "smev3"}
+    assert ved1["grants"]["SID0003004"]["operation_defs"] == {
+        "publicPrintOut": {"payload_element": "{urn://x-artefacts-gis-ergz-public/2.0.0}PublicPrintOutRequest"},
+        "expertiseStatus": {
+            "payload_element": "{urn://reestr-example/egrz-expertise-status/1.0.0}ExpertiseStatusRequest"}}
+    assert "body_element" in ved3["services"]["SID0003003"]["operations"]["getReference"]
+
+
+def test_schemas_are_content_addressed_and_a_shared_file_is_stored_once(example: dict[str, dict[str, Any]]) -> None:
+    ved3 = example["ved3.json"]
+    ops = ved3["services"]["SID0003004"]["operations"]
+    keys = {name: (op["request_schema"], op["response_schema"]) for name, op in ops.items()}
+    print_out, status = keys["publicPrintOut"][0], keys["expertiseStatus"][0]
+    assert keys == {"publicPrintOut": (print_out, print_out), "expertiseStatus": (status, status)}
+    assert sorted(ved3["schemas"]) == sorted({print_out, status})
+    for key, entry in ved3["schemas"].items():
+        assert key == trust.sha256_hex(trust.canonical_json(entry))  # the key is the entry's digest
+    types = trust.sha256_hex((EGRZ_DIR / "common/gis-egrz-types.xsd").read_bytes())
+    assert ved3["schemas"][print_out] == {"kind": "xsd", "main": "publicprintout.xsd", "files": {
+        "common/gis-egrz-types.xsd": types,
+        "publicprintout.xsd": trust.sha256_hex((EGRZ_DIR / "publicprintout.xsd").read_bytes())}}
+    assert ved3["schemas"][status]["files"]["common/gis-egrz-types.xsd"] == types  # shared by both
+    on_disk = [EGRZ_DIR / "publicprintout.xsd", EGRZ_DIR / "expertise-status.xsd",
+               EGRZ_DIR / "common/gis-egrz-types.xsd"]
+    assert ved3["schema_files"] == {trust.sha256_hex(p.read_bytes()): p.read_bytes().decode() for p in on_disk}
+    assert len(ved3["schema_files"]) == 3  # four references, three files
+
+
+def test_grants_carry_no_schemas_and_bundles_without_schemas_have_empty_tables(
+        example: dict[str, dict[str, Any]]) -> None:
+    for name, signed in example.items():
+        if name == "index.json":
+            continue
+        for grant in signed["grants"].values():
+            assert all("request_schema" not in op and "response_schema" not in op
+                       for op in grant["operation_defs"].values())
+        if name != "ved3.json":
+            assert (signed["schemas"], signed["schema_files"]) == ({}, {}), name
+
+
+def test_a_schema_that_cannot_be_read_stops_the_build(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "registry", tmp_path / "registry")  # no schemas/ beside it
+    registry = load_directory(tmp_path / "registry")
+    with pytest.raises(bundle.BundleError, match="SID0003004 publicPrintOut: .*publicprintout.xsd does not exist"):
+        bundle.build(registry, INFO, [KEY])
