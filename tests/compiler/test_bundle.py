@@ -333,5 +333,5 @@ def test_grants_carry_no_schemas_and_bundles_without_schemas_have_empty_tables(
 def test_a_schema_that_cannot_be_read_stops_the_build(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "registry", tmp_path / "registry")  # no schemas/ beside it
     registry = load_directory(tmp_path / "registry")
-    with pytest.raises(bundle.BundleError, match="SID0003004 publicPrintOut: .*publicprintout.xsd does not exist"):
+    with pytest.raises(bundle.BundleError, match=r"SID0003004 publicPrintOut: .*publicprintout\.xsd does not exist"):
         bundle.build(registry, INFO, [KEY])
