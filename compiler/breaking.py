@@ -6,8 +6,8 @@ returns one Problem per breaking change, located in the head where the head stil
 
 - `R7-service-removed`, `R7-operation-removed`, `R7-operation-changed`: a service or operation
   that a live grant in base covers is gone or answers at another method/path/SOAPAction/body
-  element, and base did not announce it with a deprecation whose sunset is at least 30 days after
-  the announcement and already reached on `today` (R7, 000 2.2.13).
+  or payload element, and base did not announce it with a deprecation whose sunset is at least
+  30 days after the announcement and already reached on `today` (R7, 000 2.2.13).
 - `R8-classification-changed`: the classification changed without a `planned_classification` in
   base naming the new one, announced at least 60 days before it takes effect and effective by
   `today` (R8, 002 6.6.1).
@@ -118,7 +118,7 @@ def _operations(head: Registry, sid: str, old: Service, new: Service,
             continue
         i = index[op.name]
         now = new.spec.operations[i]
-        for attr in ("method", "path", "soap_action", "body_element"):
+        for attr in ("method", "path", "soap_action", "body_element", "payload_element"):
             was, became = getattr(op, attr), getattr(now, attr)
             if was != became:
                 out.append(Problem(*source.at("spec", "operations", i, attr), "R7-operation-changed",
