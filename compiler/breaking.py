@@ -6,15 +6,17 @@ returns one Problem per breaking change, located in the head where the head stil
 
 - `R7-service-removed`, `R7-operation-removed`, `R7-operation-changed`: a service or operation
   that a live grant in base covers is gone or answers at another method/path/SOAPAction/body
-  element, and base did not announce it with a deprecation whose sunset is at least 30 days after
-  the announcement and already reached on `today` (R7, 000 2.2.13).
+  or payload element, and base did not announce it with a deprecation whose sunset is at least
+  30 days after the announcement and already reached on `today` (R7, 000 2.2.13).
 - `R8-classification-changed`: the classification changed without a `planned_classification` in
   base naming the new one, announced at least 60 days before it takes effect and effective by
   `today` (R8, 002 6.6.1).
 - `PARTICIPANT-removed-with-live-grants`: a participant file removed while base grants to or from
   it are live (R10: terminate with notice first, remove after the end date).
-- `SCHEMA-payload-narrowed`: a payload JSON Schema registered in base (`request_schema`,
-  `response_schema`) accepts less in head — see `schema_narrowing`.
+- `SCHEMA-payload-narrowed`: a payload schema registered in base (`request_schema`,
+  `response_schema`) accepts less in head — JSON Schema: see `schema_narrowing`; XSD (with its
+  include/import closure on both sides): see `compiler.xsd_narrowing`. The message names the
+  consumers whose live grants cover the operation.
 
 A grant is *live* when it has not expired and neither its consumer nor the service's owner has
 reached the end of a termination. A suspended participant's grants stay live: a suspension is
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
+from compiler import payload_schemas, xsd_narrowing
 from compiler.access import IMPLICIT_OWNER, inactive_reason, rights_of
 from compiler.errors import Problem
 from compiler.models import Operation, Service
@@ -95,7 +98,7 @@ def breaking(base: Registry, head: Registry, today: date,
         problems.extend(_classification(base.services[sid], head, sid, today))
     problems.extend(_removed_participants(base, head, live))
     if read is not None:
-        problems.extend(_schemas(base, head, read))
+        problems.extend(_schemas(base, head, read, live))
     return sorted(problems)
 
 
@@ -115,7 +118,7 @@ def _operations(head: Registry, sid: str, old: Service, new: Service,
             continue
         i = index[op.name]
         now = new.spec.operations[i]
-        for attr in ("method", "path", "soap_action", "body_element"):
+        for attr in ("method", "path", "soap_action", "body_element", "payload_element"):
             was, became = getattr(op, attr), getattr(now, attr)
             if was != became:
                 out.append(Problem(*source.at("spec", "operations", i, attr), "R7-operation-changed",
@@ -160,7 +163,8 @@ def _removed_participants(base: Registry, head: Registry,
 
 # --- payload schemas ---------------------------------------------------------------------------
 
-def _schemas(base: Registry, head: Registry, read: SchemaReader) -> list[Problem]:
+def _schemas(base: Registry, head: Registry, read: SchemaReader,
+             live: dict[str, dict[str, set[str]]]) -> list[Problem]:
     out = []
     for sid in sorted(base.services.keys() & head.services.keys()):
         source = head.source("Service", sid)
@@ -168,17 +172,39 @@ def _schemas(base: Registry, head: Registry, read: SchemaReader) -> list[Problem
         for op in base.services[sid].spec.operations:
             for attr in ("request_schema", "response_schema"):
                 path = getattr(op, attr)
-                if not path or not path.endswith(".json"):
+                if not path:
                     continue
-                old, new = _json(read("base", path)), _json(read("head", path))
-                if old is None or new is None:
+                findings = _xsd_findings(sid, path, read) if path.endswith(".xsd") else _json_findings(path, read)
+                if not findings:
                     continue
                 where = (source.at("spec", "operations", new_ops[op.name], attr)
                          if op.name in new_ops else source.at("spec", "operations"))
+                who = _consumers(live.get(sid, {}), op.name)
+                affected = f"consumers affected: {who}" if who else "no live grant covers the operation"
                 out += [Problem(*where, "SCHEMA-payload-narrowed",
-                                f"{path} ({sid} {op.name} {attr.split('_')[0]}): {finding}")
-                        for finding in schema_narrowing(old, new)]
+                                f"{path} ({sid} {op.name} {attr.split('_')[0]}): {finding} ({affected})")
+                        for finding in findings]
     return out
+
+
+def _json_findings(path: str, read: SchemaReader) -> list[str]:
+    old, new = _json(read("base", path)), _json(read("head", path))
+    return [] if old is None or new is None else schema_narrowing(old, new)
+
+
+def _xsd_findings(sid: str, path: str, read: SchemaReader) -> list[str]:
+    """Both sides' closures read through `read`; nothing to compare when either does not load
+    (`reestr validate` reports that as SCHEMA-payload-invalid)."""
+    sides = []
+    for side in ("base", "head"):
+        def reader(rel: str, side: str = side) -> bytes | None:
+            return read(side, f"{payload_schemas.SERVICE_SCHEMAS}/{sid}/{rel}")
+        try:
+            sides.append(payload_schemas.load(sid, path, "soap", reader))
+        except payload_schemas.PayloadSchemaError:
+            return []
+    old, new = sides
+    return xsd_narrowing.narrowing(old.files, old.main, new.files, new.main)
 
 
 def _json(raw: bytes | None) -> Any:

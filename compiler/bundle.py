@@ -20,11 +20,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from compiler import gcpause
+from compiler import gcpause, payload_schemas
 from compiler.access import IMPLICIT_OWNER, Right, effective_rights, inactive_reason
 from compiler.certs import read as read_certificate
 from compiler.errors import CompilerError
 from compiler.models import Operation, Participant, Service
+from compiler.payload_schemas import PayloadSchema
 from compiler.registry import Registry
 from compiler.trust import BUNDLE_TYPE, FORMAT_VERSION, INDEX_TYPE, format_time, sha256_hex, sign_envelope
 
@@ -53,13 +54,21 @@ def git_source(path: Path) -> tuple[int, str] | None:
     return int(count), head
 
 
-def build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -> dict[str, bytes]:
-    """{file name: envelope bytes} for every participant, plus `index.json`."""
+def build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey],
+          repo_root: Path | None = None) -> dict[str, bytes]:
+    """{file name: envelope bytes} for every participant, plus `index.json`.
+
+    Payload schemas are read from `repo_root/schemas/services/` (default: the folder holding the
+    registry it was loaded from); BundleError when one is registered and cannot be read.
+    """
+    if repo_root is None and registry.root is not None:
+        repo_root = registry.root.resolve().parent
     with gcpause.paused():  # as in loading: many objects, none in cycles that need reclaiming early
-        return _build(registry, info, keys)
+        return _build(registry, info, keys, repo_root)
 
 
-def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -> dict[str, bytes]:
+def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey],
+           repo_root: Path | None) -> dict[str, bytes]:
     today = info.issued_at.date()
     rights, exclusions = effective_rights(registry, today)
     certs = {pid: _certificates(p) for pid, p in registry.participants.items()}
@@ -84,7 +93,9 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -
     for pid in sorted(registry.participants):
         participant = registry.participants[pid]
         active = inactive_reason(participant, today) is None
-        services = {sid: _provided(registry.services[sid], callers[sid], ends_on, fingerprints)
+        schemas: dict[str, PayloadSchema] = {}
+        services = {sid: _provided(registry.services[sid], callers[sid], ends_on, fingerprints,
+                                   _schemas_of(registry.services[sid], repo_root, schemas))
                     for sid in owned[pid]} if active else {}
         granted = {r.sid: _granted(r, registry, fingerprints, provider_parts)
                    for r in grants[pid]} if active else {}
@@ -93,7 +104,10 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey]) -
         signed = {**header, "type": BUNDLE_TYPE, "audience": pid,
                   "participant": _self(participant, fingerprints[pid]),
                   "certificates": {fp: entry for h in holders for fp, entry in certs[h].items()},
-                  "services": services, "grants": granted}
+                  "services": services, "grants": granted,
+                  "schemas": {key: schema.entry() for key, schema in schemas.items()},
+                  "schema_files": {digest: text for schema in schemas.values()
+                                   for digest, text in schema.texts().items()}}
         files[f"{pid}.json"] = sign_envelope(signed, keys)
     index = {**header, "type": INDEX_TYPE,
              "bundles": {name.removesuffix(".json"): {"sha256": sha256_hex(data), "bytes": len(data)}
@@ -151,10 +165,11 @@ def _self(participant: Participant, certs: list[str]) -> dict[str, Any]:
 
 def _operation(op: Operation) -> dict[str, Any]:
     """The members an operation has; absent means null. An operation has either method + path or
-    soap_action/body_element, so writing every member would spend a fifth of a consumer's bundle
-    on nulls: operation definitions are repeated in every grant of every consumer."""
+    soap_action/body_element/payload_element, so writing every member would spend a fifth of a
+    consumer's bundle on nulls: operation definitions are repeated in every grant of every consumer."""
     fields = {"method": op.method.value if op.method else None, "path": op.path,
               "soap_action": op.soap_action, "body_element": op.body_element,
+              "payload_element": op.payload_element,
               "deprecated": op.deprecation.announced.isoformat() if op.deprecation else None,
               "sunset": op.deprecation.sunset.isoformat() if op.deprecation else None}
     return {name: value for name, value in fields.items() if value is not None}
@@ -162,14 +177,44 @@ def _operation(op: Operation) -> dict[str, Any]:
 
 def _service_header(service: Service) -> dict[str, Any]:
     spec = service.spec
-    return {"name": spec.name, "protocol": spec.protocol.value,
+    return {"name": spec.name, "protocol": spec.protocol.value, "profile": spec.profile.value,
             "classification": spec.classification.value, "signed_messages": spec.signed_messages}
 
 
+_SCHEMA_FIELDS = ("request_schema", "response_schema")
+
+
+def _schemas_of(service: Service, repo_root: Path | None,
+                table: dict[str, PayloadSchema]) -> dict[str, dict[str, str]]:
+    """{operation: {field: schema key}} for the service's registered payload schemas, each schema
+    (with its include/import closure) added to the audience's `table` by key."""
+    sid = service.metadata.sid
+    out: dict[str, dict[str, str]] = {}
+    loaded: dict[str, PayloadSchema] = {}
+    for op in service.spec.operations:
+        for field in _SCHEMA_FIELDS:
+            ref = getattr(op, field)
+            if not ref:
+                continue
+            if ref not in loaded:
+                if repo_root is None:
+                    raise BundleError(f"{sid} {op.name}: {ref} cannot be read (no repository root given)")
+                try:
+                    loaded[ref] = payload_schemas.load(sid, ref, service.spec.protocol.value,
+                                                       payload_schemas.service_reader(repo_root, sid))
+                except payload_schemas.PayloadSchemaError as e:
+                    raise BundleError(f"{sid} {op.name}: {e} (run `reestr validate`)") from e
+            schema = loaded[ref]
+            table[schema.key] = schema
+            out.setdefault(op.name, {})[field] = schema.key
+    return out
+
+
 def _provided(service: Service, callers: list[Right], ends_on: dict[str, str | None],
-              certs: dict[str, list[str]]) -> dict[str, Any]:
+              certs: dict[str, list[str]], schema_keys: dict[str, dict[str, str]]) -> dict[str, Any]:
     return {**_service_header(service),
-            "operations": {op.name: _operation(op) for op in service.spec.operations},
+            "operations": {op.name: {**_operation(op), **schema_keys.get(op.name, {})}
+                           for op in service.spec.operations},
             "callers": {r.consumer: {
                 "access": r.access.value,
                 "operations": sorted(r.operations) if r.operations is not None else None,

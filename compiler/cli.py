@@ -272,8 +272,8 @@ def new_group() -> None:
 @click.option("--review-team", required=True, help="GitHub team that speaks for it, e.g. @org/team.")
 @click.option("--sidecar", help="Public https address of its sidecar.")
 @click.option("--certificate", type=click.File("r", encoding="utf-8"), help="PEM certificate file.")
-@click.option("--agreement-number", help="Number of the participation agreement (R10).")
-@click.option("--agreement-signed", help="Date the agreement was signed, YYYY-MM-DD.")
+@click.option("--agreement-number", required=True, help="Number of the participation agreement (R10).")
+@click.option("--agreement-signed", required=True, help="Date the agreement was signed, YYYY-MM-DD.")
 @SCAFFOLD_REGISTRY
 @_clean_errors
 def new_participant_command(pid: str, name: str, type_: str, contact_name: str, contact_email: str,
@@ -301,20 +301,31 @@ def new_participant_command(pid: str, name: str, type_: str, contact_name: str, 
 @click.option("--legal-basis", required=True, help="The act under which the service provides the data.")
 @click.option("--contact-name", required=True)
 @click.option("--contact-email", required=True)
+@click.option("--profile", type=click.Choice(["plain", "smev3"]), default="plain", show_default=True,
+              help="SOAP message profile: plain (the Body's element names the operation) or smev3 "
+                   "(the payload's root element inside MessagePrimaryContent does).")
 @click.option("--operation", "operations", multiple=True, required=True,
-              help="NAME:METHOD:PATH (rest) or NAME:SOAPACTION (soap); repeat for each operation.")
+              help="NAME:METHOD:PATH (rest) or NAME:{namespace}Element[:SOAPACTION] (soap: the Body's "
+                   "element, or with --profile smev3 the payload's root); repeat for each operation.")
+@click.option("--request-schema", "request_schemas", multiple=True, metavar="[OPERATION=]FILE",
+              help="Payload schema of requests (XSD for soap, JSON Schema for rest), copied with its "
+                   "includes/imports into schemas/services/SID/; for every operation unless named.")
+@click.option("--response-schema", "response_schemas", multiple=True, metavar="[OPERATION=]FILE",
+              help="Payload schema of responses, as --request-schema.")
 @SCAFFOLD_REGISTRY
 @_clean_errors
 def new_service_command(sid: str, name: str, owner: str, description: str, protocol: str,
                         classification: str, legal_basis: str, contact_name: str, contact_email: str,
-                        operations: tuple[str, ...], registry_dir: Path) -> None:
-    """Register service SID: writes services/SID.yaml and checks the registry."""
+                        profile: str, operations: tuple[str, ...], request_schemas: tuple[str, ...],
+                        response_schemas: tuple[str, ...], registry_dir: Path) -> None:
+    """Register service SID: writes services/SID.yaml (and its schemas) and checks the registry."""
     from compiler import scaffold
 
     _scaffold_report(scaffold.new_service(
         registry_dir, sid=sid, name=name, owner=owner, description=description, protocol=protocol,
         classification=classification, legal_basis=legal_basis, contact_name=contact_name,
-        contact_email=contact_email, operations=list(operations)))
+        contact_email=contact_email, operations=list(operations), profile=profile,
+        request_schemas=list(request_schemas), response_schemas=list(response_schemas)))
 
 
 @main.command("request-access")

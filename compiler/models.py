@@ -28,6 +28,16 @@ API_VERSION = "reestr/v1"
 SID_PATTERN = r"^SID[0-9]{7}$"
 ID_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
 OPERATION_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+# An XML NCName (XML 1.0 5th ed. NameStartChar / NameChar without ':'), written with \uXXXX escapes
+# only, so the pattern means the same to pydantic (Rust regex), Python's `re` and the ECMA regexes
+# of editors (no `\w`, whose meaning differs between them). Names outside the Basic Multilingual
+# Plane are refused: ECMA without the `u` flag cannot express them, and no real format uses them.
+_NAME_START = (r"A-Z_a-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u02FF\u0370-\u037D\u037F-\u1FFF"
+               r"\u200C-\u200D\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD")
+_NAME_CHAR = _NAME_START + r"\-.0-9\u00B7\u0300-\u036F\u203F-\u2040"
+QNAME_PATTERN = r"^\{[^{}\s]+\}[" + _NAME_START + "][" + _NAME_CHAR + "]*$"
+"""An element's qualified name in Clark notation, `{namespace}Local`: a non-empty namespace without
+braces or whitespace, and an NCName (Unicode letters allowed: `{urn:x}Файл`)."""
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
@@ -45,6 +55,7 @@ Name = Annotated[StrictStr, Field(min_length=1, max_length=300)]
 ParticipantId = Annotated[StrictStr, Field(pattern=ID_PATTERN)]
 Sid = Annotated[StrictStr, Field(pattern=SID_PATTERN)]
 OperationName = Annotated[StrictStr, Field(pattern=OPERATION_PATTERN)]
+QName = Annotated[StrictStr, Field(pattern=QNAME_PATTERN, max_length=1000)]
 
 
 def _https(value: str) -> str:
@@ -156,6 +167,17 @@ class Method(StrEnum):
     DELETE = "DELETE"
 
 
+class Profile(StrEnum):
+    """How a SOAP service's messages name their operation (docs/sidecar.md).
+
+    `plain`: the Body's element. `smev3`: the Body's element is the SMEV 3 transport's; the
+    operation (вид сведений) is the root element of the payload inside `MessagePrimaryContent`.
+    """
+
+    PLAIN = "plain"
+    SMEV3 = "smev3"
+
+
 class Deprecation(_Model):
     """R7: announced on `announced`, removed after `sunset` (at least 30 days later)."""
 
@@ -170,7 +192,8 @@ class Operation(_Model):
     method: Method | None = None
     path: Annotated[StrictStr, Field(pattern=r"^/[^\s?#]*$", max_length=300)] | None = None
     soap_action: Annotated[StrictStr, Field(min_length=1, max_length=500)] | None = None
-    body_element: Annotated[StrictStr, Field(pattern=r"^\{[^}]+\}[A-Za-z_][\w.-]*$")] | None = None
+    body_element: QName | None = None
+    payload_element: QName | None = None
     request_schema: Annotated[StrictStr, Field(pattern=r"^schemas/services/")] | None = None
     response_schema: Annotated[StrictStr, Field(pattern=r"^schemas/services/")] | None = None
     deprecation: Deprecation | None = None
@@ -196,6 +219,7 @@ class ServiceSpec(_Model):
     owner: ParticipantId
     description: Text
     protocol: Protocol
+    profile: Profile = Profile.PLAIN
     classification: Classification
     signed_messages: StrictBool = False
     legal_basis: Text

@@ -52,6 +52,7 @@ class Registry:
     sources: dict[tuple[str, str], Source] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     digest: str = ""
+    root: Path | None = None  # the folder it was loaded from (None from git or from memory)
     unreadable: set[tuple[str, str]] = field(default_factory=set)  # (kind, file stem) that did not load
 
     def exists(self, kind: str, ident: str) -> bool:
@@ -67,7 +68,7 @@ def load_directory(root: str | Path) -> Registry:
     base = Path(root)
     if not base.is_dir():
         raise RegistryPathError(f"{root}: not a directory")
-    if not any((base / folder).is_dir() for folder in FOLDERS):
+    if not any(_holds_registry_files(base / folder) for folder in FOLDERS):
         raise RegistryPathError(
             f"{root}: not a registry (expected participants/, services/ or consumers/ inside)")
     files: dict[str, bytes] = {}
@@ -76,7 +77,17 @@ def load_directory(root: str | Path) -> Registry:
     for path in sorted(base.rglob("*")):
         if path.is_file() and path.suffix in (".yaml", ".yml"):
             files[str(path)] = path.read_bytes()
-    return load_files(files, base=str(base))
+    registry = load_files(files, base=str(base))
+    registry.root = base
+    return registry
+
+
+def _holds_registry_files(folder: Path) -> bool:
+    """A registry folder: present and, for `services/`, holding YAML (`schemas/services/` holds
+    payload schema folders, and `reestr validate schemas` must say it is not a registry)."""
+    if not folder.is_dir():
+        return False
+    return folder.name != "services" or any(p.suffix in (".yaml", ".yml") for p in folder.iterdir())
 
 
 def load_git(repo: str | Path, rev: str, subdir: str = "registry") -> Registry:

@@ -12,10 +12,20 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
-from compiler import certs
+from compiler import certs, payload_schemas
 from compiler.access import inactive_reason
 from compiler.errors import Problem, Severity
-from compiler.models import Access, Classification, Operation, Participant, ParticipantType, Protocol, Service, Status
+from compiler.models import (
+    Access,
+    Classification,
+    Operation,
+    Participant,
+    ParticipantType,
+    Profile,
+    Protocol,
+    Service,
+    Status,
+)
 from compiler.registry import Registry, Source
 from compiler.templates import template_problem
 
@@ -102,37 +112,112 @@ def _service(svc: Service, registry: Registry, src: Source, repo_root: Path | No
                       f"announced {(planned.effective - planned.announced).days} days ahead; "
                       "a classification change needs 60 (002 6.6.1)")
     names: dict[str, int] = {}
-    routes: dict[tuple[object, ...], str] = {}
     for i, op in enumerate(spec.operations):
         at = ("spec", "operations", i)
         if op.name in names:
             yield Problem(*src.at(*at, "name"), "UNIQ-operation",
                           f"operation {op.name!r} is already defined (operation #{names[op.name] + 1})")
         names.setdefault(op.name, i)
-        if spec.protocol is Protocol.REST:
-            route: tuple[object, ...] = (op.method, _template_shape(op.path)) if op.method and op.path else ()
-            if not route:
-                yield Problem(*src.at(*at), "OP-route-missing", f"REST operation {op.name} needs method and path")
-            elif why := template_problem(op.path or ""):  # matched in linear time, or refused
-                yield Problem(*src.at(*at, "path"), "OP-path-template", f"path template: {why}")
-        else:
-            route = (op.soap_action, op.body_element) if op.soap_action or op.body_element else ()
-            if not route:
-                yield Problem(*src.at(*at), "OP-route-missing",
-                              f"SOAP operation {op.name} needs soap_action or body_element")
-        if route and route in routes:
-            yield Problem(*src.at(*at), "OP-route-duplicate",
-                          f"operation {op.name} matches the same requests as {routes[route]}")
-        if route:
-            routes.setdefault(route, op.name)
         if op.deprecation is not None and op.deprecation.sunset - op.deprecation.announced < DEPRECATION_NOTICE:
             yield Problem(*src.at(*at, "deprecation", "sunset"), "R7-deprecation-notice",
                           f"sunset {(op.deprecation.sunset - op.deprecation.announced).days} days after "
                           "the announcement; a new version is announced a month ahead (000 2.2.13)")
+    yield from _routes(svc, src)
+    if repo_root is not None:
+        yield from _payload_schemas(svc, src, payload_schemas.service_reader(repo_root, svc.metadata.sid))
+
+
+# --- how a request finds its operation ----------------------------------------------------------
+
+_REST_ONLY = ("method", "path")
+_SOAP_ONLY = ("soap_action", "body_element", "payload_element")
+
+
+def _routes(svc: Service, src: Source) -> Iterator[Problem]:
+    """Each operation has the route its protocol and profile match on, and no two operations can
+    match the same request, whatever their order (the sidecar must never have to choose).
+
+    REST: method + path template. SOAP `plain`: the Body's element (a SOAPAction, when sent, must
+    name the same operation, so it cannot identify one alone). SOAP `smev3`: the payload's root
+    element; the SOAPAction is the transport's, the same for every kind of information, so
+    operations may share it.
+    """
+    spec = svc.spec
+    seen: dict[tuple[str, object], str] = {}
+    for i, op in enumerate(spec.operations):
+        at = ("spec", "operations", i)
+        keys: list[tuple[str, object]] = []
+        if spec.protocol is Protocol.REST:
+            yield from _unexpected(op, src, at, _SOAP_ONLY, "a REST operation is matched by method + path")
+            if op.method and op.path:
+                keys.append(("method + path", (op.method, _template_shape(op.path))))
+                if why := template_problem(op.path):  # matched in linear time, or refused
+                    yield Problem(*src.at(*at, "path"), "OP-path-template", f"path template: {why}")
+            else:
+                yield Problem(*src.at(*at), "OP-route-missing", f"REST operation {op.name} needs method and path")
+        else:
+            yield from _unexpected(op, src, at, _REST_ONLY, "a SOAP operation is matched by its message")
+            element_field = "payload_element" if spec.profile is Profile.SMEV3 else "body_element"
+            other = "body_element" if element_field == "payload_element" else "payload_element"
+            if getattr(op, other) is not None:
+                why = ("in SMEV 3 the Body's element is the transport's (SendRequestRequest, ...): name "
+                       "the payload's root element with payload_element" if spec.profile is Profile.SMEV3
+                       else "payload_element is for services with profile smev3; a plain SOAP operation "
+                       "is matched by body_element")
+                yield Problem(*src.at(*at, other), "OP-route-unexpected", f"operation {op.name}: {why}")
+            element = getattr(op, element_field)
+            if element is None:
+                yield Problem(*src.at(*at), "OP-route-missing",
+                              f"SOAP operation {op.name} needs {element_field} ({{namespace}}Local): the "
+                              "sidecar identifies an operation by the message, a SOAPAction alone does not")
+            else:
+                keys.append((element_field, element))
+            if op.soap_action is not None and spec.profile is Profile.PLAIN:
+                keys.append(("soap_action", op.soap_action))
+        for key in keys:
+            if key in seen:
+                node = (*at, key[0]) if key[0] in _SOAP_ONLY else at
+                yield Problem(*src.at(*node), "OP-route-duplicate",
+                              f"operation {op.name} matches the same requests as {seen[key]} "
+                              f"(same {key[0]}): the sidecar could not tell them apart")
+            else:
+                seen[key] = op.name
+
+
+def _unexpected(op: Operation, src: Source, at: tuple[str | int, ...], fields: tuple[str, ...],
+                why: str) -> Iterator[Problem]:
+    for field in fields:
+        if getattr(op, field) is not None:
+            yield Problem(*src.at(*at, field), "OP-route-unexpected",
+                          f"operation {op.name}: {why}; {field} does not belong here")
+
+
+def _payload_schemas(svc: Service, src: Source, read: payload_schemas.Reader) -> Iterator[Problem]:
+    """Every registered schema lies in the service's folder, is of its protocol's kind, compiles
+    with its whole include/import closure, and (SOAP requests) declares the operation's element."""
+    spec = svc.spec
+    sid = svc.metadata.sid
+    for i, op in enumerate(spec.operations):
         for field in ("request_schema", "response_schema"):
             ref = getattr(op, field)
-            if ref and repo_root is not None and not (repo_root / ref).is_file():
-                yield Problem(*src.at(*at, field), "REF-unknown-schema-file", f"{ref} does not exist")
+            if not ref:
+                continue
+            where = src.at("spec", "operations", i, field)
+            try:
+                schema = payload_schemas.load(sid, ref, spec.protocol.value, read)
+                payload_schemas.check(schema)
+            except payload_schemas.MissingSchemaError:
+                yield Problem(*where, "REF-unknown-schema-file", f"{ref} does not exist")
+                continue
+            except payload_schemas.PayloadSchemaError as e:
+                yield Problem(*where, "SCHEMA-payload-invalid", f"{ref}: {e}" if e.file not in (None, ref) else str(e))
+                continue
+            element = op.payload_element if spec.profile is Profile.SMEV3 else op.body_element
+            if (field == "request_schema" and spec.protocol is Protocol.SOAP and element is not None
+                    and element not in payload_schemas.global_elements(schema)):
+                yield Problem(*where, "SCHEMA-payload-invalid",
+                              f"{ref} (with its imports) declares no global element {element}: "
+                              f"the request payload of {op.name} could never be valid")
 
 
 def _template_shape(path: str | None) -> str:

@@ -14,6 +14,7 @@ updates that grant (operations are added to the ones granted, never silently rem
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,9 +28,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
-from compiler import certs
+from compiler import certs, scaffold_schemas
 from compiler.codeowners import expected_for
-from compiler.errors import CompilerError, Problem
+from compiler.errors import CompilerError, Problem, Severity
 from compiler.models import (
     API_VERSION,
     ID_PATTERN,
@@ -37,10 +38,11 @@ from compiler.models import (
     Access,
     Grant,
     Participant,
+    Profile,
     Protocol,
     Service,
 )
-from compiler.registry import SCHEMA_LINE, Registry, load_directory
+from compiler.registry import SCHEMA_LINE, Registry, load_directory, load_files
 
 _SCHEMAS = {"Participant": "participant", "Service": "service", "AccessSheet": "access-sheet"}
 _FOLD_WIDTH = 92
@@ -64,7 +66,11 @@ def new_participant(registry_dir: str | Path, *, pid: str, name: str, type_: str
                     contact_email: str, review_team: str, sidecar: str | None = None,
                     certificate_pem: str | None = None, agreement_number: str | None = None,
                     agreement_signed: str | None = None, today: date | None = None) -> Outcome:
-    """Write `participants/<pid>.yaml`. Without an agreement the block is left as a comment to fill."""
+    """Write `participants/<pid>.yaml`, only once the document passes the models and the rules.
+
+    Nothing is written when anything is refused (a missing agreement, a certificate already
+    registered to someone else...), so the command can simply be run again with the fix.
+    """
     root = _registry_root(registry_dir)
     _match(pid, ID_PATTERN, "participant id")
     target = root / "participants" / f"{pid}.yaml"
@@ -77,24 +83,32 @@ def new_participant(registry_dir: str | Path, *, pid: str, name: str, type_: str
     if sidecar is not None:
         spec["sidecar"] = sidecar
     if (agreement_number is None) != (agreement_signed is None):
-        raise ScaffoldError("give both --agreement-number and --agreement-signed, or neither")
-    if agreement_number is not None:
-        spec["agreement"] = CommentedMap(number=agreement_number, signed=agreement_signed)
-    doc = _document("Participant", "id", pid, spec)
-    placeholder = {"number": "pending", "signed": "2000-01-01"}  # only to check the other fields
-    _check_model(Participant, doc if agreement_number else _with(doc, "agreement", placeholder))
-    text = _dump(doc)
+        raise ScaffoldError("give both --agreement-number and --agreement-signed")
     if agreement_number is None:
-        text += ("  # agreement:  (R10) required before merge: fill in once the agreement is signed\n"
-                 "  #   number: \"...\"\n  #   signed: \"YYYY-MM-DD\"\n")
+        raise ScaffoldError("refused, nothing written: a participant needs its agreement (R10): give "
+                            "--agreement-number and --agreement-signed")
+    spec["agreement"] = CommentedMap(number=agreement_number, signed=agreement_signed)
+    doc = _document("Participant", "id", pid, spec)
+    _check_model(Participant, doc)
+    text = _dump(doc)
+    _preflight(root, {target: text}, today)
     _write(target, text)
     return _finish(root, [target], "created", f"Register participant {pid}: {name}", today)
 
 
 def new_service(registry_dir: str | Path, *, sid: str, name: str, owner: str, description: str,
                 protocol: str, classification: str, legal_basis: str, contact_name: str,
-                contact_email: str, operations: Sequence[str], today: date | None = None) -> Outcome:
-    """Write `services/<sid>.yaml` owned by an existing participant, with its operations."""
+                contact_email: str, operations: Sequence[str], profile: str = "plain",
+                request_schemas: Sequence[str] = (), response_schemas: Sequence[str] = (),
+                today: date | None = None) -> Outcome:
+    """Write `services/<sid>.yaml` owned by an existing participant, with its operations, and copy
+    the payload schemas given (`[OPERATION=]FILE`, every operation when no name is given) into
+    `schemas/services/<sid>/` with their include/import closure, relative layout kept.
+
+    The schemas are compiled and the document checked before anything is written; the schema
+    files are written first and the service file last, so a rerun after a failure finds no
+    half-registered service (identical schema files already there are accepted).
+    """
     root = _registry_root(registry_dir)
     _match(sid, SID_PATTERN, "SID")
     target = root / "services" / f"{sid}.yaml"
@@ -105,14 +119,30 @@ def new_service(registry_dir: str | Path, *, sid: str, name: str, owner: str, de
                             f"(known: {', '.join(sorted(registry.participants)) or 'none'})")
     if not operations:
         raise ScaffoldError("a service needs at least one --operation")
-    spec = CommentedMap(name=name, owner=owner, description=_text(description), protocol=protocol,
-                        classification=classification, legal_basis=_text(legal_basis),
-                        contacts=[CommentedMap(name=contact_name, email=contact_email)],
-                        operations=[_operation(op, protocol) for op in operations])
+    if protocol == Protocol.REST and profile != Profile.PLAIN:
+        raise ScaffoldError(f"--profile {profile} is for SOAP services")
+    ops = [_operation(op, protocol, profile) for op in operations]
+    try:
+        copies = scaffold_schemas.collect(sid, protocol, profile, ops, {"request_schema": request_schemas,
+                                                                        "response_schema": response_schemas})
+    except scaffold_schemas.SchemaCopyError as e:
+        raise ScaffoldError(f"refused, nothing written: {e}") from e
+    spec = CommentedMap(name=name, owner=owner, description=_text(description), protocol=protocol)
+    if protocol == Protocol.SOAP:
+        spec["profile"] = profile
+    spec.update(classification=classification, legal_basis=_text(legal_basis),
+                contacts=[CommentedMap(name=contact_name, email=contact_email)], operations=ops)
     doc = _document("Service", "sid", sid, spec)
     _check_model(Service, doc)
-    _write(target, _dump(doc))
-    return _finish(root, [target], "created", f"Register service {sid} ({name}) owned by {owner}", today)
+    text = _dump(doc)
+    _preflight(root, {target: text}, today)
+    try:
+        written = scaffold_schemas.write(root.absolute().parent, sid, copies)
+    except scaffold_schemas.SchemaCopyError as e:
+        raise ScaffoldError(str(e)) from e
+    _write(target, text)
+    return _finish(root, [target, *written], "created", f"Register service {sid} ({name}) owned by {owner}",
+                   today)
 
 
 def request_access(registry_dir: str | Path, *, consumer: str, sid: str, operations: Sequence[str] | None,
@@ -205,17 +235,24 @@ def _certificate(pem: str) -> str:
     return pem.strip() + "\n"
 
 
-def _operation(spec: str, protocol: str) -> CommentedMap:
-    """NAME:METHOD:PATH for REST, NAME:SOAPACTION for SOAP (a SOAPAction may hold colons).
+def _operation(spec: str, protocol: str, profile: str) -> CommentedMap:
+    """NAME:METHOD:PATH for REST; NAME:{namespace}Element[:SOAPACTION] for SOAP, where the element
+    is the Body's (profile plain) or the payload's root (smev3) and a SOAPAction may hold colons.
 
     The route is required: the sidecar matches calls by it (refused here rather than after writing).
     """
     name, _, rest = spec.partition(":")
     op = CommentedMap(name=name)
-    if not rest and protocol == Protocol.SOAP:
-        raise ScaffoldError(f"--operation {spec!r}: expected NAME:SOAPACTION, e.g. get:urn:example:get")
     if protocol == Protocol.SOAP:
-        op["soap_action"] = rest
+        close = rest.find("}")
+        if not rest.startswith("{") or close < 0:
+            raise ScaffoldError(f"--operation {spec!r}: expected NAME:{{namespace}}Element[:SOAPACTION], "
+                                "e.g. get:{urn:example}GetRequest:urn:example:get (a SOAPAction alone "
+                                "does not identify an operation)")
+        local, sep, action = rest[close + 1:].partition(":")
+        op["payload_element" if profile == Profile.SMEV3 else "body_element"] = rest[:close + 1] + local
+        if sep:
+            op["soap_action"] = action
         return op
     method, sep, path = rest.partition(":")
     if not sep:
@@ -239,12 +276,6 @@ def _plain(data: Any) -> Any:
     if isinstance(data, list):
         return [_plain(v) for v in data]
     return str(data) if isinstance(data, str) else data
-
-
-def _with(doc: CommentedMap, key: str, value: Any) -> dict[str, Any]:
-    plain: dict[str, Any] = _plain(doc)
-    plain["spec"][key] = value
-    return plain
 
 
 # --- YAML out -----------------------------------------------------------------------------------
@@ -280,8 +311,35 @@ def _dump(doc: CommentedMap) -> str:
 
 
 def _write(target: Path, text: str) -> None:
+    """Write a new file atomically and never over an existing one (a temp file, then a hard link
+    to the target name, which fails if the name exists)."""
     target.parent.mkdir(exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise ScaffoldError(f"{target} already exists: edit it instead (scaffolding never overwrites)") from None
+    finally:
+        tmp.unlink()
+
+
+def _preflight(root: Path, new: dict[Path, str], today: date | None) -> None:
+    """Refuse, before anything is written, a new file that the registry's rules would reject:
+    the registry is loaded with the new files in memory and checked (payload schemas aside:
+    they are checked where they are copied)."""
+    from compiler.rules import check
+
+    files = {str(path): path.read_bytes() for path in sorted(root.rglob("*"))
+             if path.is_file() and path.suffix in (".yaml", ".yml")}
+    files.update({str(path): text.encode("utf-8") for path, text in new.items()})
+    registry = load_files(files, base=str(root))
+    mine = {str(path) for path in new}
+    errors = [p for p in [*registry.problems, *check(registry, today or date.today())]
+              if p.path in mine and p.severity is Severity.ERROR]
+    if errors:
+        raise ScaffoldError("refused, nothing written: " + "; ".join(
+            f"line {p.line}: {p.code} {p.message}" for p in sorted(errors)))
 
 
 def _text(value: str) -> str:

@@ -23,6 +23,7 @@ class Repo:
     def __init__(self, root: Path) -> None:
         self.root = root
         shutil.copytree(EXAMPLE, root / "registry")
+        shutil.copytree(EXAMPLE.parent / "schemas", root / "schemas")
         self.git("init", "-q", "-b", "main")
         self.base = self.commit("example registry")
 

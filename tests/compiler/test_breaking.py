@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from review_repo import TODAY, Repo
 
+from compiler import xsd_narrowing
 from compiler.breaking import breaking, schema_narrowing
 from compiler.revisions import load_registry, read_file
 
@@ -195,7 +196,8 @@ def test_payload_schema_narrowed(tmp_path: Path) -> None:
     repo, base = with_request_schema(tmp_path, REQUEST)
     repo.write(SCHEMA, json.dumps(NARROWER))
     prefix = f"{SCHEMA} (SID0003001 operation1 request): "
-    assert run(repo, base) == [(S1, 27, 23, "SCHEMA-payload-narrowed", prefix + message) for message in [
+    affected = " (consumers affected: ved1, ved2)"
+    assert run(repo, base) == [(S1, 27, 23, "SCHEMA-payload-narrowed", prefix + message + affected) for message in [
         "/: property 'kind' is newly required",
         "/: property 'note' is removed",
         "/id: type narrowed (integer no longer accepted)",
@@ -219,6 +221,118 @@ def test_payload_schema_widened_is_fine(tmp_path: Path) -> None:
 ], ids=["type-added", "enum-added", "type-list-narrowed", "type-widened", "required-dropped", "non-dict"])
 def test_schema_narrowing_cases(old: Any, new: Any, expected: list[str]) -> None:
     assert schema_narrowing(old, new) == expected
+
+
+# --- XSD payload schemas (the real ЕГРЗ вид сведений of the example's SID0003004) --------------
+
+S4 = "registry/services/SID0003004.yaml"
+EGRZ = "schemas/services/SID0003004/publicprintout.xsd"
+TYPES = "schemas/services/SID0003004/common/gis-egrz-types.xsd"
+STATUS = "schemas/services/SID0003004/expertise-status.xsd"
+
+
+def test_xsd_newly_required_element_names_the_consumers(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    repo.replace(EGRZ, "\t\t  </xs:group>\n    </xs:sequence>",
+                 '\t\t  </xs:group>\n      <xs:element name="RequesterINN" type="xs:string"/>\n    </xs:sequence>')
+    finding = "complexType PublicPrintOutRequestType: element RequesterINN is newly required"
+    assert run(repo, repo.base) == [
+        (S4, 27, 23, "SCHEMA-payload-narrowed",
+         f"{EGRZ} (SID0003004 publicPrintOut request): {finding} (consumers affected: ved1)"),
+        (S4, 28, 24, "SCHEMA-payload-narrowed",
+         f"{EGRZ} (SID0003004 publicPrintOut response): {finding} (consumers affected: ved1)")]
+
+
+def test_xsd_narrowing_inside_an_import_is_found_through_the_closure(tmp_path: Path) -> None:
+    """PrintOutNumberType lives in the imported types file; both registered schemas import it."""
+    repo = Repo(tmp_path)
+    repo.replace(TYPES, '<xs:maxLength value="36"/>', '<xs:maxLength value="20"/>')
+    found = run(repo, repo.base)
+    assert {(line, message.split(": ", 1)[1]) for _, line, _, _, message in found} == {
+        (line, f"simpleType PrintOutNumberType: maxLength 36 → 20 ({who})")
+        for line, who in [(27, "consumers affected: ved1"), (28, "consumers affected: ved1"),
+                          (32, "no live grant covers the operation"), (33, "no live grant covers the operation")]}
+
+
+def test_xsd_widened_is_fine(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    repo.replace(STATUS, '<xs:enumeration value="not-found"/>',
+                 '<xs:enumeration value="not-found"/>\n              <xs:enumeration value="archived"/>')
+    repo.replace(STATUS, '<xs:element name="ReestrDate" type="xs:date" minOccurs="0"/>',
+                 '<xs:element name="ReestrDate" type="xs:date" minOccurs="0"/>\n'
+                 '        <xs:element name="Note" type="xs:string" minOccurs="0"/>')
+    assert run(repo, repo.base) == []
+
+
+_XSD = ('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:t="urn:t" targetNamespace="urn:t">'
+        '{}</xs:schema>')
+_SEQ = '<xs:complexType name="T"><xs:sequence>{}</xs:sequence>{}</xs:complexType>'
+_STR = '<xs:simpleType name="S"><xs:restriction base="xs:string">{}</xs:restriction></xs:simpleType>'
+
+
+def _narrowing(old: str, new: str) -> list[str]:
+    return xsd_narrowing.narrowing({"m.xsd": _XSD.format(old).encode()}, "m.xsd",
+                                   {"m.xsd": _XSD.format(new).encode()}, "m.xsd")
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    (_SEQ.format('<xs:element name="a"/>', ""), _SEQ.format('<xs:element name="a"/><xs:element name="b"/>', ""),
+     ["complexType T: element b is newly required"]),
+    (_SEQ.format('<xs:element name="a" minOccurs="0"/>', ""), _SEQ.format('<xs:element name="a"/>', ""),
+     ["complexType T: element a is now required (minOccurs 0 → 1)"]),
+    (_SEQ.format('<xs:element name="a" maxOccurs="unbounded"/>', ""),
+     _SEQ.format('<xs:element name="a" maxOccurs="3"/>', ""), ["complexType T: element a maxOccurs unbounded → 3"]),
+    (_SEQ.format('<xs:element name="a" maxOccurs="5"/>', ""),
+     _SEQ.format('<xs:element name="a" minOccurs="2" maxOccurs="5"/>', ""),
+     ["complexType T: element a minOccurs 1 → 2"]),
+    (_SEQ.format('<xs:element name="a"/><xs:element name="b"/>', ""), _SEQ.format('<xs:element name="a"/>', ""),
+     ["complexType T: element b is removed"]),
+    (_SEQ.format("", ""), _SEQ.format("", '<xs:attribute name="x" use="required"/>'),
+     ["complexType T: attribute x is newly required"]),
+    (_SEQ.format("", '<xs:attribute name="x"/>'), _SEQ.format("", '<xs:attribute name="x" use="required"/>'),
+     ["complexType T: attribute x is now required"]),
+    (_SEQ.format("", '<xs:attribute name="x"/>'), _SEQ.format("", ""), ["complexType T: attribute x is removed"]),
+    (_STR.format('<xs:enumeration value="a"/><xs:enumeration value="b"/>'),
+     _STR.format('<xs:enumeration value="a"/>'), ["simpleType S: enumeration lost 'b'"]),
+    (_STR.format(""), _STR.format('<xs:enumeration value="a"/>'),
+     ["simpleType S: an enumeration now restricts the values"]),
+    (_STR.format(""), _STR.format('<xs:pattern value="[0-9]+"/>'), ["simpleType S: pattern added ('[0-9]+')"]),
+    (_STR.format('<xs:pattern value="[0-9]+"/>'), _STR.format('<xs:pattern value="[0-9]{3}"/>'),
+     ["simpleType S: pattern changed ('[0-9]{3}')"]),
+    (_STR.format('<xs:maxLength value="10"/>'), _STR.format('<xs:maxLength value="5"/>'),
+     ["simpleType S: maxLength 10 → 5"]),
+    (_STR.format('<xs:minLength value="1"/>'), _STR.format('<xs:minLength value="2"/>'),
+     ["simpleType S: minLength 1 → 2"]),
+    (_STR.format(""), _STR.format('<xs:length value="12"/>'), ["simpleType S: length 12 added"]),
+    ('<xs:simpleType name="S"><xs:restriction base="xs:decimal"><xs:totalDigits value="10"/></xs:restriction>'
+     '</xs:simpleType>', '<xs:simpleType name="S"><xs:restriction base="xs:decimal"><xs:totalDigits value="8"/>'
+     '</xs:restriction></xs:simpleType>', ["simpleType S: totalDigits 10 → 8"]),
+    ('<xs:element name="E"><xs:complexType><xs:sequence><xs:element name="c"><xs:simpleType>'
+     '<xs:restriction base="xs:string"><xs:maxLength value="9"/></xs:restriction></xs:simpleType></xs:element>'
+     '</xs:sequence></xs:complexType></xs:element>',
+     '<xs:element name="E"><xs:complexType><xs:sequence><xs:element name="c"><xs:simpleType>'
+     '<xs:restriction base="xs:string"><xs:maxLength value="3"/></xs:restriction></xs:simpleType></xs:element>'
+     '</xs:sequence></xs:complexType></xs:element>', ["element E/c: maxLength 9 → 3"]),
+    ('<xs:element name="E" type="xs:string"/>', "", ["element E is removed"]),
+    ('<xs:element name="E" type="xs:string"/>', '<xs:element name="E" type="xs:int"/>',
+     ["element E: type string → int"]),
+    # widening or neutral: nothing to report
+    (_SEQ.format('<xs:element name="a"/>', ""),
+     _SEQ.format('<xs:element name="a"/><xs:element name="b" minOccurs="0"/>', ""), []),
+    (_SEQ.format("<xs:choice><xs:element name=\"a\"/></xs:choice>", ""),
+     _SEQ.format("<xs:choice><xs:element name=\"a\"/><xs:element name=\"b\"/></xs:choice>", ""), []),
+    (_STR.format('<xs:maxLength value="5"/>'), _STR.format('<xs:maxLength value="10"/>'), []),
+    (_STR.format('<xs:enumeration value="a"/>'),
+     _STR.format('<xs:enumeration value="a"/><xs:enumeration value="b"/>'), []),
+    (_SEQ.format("", '<xs:attribute name="x" use="required"/>'), _SEQ.format("", '<xs:attribute name="x"/>'), []),
+], ids=["new-required-element", "min-0-to-1", "max-decreased", "min-increased", "element-removed",
+        "new-required-attribute", "attribute-optional-to-required", "attribute-removed", "enumeration-lost",
+        "enumeration-added", "pattern-added", "pattern-changed", "max-length-narrowed", "min-length-raised",
+        "length-added", "total-digits-narrowed", "inline-type-narrowed", "global-element-removed",
+        "type-changed", "new-optional-element", "new-choice-branch", "max-length-widened", "enumeration-gained",
+        "attribute-required-to-optional"])
+def test_xsd_narrowing_cases(old: str, new: str, expected: list[str]) -> None:
+    assert _narrowing(old, new) == expected
 
 
 # --- the real console script -------------------------------------------------------------------

@@ -78,14 +78,15 @@ def test_one_bundle_per_participant_and_an_index(example: dict[str, dict[str, An
         assert b["source"]["registry_digest"] == index["source"]["registry_digest"]
 
 
-def test_ved3_serves_exactly_its_three_services(example: dict[str, dict[str, Any]]) -> None:
+def test_ved3_serves_exactly_its_four_services(example: dict[str, dict[str, Any]]) -> None:
     ved3 = example["ved3.json"]
-    assert sorted(ved3["services"]) == ["SID0003001", "SID0003002", "SID0003003"]
+    assert sorted(ved3["services"]) == ["SID0003001", "SID0003002", "SID0003003", "SID0003004"]
     assert ved3["grants"] == {}
     assert callers(ved3, "SID0003001") == {"ved3": ("full", None), "ved1": ("full", None),
                                            "ved2": ("operations", ["operation1", "operation3"])}
     assert callers(ved3, "SID0003002") == {"ved3": ("full", None), "ved1": ("operations", ["operation2"])}
     assert callers(ved3, "SID0003003") == {"ved3": ("full", None), "ved4": ("full", None)}
+    assert callers(ved3, "SID0003004") == {"ved3": ("full", None), "ved1": ("operations", ["publicPrintOut"])}
     for sid in ved3["services"]:
         for pid, caller in ved3["services"][sid]["callers"].items():
             assert caller["certificates"] == fingerprints(pid)
@@ -137,12 +138,16 @@ def excluded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     """ved2 and dz-tyumen suspended, ved4 terminated, ved1's grant on SID0003002 expired."""
     root = tmp_path_factory.mktemp("excluded") / "registry"
     shutil.copytree(ROOT / "registry", root)
+    shutil.copytree(ROOT / "schemas", root.parent / "schemas")
     for pid in ("ved2", "dz-tyumen"):
         _append(root / "participants" / f"{pid}.yaml",
                 '  status: suspended\n  suspension:\n    since: "2026-11-20"\n    reason: Деструктивные действия\n')
     _append(root / "participants" / "ved4.yaml",
             '    termination:\n      notified: "2026-07-01"\n      end: "2026-11-01"\n')
-    _append(root / "consumers" / "ved1.yaml", '      valid_until: "2026-11-24"\n')
+    sheet = root / "consumers" / "ved1.yaml"
+    sheet.write_text(sheet.read_text(encoding="utf-8").replace(
+        "      operations: [operation2]\n", '      operations: [operation2]\n      valid_until: "2026-11-24"\n'),
+        encoding="utf-8")
     return compiled(root)
 
 
@@ -162,7 +167,7 @@ def test_left_out_with_reasons_in_the_index(excluded: dict[str, dict[str, Any]])
     assert callers(ved3, "SID0003001") == {"ved3": ("full", None), "ved1": ("full", None)}
     assert callers(ved3, "SID0003002") == {"ved3": ("full", None)}
     assert callers(ved3, "SID0003003") == {"ved3": ("full", None)}
-    assert list(excluded["ved1.json"]["grants"]) == ["SID0003001"]
+    assert list(excluded["ved1.json"]["grants"]) == ["SID0003001", "SID0003004"]
     assert excluded["mvd-tyumen.json"]["grants"] == {}
 
 
@@ -272,3 +277,61 @@ def test_a_certificate_whose_subject_cannot_be_parsed_is_cert_invalid(ws: Path) 
     compiled = _run("compile", "registry", "--key", "op.key", "--out", "dist", "--serial", "1", cwd=ws)
     assert compiled.returncode == 1 and "CERT-invalid" in compiled.stderr
     assert not (ws / "dist").exists()
+
+
+# --- SOAP profiles and payload schemas (docs/bundle-format.md) -----------------------------------
+
+EGRZ_DIR = ROOT / "schemas/services/SID0003004"
+
+
+def test_service_headers_carry_the_profile_and_operations_their_payload_element(
+        example: dict[str, dict[str, Any]]) -> None:
+    ved3, ved1 = example["ved3.json"], example["ved1.json"]
+    assert {sid: s["profile"] for sid, s in ved3["services"].items()} == {
+        "SID0003001": "plain", "SID0003002": "plain", "SID0003003": "plain", "SID0003004": "smev3"}
+    assert {sid: g["profile"] for sid, g in ved1["grants"].items()} == {
+        "SID0003001": "plain", "SID0003002": "plain", "SID0003004": "smev3"}
+    assert ved1["grants"]["SID0003004"]["operation_defs"] == {
+        "publicPrintOut": {"payload_element": "{urn://x-artefacts-gis-ergz-public/2.0.0}PublicPrintOutRequest"},
+        "expertiseStatus": {
+            "payload_element": "{urn://reestr-example/egrz-expertise-status/1.0.0}ExpertiseStatusRequest"}}
+    assert "body_element" in ved3["services"]["SID0003003"]["operations"]["getReference"]
+
+
+def test_schemas_are_content_addressed_and_a_shared_file_is_stored_once(example: dict[str, dict[str, Any]]) -> None:
+    ved3 = example["ved3.json"]
+    ops = ved3["services"]["SID0003004"]["operations"]
+    keys = {name: (op["request_schema"], op["response_schema"]) for name, op in ops.items()}
+    print_out, status = keys["publicPrintOut"][0], keys["expertiseStatus"][0]
+    assert keys == {"publicPrintOut": (print_out, print_out), "expertiseStatus": (status, status)}
+    assert sorted(ved3["schemas"]) == sorted({print_out, status})
+    for key, entry in ved3["schemas"].items():
+        assert key == trust.sha256_hex(trust.canonical_json(entry))  # the key is the entry's digest
+    types = trust.sha256_hex((EGRZ_DIR / "common/gis-egrz-types.xsd").read_bytes())
+    assert ved3["schemas"][print_out] == {"kind": "xsd", "main": "publicprintout.xsd", "files": {
+        "common/gis-egrz-types.xsd": types,
+        "publicprintout.xsd": trust.sha256_hex((EGRZ_DIR / "publicprintout.xsd").read_bytes())}}
+    assert ved3["schemas"][status]["files"]["common/gis-egrz-types.xsd"] == types  # shared by both
+    on_disk = [EGRZ_DIR / "publicprintout.xsd", EGRZ_DIR / "expertise-status.xsd",
+               EGRZ_DIR / "common/gis-egrz-types.xsd"]
+    assert ved3["schema_files"] == {trust.sha256_hex(p.read_bytes()): p.read_bytes().decode() for p in on_disk}
+    assert len(ved3["schema_files"]) == 3  # four references, three files
+
+
+def test_grants_carry_no_schemas_and_bundles_without_schemas_have_empty_tables(
+        example: dict[str, dict[str, Any]]) -> None:
+    for name, signed in example.items():
+        if name == "index.json":
+            continue
+        for grant in signed["grants"].values():
+            assert all("request_schema" not in op and "response_schema" not in op
+                       for op in grant["operation_defs"].values())
+        if name != "ved3.json":
+            assert (signed["schemas"], signed["schema_files"]) == ({}, {}), name
+
+
+def test_a_schema_that_cannot_be_read_stops_the_build(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "registry", tmp_path / "registry")  # no schemas/ beside it
+    registry = load_directory(tmp_path / "registry")
+    with pytest.raises(bundle.BundleError, match=r"SID0003004 publicPrintOut: .*publicprintout\.xsd does not exist"):
+        bundle.build(registry, INFO, [KEY])

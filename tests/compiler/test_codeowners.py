@@ -37,7 +37,7 @@ def test_example_registry_owners() -> None:
     assert owners["/registry/participants/ved4.yaml"] == ["@reestr-registry/ved4", "@reestr-registry/citto"]
     assert owners["/registry/participants/citto.yaml"] == ["@reestr-registry/citto"]  # no duplicate
     assert owners["/schemas/services/SID0003001/"] == ["@reestr-registry/ved3", "@reestr-registry/citto"]
-    assert len(owners) == 1 + 7 + 4 + 4 + 4
+    assert len(owners) == 1 + 7 + 5 + 4 + 5
 
 
 def test_render_is_deterministic_and_marked_generated() -> None:

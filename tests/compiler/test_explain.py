@@ -113,6 +113,7 @@ MODIFIED = [
 def test_modified_copy(tmp_path: Path, file: str, append: str, args: list[str], reason: str,
                        message: str) -> None:
     shutil.copytree(EXAMPLE, tmp_path / "registry")
+    shutil.copytree(EXAMPLE.parent / "schemas", tmp_path / "schemas")
     with (tmp_path / "registry" / file).open("a", encoding="utf-8") as f:
         f.write(append)
     done = reestr(*args, "--date", TODAY, "--format", "json", cwd=tmp_path)

@@ -73,12 +73,12 @@ PATHS = st.sampled_from(sorted(FILES))
 def check_all(files: dict[str, bytes]) -> list[Problem]:
     """Load and check; the property is that this returns. A clean registry must also compile."""
     registry = load_files(files, base="registry")
-    problems = [*registry.problems, *rules.check(registry, TODAY)]
+    problems = [*registry.problems, *rules.check(registry, TODAY, ROOT)]  # payload schemas beside it
     for p in problems:
         assert p.line >= 1 and p.col >= 1 and p.code and p.message, p
     if not any(p.severity is Severity.ERROR for p in problems):
         issued = datetime(2026, 11, 25, 10, tzinfo=UTC)
-        bundle.build(registry, bundle.BuildInfo(1, issued, issued + timedelta(hours=1), None), [KEY])
+        bundle.build(registry, bundle.BuildInfo(1, issued, issued + timedelta(hours=1), None), [KEY], ROOT)
     return problems
 
 
@@ -169,7 +169,7 @@ def test_mutations_reach_the_rules() -> None:
     """The mutated-document strategy is not vacuous: it yields rule problems, not only shape ones."""
     rnd = random.Random(7)
     codes: set[str] = set()
-    for _ in range(60):
+    for _ in range(120):
         path = rnd.choice(sorted(FILES))
         doc = _replace(DOCS[path], rnd, rnd.choice(PLAUSIBLE_VALUES))
         codes |= {p.code for p in check_all({**FILES, path: _dump(doc)})}
@@ -183,6 +183,7 @@ def test_cli_on_generated_registries(tmp_path: Path) -> None:
     for n in range(3):
         root = tmp_path / f"r{n}"
         shutil.copytree(ROOT / "registry", root / "registry")
+        shutil.copytree(ROOT / "schemas", root / "schemas")
         for _ in range(3):
             path = rnd.choice(sorted(FILES))
             target = root / path

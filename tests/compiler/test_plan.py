@@ -93,6 +93,7 @@ def suspend_owner(r: Repo) -> tuple[str | None, list[Row]]:
         ("access-revoked", "SID0003002", "ved1", None, ("operation2",), "operations", None, OWNER),
         ("access-revoked", "SID0003003", "ved4", None, ("getReference", "listReferences"), "full",
          None, OWNER),
+        ("access-revoked", "SID0003004", "ved1", None, ("publicPrintOut",), "operations", None, OWNER),
         ("participant-suspended", None, "ved3", None, (), "active", "suspended", ("citto",)),
     ]
 
@@ -358,7 +359,7 @@ def test_a_file_that_does_not_load_is_named(tmp_path: Path) -> None:
     repo = Repo(tmp_path)
     repo.replace(SHEET["ved1"], "      access: full\n", "      access: ful\n")
     result = plan(load_registry(repo.root, repo.base), load_registry(repo.root, None), DAY)
-    assert [c.kind for c in result.changes] == ["access-revoked", "access-revoked"]
+    assert [c.kind for c in result.changes] == ["access-revoked"] * 3
     assert result.warnings == (
         "head: 1 problem(s) while loading; run `reestr validate`",
         "head: registry/consumers/ved1.yaml did not load; its changes show as removals")

@@ -35,6 +35,7 @@ def _git(repo: Path, *args: str) -> str:
 def repo(tmp_path: Path) -> Path:
     """A git repository holding a copy of the example registry and its CODEOWNERS, committed."""
     shutil.copytree(ROOT / "registry", tmp_path / "registry")
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
     (tmp_path / ".github").mkdir()
     (tmp_path / ".github/CODEOWNERS").write_text(render(load_directory(tmp_path / "registry")))
     _git(tmp_path, "init", "-q", "-b", "main")
@@ -84,10 +85,13 @@ def test_new_participant_with_certificate(repo: Path) -> None:
     assert "pem: |\n" in (repo / "registry/participants/ved9.yaml").read_text()
 
 
-def test_new_participant_without_agreement_leaves_a_placeholder(repo: Path) -> None:
-    outcome = _participant(repo, agreement_number=None, agreement_signed=None)
-    assert _errors(outcome.problems) == [f"{repo / 'registry/participants/ved9.yaml'}:7 SCHEMA-missing-field"]
-    assert "# agreement:" in (repo / "registry/participants/ved9.yaml").read_text()
+def test_new_participant_without_agreement_writes_nothing_and_can_be_rerun(repo: Path) -> None:
+    with pytest.raises(scaffold.ScaffoldError, match="needs its agreement"):
+        _participant(repo, agreement_number=None, agreement_signed=None)
+    assert _git(repo, "status", "--porcelain") == ""
+    assert not list((repo / "registry/participants").glob(".*"))  # no temp file left behind
+    outcome = _participant(repo)  # the same command with the agreement: nothing is in the way
+    assert _errors(outcome.problems) == []
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -100,8 +104,9 @@ def test_new_participant_without_agreement_leaves_a_placeholder(repo: Path) -> N
     ({"agreement_signed": "01.03.2026"}, "YYYY-MM-DD"),
     ({"agreement_number": None}, "both --agreement-number and --agreement-signed"),
     ({"certificate_pem": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"}, "not a PEM"),
+    ({"certificate_pem": (ROOT / "demo/pki/ved1.crt").read_text()}, "UNIQ-certificate"),
 ], ids=["bad-id", "path-escape", "existing-file", "bad-team", "bad-email", "bad-sidecar", "bad-date",
-        "half-agreement", "bad-certificate"])
+        "half-agreement", "bad-certificate", "certificate-of-another"])
 def test_new_participant_refusals_write_nothing(repo: Path, extra: dict[str, str | None], message: str) -> None:
     before = _git(repo, "status", "--porcelain")
     with pytest.raises(scaffold.ScaffoldError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -132,10 +137,13 @@ def test_new_rest_service(repo: Path) -> None:
 
 
 def test_new_soap_service_keeps_colons_of_the_soap_action(repo: Path) -> None:
-    outcome = _service(repo, protocol="soap", operations=["get:urn:ved4:permits:get"])
+    outcome = _service(repo, protocol="soap", operations=["get:{urn:ved4:permits}Запрос:urn:ved4:permits:get",
+                                                          "list:{urn:ved4:permits}ListRequest"])
     assert _errors(outcome.problems) == []
-    [op] = load_directory(repo / "registry").services["SID0009001"].spec.operations
-    assert (op.name, op.soap_action) == ("get", "urn:ved4:permits:get")
+    service = load_directory(repo / "registry").services["SID0009001"]
+    assert service.spec.profile == "plain"
+    assert [(op.name, op.body_element, op.soap_action) for op in service.spec.operations] == [
+        ("get", "{urn:ved4:permits}Запрос", "urn:ved4:permits:get"), ("list", "{urn:ved4:permits}ListRequest", None)]
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -146,10 +154,15 @@ def test_new_soap_service_keeps_colons_of_the_soap_action(repo: Path) -> None:
     ({"operations": ["get"]}, "expected NAME:METHOD:PATH"),
     ({"operations": ["get:FETCH:/x"]}, "method"),
     ({"operations": ["get:GET:no-slash"]}, "path"),
-    ({"protocol": "soap", "operations": ["get"]}, "expected NAME:SOAPACTION"),
+    ({"protocol": "soap", "operations": ["get"]}, "expected NAME:{namespace}Element"),
+    ({"protocol": "soap", "operations": ["get:urn:ved4:get"]}, "a SOAPAction alone does not identify"),
+    ({"protocol": "soap", "operations": ["get:{urn:x}1bad"]}, "body_element"),
+    ({"protocol": "soap", "operations": ["a:{urn:x}A", "b:{urn:x}A"]}, "OP-route-duplicate"),
+    ({"profile": "smev3"}, "--profile smev3 is for SOAP services"),
     ({"classification": "secret"}, "classification"),
 ], ids=["bad-sid", "existing-file", "unknown-owner", "no-operations", "rest-without-route", "bad-method",
-        "bad-path", "soap-without-action", "bad-classification"])
+        "bad-path", "soap-without-element", "soap-action-only", "bad-qname", "duplicate-route", "rest-smev3",
+        "bad-classification"])
 def test_new_service_refusals_write_nothing(repo: Path, extra: dict[str, object], message: str) -> None:
     with pytest.raises(scaffold.ScaffoldError, match=message):
         _service(repo, **extra)
@@ -174,8 +187,9 @@ def test_request_access_appends_and_keeps_comments_and_layout(repo: Path) -> Non
     assert _errors(outcome.problems) == []
     grants = load_directory(repo / "registry").sheets["ved1"].spec.grants
     assert [(g.service, g.operations) for g in grants] == [
-        ("SID0003001", None), ("SID0003002", ["operation2"]), ("SID0007001", ["getCertificate", "byDriver"])]
-    assert grants[2].valid_until == date(2027, 1, 31)
+        ("SID0003001", None), ("SID0003002", ["operation2"]), ("SID0003004", ["publicPrintOut"]),
+        ("SID0007001", ["getCertificate", "byDriver"])]
+    assert grants[3].valid_until == date(2027, 1, 31)
 
 
 def test_request_access_again_updates_the_grant(repo: Path) -> None:
@@ -282,10 +296,23 @@ def test_cli_refusals_exit_2(repo: Path, args: list[str]) -> None:
 
 
 def test_cli_reports_problems_with_exit_1(repo: Path) -> None:
+    """A new file that is fine is written; problems elsewhere in the registry are still reported."""
+    sheet = repo / "registry/consumers/ved2.yaml"
+    sheet.write_text(sheet.read_text().replace("      purpose:", "      purpose_:", 1))
+    result = _reestr(repo, "new", "participant", "ved9", "--name", "Ведомство 9", "--type", "regional",
+                     "--contact-name", "a", "--contact-email", "a@b.ru", "--review-team", "@org/ved9",
+                     "--agreement-number", "1", "--agreement-signed", "2026-01-01")
+    assert result.returncode == 1
+    assert "registry/consumers/ved2.yaml" in result.stdout and "SCHEMA-unknown-field" in result.stdout
+    assert (repo / "registry/participants/ved9.yaml").is_file()
+
+
+def test_cli_new_participant_without_agreement_writes_nothing(repo: Path) -> None:
     result = _reestr(repo, "new", "participant", "ved9", "--name", "Ведомство 9", "--type", "regional",
                      "--contact-name", "a", "--contact-email", "a@b.ru", "--review-team", "@org/ved9")
-    assert result.returncode == 1
-    assert "registry/participants/ved9.yaml:7:3: SCHEMA-missing-field" in result.stdout
+    assert result.returncode == 2
+    assert "--agreement-number" in result.stderr
+    assert _git(repo, "status", "--porcelain") == ""
 
 
 def test_request_access_follows_the_sheet_own_indentation(repo: Path) -> None:
@@ -301,3 +328,99 @@ def test_request_access_follows_the_sheet_own_indentation(repo: Path) -> None:
     assert sheet.read_text() == before + (
         "    - service: SID0003002\n      access: operations\n      operations:\n      - operation1\n"
         "      legal_basis: ФЗ № 210-ФЗ\n      purpose: Проверка сведений\n")
+
+
+# --- SOAP services with payload schemas -----------------------------------------------------------
+
+EGRZ = ROOT / "tests/data/real/gosha20777__smev-client/json2xml-transformer/xsd/160016"
+PAYLOAD = "{urn://x-artefacts-gis-ergz-public/2.0.0}PublicPrintOutRequest"
+
+
+def _smev3(repo: Path, **extra: object) -> scaffold.Outcome:
+    args: dict[str, object] = dict(
+        protocol="soap", profile="smev3", operations=[f"publicPrintOut:{PAYLOAD}"],
+        request_schemas=[str(EGRZ / "publicprintout.xsd")], response_schemas=[str(EGRZ / "publicprintout.xsd")])
+    args.update(extra)
+    return _service(repo, **args)
+
+
+def test_new_smev3_service_copies_the_xsd_with_its_import(repo: Path) -> None:
+    outcome = _smev3(repo)
+    assert _errors(outcome.problems) == []
+    folder = repo / "schemas/services/SID0009001"
+    assert (folder / "publicprintout.xsd").read_bytes() == (EGRZ / "publicprintout.xsd").read_bytes()
+    assert (folder / "common/gis-egrz-types.xsd").read_bytes() == (EGRZ / "common/gis-egrz-types.xsd").read_bytes()
+    assert sorted(p.relative_to(repo).as_posix() for p in outcome.changed) == [
+        ".github/CODEOWNERS", "registry/services/SID0009001.yaml",
+        "schemas/services/SID0009001/common/gis-egrz-types.xsd", "schemas/services/SID0009001/publicprintout.xsd"]
+    service = load_directory(repo / "registry").services["SID0009001"]
+    [op] = service.spec.operations
+    assert (service.spec.profile, op.payload_element, op.body_element) == ("smev3", PAYLOAD, None)
+    assert op.request_schema == op.response_schema == "schemas/services/SID0009001/publicprintout.xsd"
+
+
+def test_schema_for_one_named_operation(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    own = tmp_path_factory.mktemp("given") / "status.xsd"
+    own.write_text('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:st">'
+                   '<xs:element name="StatusRequest" type="xs:string"/></xs:schema>')
+    outcome = _smev3(repo, operations=[f"publicPrintOut:{PAYLOAD}", "status:{urn:st}StatusRequest"],
+                     request_schemas=[f"publicPrintOut={EGRZ / 'publicprintout.xsd'}", f"status={own}"],
+                     response_schemas=[])
+    assert _errors(outcome.problems) == []
+    ops = load_directory(repo / "registry").services["SID0009001"].spec.operations
+    assert [(op.name, op.request_schema) for op in ops] == [
+        ("publicPrintOut", "schemas/services/SID0009001/publicprintout.xsd"),
+        ("status", "schemas/services/SID0009001/status.xsd")]
+
+
+def _bad_schema(folder: Path, name: str, text: str) -> str:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+_XS = 'xmlns:xs="http://www.w3.org/2001/XMLSchema"'
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("cut.xsd", (EGRZ / "publicprintout.xsd").read_text()[:900], "not well-formed"),
+    ("up.xsd", f'<xs:schema {_XS}><xs:import namespace="urn:y" schemaLocation="../y.xsd"/></xs:schema>',
+     "leaves the service's schema folder"),
+    ("abs.xsd", f'<xs:schema {_XS}><xs:include schemaLocation="/etc/y.xsd"/></xs:schema>',
+     "leaves the service's schema folder"),
+    ("gone.xsd", f'<xs:schema {_XS}><xs:import namespace="urn:y" schemaLocation="y.xsd"/></xs:schema>',
+     "does not exist"),
+    ("other.xsd", f'<xs:schema {_XS} targetNamespace="urn:o"><xs:element name="Other"/></xs:schema>',
+     "declares no global element"),
+    ("r.json", "{}", "a SOAP service registers XSD"),
+], ids=["truncated", "import-up", "include-absolute", "import-missing", "element-not-declared", "json-for-soap"])
+def test_new_service_schema_refusals_write_nothing(repo: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                   name: str, text: str, message: str) -> None:
+    source = _bad_schema(tmp_path_factory.mktemp("given"), name, text)  # outside the repository
+    with pytest.raises(scaffold.ScaffoldError, match=message):
+        _smev3(repo, request_schemas=[source], response_schemas=[])
+    assert _git(repo, "status", "--porcelain") == ""
+    assert not (repo / "schemas/services/SID0009001").exists()
+
+
+def test_a_different_file_already_in_the_folder_is_not_overwritten(repo: Path) -> None:
+    folder = repo / "schemas/services/SID0009001/common"
+    folder.mkdir(parents=True)
+    (folder / "gis-egrz-types.xsd").write_text("<changed/>")
+    with pytest.raises(scaffold.ScaffoldError, match="already exists with other content"):
+        _smev3(repo)
+    assert (folder / "gis-egrz-types.xsd").read_text() == "<changed/>"
+    assert not (repo / "registry/services/SID0009001.yaml").exists()
+
+
+def test_cli_new_smev3_service(repo: Path) -> None:
+    result = _reestr(repo, "new", "service", "SID0009001", "--name", "ЕГРЗ", "--owner", "ved4",
+                     "--description", "Выписка", "--protocol", "soap", "--profile", "smev3",
+                     "--classification", "restricted", "--legal-basis", "ГрК РФ, ст. 50.1",
+                     "--contact-name", "a", "--contact-email", "a@b.ru",
+                     "--operation", f"publicPrintOut:{PAYLOAD}",
+                     "--request-schema", str(EGRZ / "publicprintout.xsd"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "schemas/services/SID0009001/common/gis-egrz-types.xsd" in result.stdout
+    validate = _reestr(repo, "validate", "registry")
+    assert validate.returncode == 0, validate.stdout
