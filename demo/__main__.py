@@ -2,7 +2,9 @@
 
 1. validate and compile the example registry (seed 001 Appendix 2) with a fresh operator key;
 2. start a stand-in for Ведомство 3's system and Ведомство 3's sidecar in front of it;
-3. call it over mTLS as Ведомство 1, 2 and 4 (and with no certificate): allowed and denied calls;
+3. call it over mTLS as Ведомство 1, 2 and 4 (and with no certificate): allowed and denied calls,
+   REST, plain SOAP and SMEV 3 (the real ЕГРЗ request, routed by its kind of information and
+   validated against the real ЕГРЗ XSD);
 4. show the journal, verify its hash chain and signatures, and print the owner's statistics.
 
 Every step runs the real CLI (`reestr`, `reestr-sidecar`) the way an operator or agency would,
@@ -35,6 +37,17 @@ SOAP = """<?xml version="1.0" encoding="UTF-8"?>
   <soapenv:Body><ref:GetReferenceRequest><ref:code>OKATO</ref:code></ref:GetReferenceRequest></soapenv:Body>
 </soapenv:Envelope>"""
 
+# A real SMEV 3 SendRequestRequest (GIS ЕГРЗ, вид сведений PublicPrintOut), byte for byte as signed.
+SMEV3 = (ROOT / "tests/data/real/gosha20777__smev-client/_docs/docs/raw_requests.SendRequestRequest.xml").read_bytes()
+SMEV3_HEADERS = {"SOAPAction": "urn:SendRequest", "Content-Type": "text/xml; charset=utf-8"}
+_PRINT_OUT = SMEV3[SMEV3.index(b"<ns0:PublicPrintOutRequest"):SMEV3.index(b"</ns0:PublicPrintOutRequest>") + 28]
+# the same envelope carrying another kind of information, and a PublicPrintOut missing its number
+SMEV3_STATUS = SMEV3.replace(_PRINT_OUT, b'<s:ExpertiseStatusRequest xmlns:s="urn://reestr-example/'
+                             b'egrz-expertise-status/1.0.0"><s:ExpertiseResultNumber>00-1-2-3-000010-2000'
+                             b"</s:ExpertiseResultNumber></s:ExpertiseStatusRequest>")
+SMEV3_INVALID = SMEV3.replace(_PRINT_OUT, b'<ns0:PublicPrintOutRequest xmlns:ns0="urn://x-artefacts-gis-'
+                              b'ergz-public/2.0.0"/>')
+
 # (who, method, path, extra headers, body, expected status, what the row shows)
 CALLS = [
     ("ved1", "GET", "/SID0003001/applicants/42", {}, None, 200, "Ведомство 1: full access to А"),
@@ -53,6 +66,12 @@ CALLS = [
     ("ved2", "POST", "/SID0003003", {"SOAPAction": "urn:ved3:reference:get",
                                      "Content-Type": "text/xml; charset=utf-8"}, SOAP.encode(), 403,
      "Ведомство 2: no grant for В (SOAP Fault)"),
+    ("ved1", "POST", "/SID0003004", SMEV3_HEADERS, SMEV3, 200,
+     "Ведомство 1: SMEV 3 PublicPrintOut, ЕГРЗ XSD valid"),
+    ("ved1", "POST", "/SID0003004", SMEV3_HEADERS, SMEV3_STATUS, 403,
+     "Ведомство 1: same envelope, another вид сведений"),
+    ("ved1", "POST", "/SID0003004", SMEV3_HEADERS, SMEV3_INVALID, 400,
+     "Ведомство 1: payload without its required elements"),
     ("ved1", "GET", "/SID0009999/anything", {}, None, 404, "unknown SID"),
     (None, "GET", "/SID0003001/applicants/42", {}, None, 403, "no client certificate"),
 ]
@@ -103,14 +122,14 @@ def main() -> int:
 
 def _make_calls(port: int) -> int:
     failures = 0
-    print(f"{'caller':<7} {'call':<44} {'status':>6}  {'decision':<24} journal  expected")
+    print(f"{'caller':<7} {'call':<44} {'status':>6}  {'decision':<30} journal  expected")
     for who, method, path, headers, body, expected, note in CALLS:
         with httpx.Client(verify=_tls(who), timeout=10) as client:
             r = client.request(method, f"https://127.0.0.1:{port}{path}", headers=headers, content=body)
         code = _reason(r)
         ok = r.status_code == expected
         failures += not ok
-        print(f"{who or '-':<7} {method + ' ' + path:<44} {r.status_code:>6}  {code:<24} "
+        print(f"{who or '-':<7} {method + ' ' + path:<44} {r.status_code:>6}  {code:<30} "
               f"{r.headers.get('reestr-journal-id', '-'):>7}  {'ok' if ok else 'UNEXPECTED'}  # {note}")
     return failures
 
@@ -172,7 +191,13 @@ class _Upstream(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         self.rfile.read(length)
-        if self.path.startswith("/SID0003003"):
+        if self.path.startswith("/SID0003004"):  # SMEV 3: the transport's acknowledgement
+            body = (b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+                    b'<SendRequestResponse xmlns="urn://x-artefacts-smev-gov-ru/services/message-exchange/'
+                    b'types/1.2"><MessageMetadata><MessageId>39f52a38-9a54-11ea-b23a-3316e2108089'
+                    b"</MessageId></MessageMetadata></SendRequestResponse></soap:Body></soap:Envelope>")
+            kind = "text/xml; charset=utf-8"
+        elif self.path.startswith("/SID0003003"):
             body = (b'<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv='
                     b'"http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
                     b'<GetReferenceResponse xmlns="urn:ved3:reference"><name>OKATO</name>'
