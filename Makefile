@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-registry bench-journal bench-sidecar
+.PHONY: install demo test lint bench bench-registry bench-journal bench-sidecar bench-soap
 
 $(STAMP): requirements.lock pyproject.toml
 	python3.12 -m venv $(VENV)
@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler proxy tests bench
 	$(VENV)/bin/mypy
 
-bench: bench-registry bench-journal bench-sidecar
+bench: bench-registry bench-journal bench-sidecar bench-soap
 
 bench-registry: $(STAMP)
 	$(PY) bench/registry_bench.py
@@ -43,3 +43,9 @@ bench-sidecar: $(STAMP)
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/bundle_load_bench.py
 	$(PY) bench/sidecar_bench.py
+
+# The SMEV 3 request routed by payload + XSD-validated beside the REST call (issue 8); same tools.
+bench-soap: $(STAMP)
+	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
+	$(PY) bench/soap_bench.py
