@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proxy.journal import Journal, Record, utc_now
-from proxy.journal_format import GENESIS_HASH, chain_hash, record_json
-from proxy.journal_verify import verify_journal
+from proxy.journal.chain import GENESIS_HASH, chain_hash
+from proxy.journal.record import record_json
+from proxy.journal.verify import verify_journal
 
 KEY = Ed25519PrivateKey.generate()
 

@@ -61,7 +61,7 @@ def journal_group() -> None:
 @_clean_errors
 def journal_verify_command(path: Path, key_path: Path) -> None:
     """Check the hash chain and signed checkpoints; exit 1 naming the first bad record."""
-    from proxy.journal_verify import verify_journal
+    from proxy.journal.verify import verify_journal
 
     report = verify_journal(path, load_public_key(key_path))
     summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
@@ -84,15 +84,17 @@ def journal_verify_command(path: Path, key_path: Path) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @SINCE
 @UNTIL
+@click.option("--message-id", metavar="ID",
+              help="Only the records of this message (message_id or reference_message_id) and their exchanges.")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
               help="Write here instead of standard output.")
 @_clean_errors
-def journal_export_command(path: Path, fmt: str, since: str | None, until: str | None,
+def journal_export_command(path: Path, fmt: str, since: str | None, until: str | None, message_id: str | None,
                            output: TextIO) -> None:
     """Write records (with their hashes) as JSON lines, in id order."""
-    from proxy.journal_query import export
+    from proxy.journal.query import export
 
-    for record in export(path, since=since, until=until):
+    for record in export(path, since=since, until=until, message_id=message_id):
         output.write(canonical_json(record).decode("utf-8") + "\n")
 
 
@@ -107,7 +109,7 @@ def stats_command(path: Path, since: str | None, until: str | None, provider: st
     """Calls per service, operation, consumer and decision over a period (R12)."""
     from dataclasses import asdict
 
-    from proxy.journal_query import stats
+    from proxy.journal.query import stats
 
     rows = stats(path, since=since, until=until, provider=provider)
     if fmt == "json":

@@ -67,8 +67,7 @@ from proxy.admin import AdminServer, SidecarMetrics
 from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
 from proxy.config import SidecarConfig, load_config
 from proxy.errors import ConfigError, SidecarError
-from proxy.journal import Journal
-from proxy.journal_format import JournalError
+from proxy.journal import Journal, JournalError
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
 _PLACEHOLDER = "127.0.0.1:9"

@@ -16,7 +16,7 @@ import pytest
 from lxml import etree
 
 from proxy.config import SidecarConfig, load_config
-from proxy.journal_query import export
+from proxy.journal.query import export
 from proxy.runner import ThreadHandle, start_in_thread
 from tests.proxy.conftest import Keys, Pki, Upstream, sign, signed_bundle, write_config
 

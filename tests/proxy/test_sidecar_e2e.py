@@ -18,8 +18,8 @@ import yaml
 
 from compiler.trust import load_private_key
 from proxy.bundles import read_state
-from proxy.journal_query import export
-from proxy.journal_verify import verify_journal
+from proxy.journal.query import export
+from proxy.journal.verify import verify_journal
 from proxy.runner import ProcessHandle, start_subprocess
 from tests.proxy.conftest import Keys, Pki, Upstream, free_port, sign, signed_bundle, write_config
 from tests.proxy.test_bundles import ATTACKS, CODES

@@ -1,22 +1,24 @@
-"""Verify a journal file: the hash chain in id order and the signed checkpoints over it (R11).
+"""Verify a journal: the hash chain in id order and the signed checkpoints over it (R11).
 
-`verify_journal` opens the file read-only (`mode=ro`), so verifying never changes it, reads
-records and checkpoints in one snapshot, and returns a `VerifyReport` listing every problem; it
+Backend-independent: it reads a `proxy.journal.store.Store` (opened read-only, so verifying never
+changes it) inside one snapshot and returns a `VerifyReport` per chain listing every problem; it
 prints nothing. What it detects:
 
 - a record whose text no longer matches its stored hash (a field was edited);
 - a gap in the ids (records deleted), including sealed records deleted from the end;
 - a record whose prev_hash is not its predecessor's hash (moved, reordered, inserted);
 - a row whose id differs from the id inside its hashed text (renumbered);
-- a checkpoint with a bad signature or signed by another key than the one given;
+- a checkpoint with a bad signature or signed by another key than the ones given;
 - a checkpoint whose signed head is not the chain's hash at that record: the chain was rewritten
   consistently (hashes recomputed) after the checkpoint was signed.
 
 Records after the last good checkpoint are the "unsealed tail": not an error (a process killed
-with SIGKILL leaves one), but nothing proves they were not changed or cut off.
+with SIGKILL leaves one), but nothing proves they were not changed or cut off. A chain whose
+first records were pruned (after archiving, `proxy.journal.archive`) starts after the pruned
+prefix, linked to its last hash; `verify --archives` proves that prefix.
 
 Speed matters (≥ 200,000 records/s): records are fetched in batches and each batch is checked
-with C-level operations (see `_walk`); a batch with a problem goes to a slow path that explains it.
+with C-level operations (see `walk`); a batch with a problem goes to a slow path that explains it.
 The id inside a record's text is compared with its row id only on that slow path: ids contiguous
 from 1 plus intact links already pin every genuine record to its row, so a mismatch cannot occur
 without another finding (or a forged, re-hashed chain, which only a checkpoint can reveal).
@@ -25,23 +27,17 @@ without another finding (or a forged, re-hashed chain, which only a checkpoint c
 from __future__ import annotations
 
 import json
-import sqlite3
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from compiler.trust import keyid, sha256_hex
-from proxy.journal_format import (
-    GENESIS_HASH,
-    JournalError,
-    checkpoint_payload,
-    open_readonly,
-    schema_problem,
-)
+from proxy.journal.chain import GENESIS_HASH, Checkpoint
+from proxy.journal.sqlite import SqliteStore
+from proxy.journal.store import ChainInput, Store
 
 _BATCH = 4096
 _MAX_PROBLEMS = 1000
@@ -59,7 +55,10 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """What `verify_journal` found: counts, the sealed part, and every problem in chain order."""
+    """What verify found on one chain: counts, the sealed part, and every problem in chain order.
+
+    `pruned` records (1..pruned) were archived and removed from the store; `records` counts the
+    ones present."""
 
     path: str
     records: int
@@ -68,6 +67,8 @@ class VerifyReport:
     last_sealed_record: int
     problems: tuple[Problem, ...]
     problem_count: int
+    chain: str | None = None
+    pruned: int = 0
 
     @property
     def ok(self) -> bool:
@@ -84,25 +85,16 @@ class VerifyReport:
     @property
     def unsealed_tail(self) -> int:
         """Records after the last checkpoint that is valid and matches the chain."""
-        return max(0, self.last_record - self.last_sealed_record)
-
-
-@dataclass(frozen=True, slots=True)
-class _Checkpoint:
-    id: int
-    upto: int
-    head: str
-    time: str
-    keyid: str
-    signature: str
+        return max(0, self.last_record - max(self.last_sealed_record, self.pruned))
 
 
 @dataclass(slots=True)
-class _Walk:
-    """The chain walk's result: counts, stored hashes at sealed positions, and problems."""
+class Walk:
+    """A chain walk's result: counts, stored hashes at sealed positions, and problems."""
 
     count: int = 0
     last_id: int = 0
+    last_hash: str = GENESIS_HASH
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
 
@@ -114,58 +106,55 @@ class _Walk:
                 self.problems.append(problem)
 
 
-def verify_journal(path: str | Path, public_key: Ed25519PublicKey) -> VerifyReport:
-    """Walk the chain and check every checkpoint against `public_key`; raise JournalError if unreadable."""
-    conn = open_readonly(path)
+def verify_journal(target: str | Path | Store, public_key: Ed25519PublicKey) -> VerifyReport:
+    """Verify a single-chain journal (a SQLite file, or a store's only chain); raise JournalError
+    if it is unreadable."""
+    reports = verify_store(target if isinstance(target, Store) else SqliteStore(target), [public_key])
+    return reports[0]
+
+
+def verify_store(store: Store, public_keys: Sequence[Ed25519PublicKey]) -> list[VerifyReport]:
+    """Verify every chain of a store; a checkpoint must be signed by one of `public_keys`."""
+    store.open_reader()
     try:
-        conn.execute("BEGIN")  # one snapshot, even while a sidecar keeps writing
-        changed = schema_problem(conn)
-        checkpoints = _load_checkpoints(conn)
-        heads: dict[int, str] = {}
-        walk = _walk(conn, {cp.upto for cp in checkpoints}, heads)
-        if changed is not None:
-            walk.add([Problem(1, "schema-modified", changed)], capped=False)
-        conn.execute("ROLLBACK")
-    except sqlite3.Error as e:
-        raise JournalError(f"{path}: cannot read journal: {e}") from e
+        with store.snapshot():
+            changed = store.schema_problem()
+            return [_verify_chain(store, chain, public_keys, changed) for chain in store.chains()]
     finally:
-        conn.close()
-    sealed = _check_checkpoints(checkpoints, heads, walk, public_key)
+        store.close()
+
+
+def _verify_chain(store: Store, chain: str | None, public_keys: Sequence[Ed25519PublicKey],
+                  changed: str | None) -> VerifyReport:
+    checkpoints = store.checkpoints(chain)
+    pruned, pruned_head = store.pruned(chain)
+    heads: dict[int, str] = {}
+    walk = Walk()
+    walk_chain(walk, store.chain_inputs(chain), {cp.upto for cp in checkpoints}, heads,
+               start=pruned + 1, prev=pruned_head)
+    if changed is not None:
+        walk.add([Problem(1, "schema-modified", changed)], capped=False)
+    sealed = check_checkpoints(checkpoints, heads, walk, public_keys, first_id=checkpoints[0].id if (
+        pruned and checkpoints) else 1)
     problems = sorted(walk.problems, key=lambda p: (p.record_id, p.checkpoint_id or 0))
-    return VerifyReport(path=str(path), records=walk.count, last_record=walk.last_id,
+    return VerifyReport(path=store.label, records=walk.count, last_record=walk.last_id,
                         checkpoints=len(checkpoints), last_sealed_record=sealed,
-                        problems=tuple(problems), problem_count=walk.problem_count)
+                        problems=tuple(problems), problem_count=walk.problem_count, chain=chain,
+                        pruned=pruned)
 
 
-def _load_checkpoints(conn: sqlite3.Connection) -> list[_Checkpoint]:
-    rows = conn.execute(f"SELECT id, CAST(upto_record_id AS INTEGER), {_text('head_hash')}, {_text('time')}, "
-                        f"{_text('keyid')}, {_text('signature')} FROM checkpoints ORDER BY id").fetchall()
-    return [_Checkpoint(*row) for row in rows]
-
-
-def _text(column: str) -> str:
-    """A column as text: no-op on the STRICT schema; keeps a hand-changed table from crashing the walk."""
-    return f"ifnull(CAST({column} AS TEXT), '')"
-
-
-# The chain input `prev_hash || record` as UTF-8 bytes (the database encoding), concatenated by
-# SQLite: the same bytes `proxy.journal_format.chain_hash` hashes, without a Python step per row.
-_SELECT = (f"SELECT id, {_text('prev_hash')}, {_text('hash')}, "
-           f"CAST({_text('prev_hash')} || {_text('record')} AS BLOB) FROM records ORDER BY id")
-
-
-def _walk(conn: sqlite3.Connection, sealed_ids: set[int], heads: dict[int, str]) -> _Walk:
+def walk_chain(walk: Walk, batches: Iterable[Sequence[ChainInput]], sealed_ids: set[int],
+               heads: dict[int, str], *, start: int = 1, prev: str = GENESIS_HASH) -> None:
     """Check ids, links and hashes a batch at a time; a batch that fails goes record by record.
 
     The batch check runs in C: one tuple comparison for the ids, one for the links (each
     prev_hash equals the hash before it), one map of SHA-256 over the chain inputs. Only a
-    batch with a problem pays for a Python step per record, in `_walk_records`.
+    batch with a problem pays for a Python step per record, in `_walk_records`. `start` and
+    `prev` say where the chain is expected to begin (after an archived or pruned prefix).
     """
-    walk = _Walk()
     sealed = sorted(sealed_ids)
-    prev, prev2, expected = GENESIS_HASH, "", 1
-    cursor = conn.execute(_SELECT)
-    while batch := cursor.fetchmany(_BATCH):
+    prev2, expected = "", start
+    for batch in batches:
         ids, prevs, digests, inputs = zip(*batch, strict=True)
         end = expected + len(ids)
         if (ids == tuple(range(expected, end)) and prevs[0] == prev and prevs[1:] == digests[:-1]
@@ -178,10 +167,10 @@ def _walk(conn: sqlite3.Connection, sealed_ids: set[int], heads: dict[int, str])
             prev, prev2, expected = _walk_records(walk, batch, sealed_ids, heads, prev, prev2, expected)
         walk.count += len(ids)
     walk.last_id = expected - 1
-    return walk
+    walk.last_hash = prev
 
 
-def _walk_records(walk: _Walk, batch: list[tuple[int, str, str, bytes]], sealed_ids: set[int],
+def _walk_records(walk: Walk, batch: Sequence[ChainInput], sealed_ids: set[int],
                   heads: dict[int, str], prev: str, prev2: str, expected: int) -> tuple[str, str, int]:
     """The slow path over one batch: find which records are wrong and say why."""
     for rid, prev_hash, digest, chain_input in batch:
@@ -223,17 +212,17 @@ def _inner_id(text: bytes) -> object:
     return data.get("id") if isinstance(data, dict) else "unreadable"
 
 
-def _check_checkpoints(checkpoints: list[_Checkpoint], heads: dict[int, str], walk: _Walk,
-                       public_key: Ed25519PublicKey) -> int:
+def check_checkpoints(checkpoints: Sequence[Checkpoint], heads: dict[int, str], walk: Walk,
+                      public_keys: Sequence[Ed25519PublicKey], *, first_id: int = 1, last_good: int = 0) -> int:
     """Check signatures and signed heads; return the last record sealed by a good checkpoint."""
-    expected_keyid = keyid(public_key)
-    last_good, previous_upto, expected = 0, 0, 1
+    keys = {keyid(key): key for key in public_keys}
+    previous_upto, expected = last_good, first_id
     for cp in checkpoints:
         if cp.id != expected:
             walk.add([Problem(previous_upto + 1, "checkpoint-missing",
                               f"checkpoints {expected}–{cp.id - 1} are missing (deleted)", cp.id)], capped=False)
         previous_upto, expected = cp.upto, cp.id + 1
-        problem = _checkpoint_problem(cp, heads, walk, expected_keyid, public_key, last_good)
+        problem = _checkpoint_problem(cp, heads, walk, keys, last_good)
         if problem is None:
             last_good = max(last_good, cp.upto)
         else:
@@ -241,17 +230,15 @@ def _check_checkpoints(checkpoints: list[_Checkpoint], heads: dict[int, str], wa
     return last_good
 
 
-def _checkpoint_problem(cp: _Checkpoint, heads: dict[int, str], walk: _Walk, expected_keyid: str,
-                        public_key: Ed25519PublicKey, last_good: int) -> Problem | None:
+def _checkpoint_problem(cp: Checkpoint, heads: dict[int, str], walk: Walk,
+                        keys: dict[str, Ed25519PublicKey], last_good: int) -> Problem | None:
     where = f"checkpoint {cp.id} (records up to {cp.upto})"
-    if cp.keyid != expected_keyid:
+    key = keys.get(cp.keyid)
+    if key is None:
+        given = ", ".join(f"{k[:16]}…" for k in sorted(keys))
         return Problem(cp.upto, "checkpoint-unknown-key",
-                       f"{where} is signed by key {cp.keyid[:16]}…, not by the given key "
-                       f"{expected_keyid[:16]}…", cp.id)
-    try:
-        payload = checkpoint_payload(cp.id, cp.upto, cp.head, cp.time, cp.keyid)
-        public_key.verify(bytes.fromhex(cp.signature), payload)
-    except (InvalidSignature, ValueError, TypeError):
+                       f"{where} is signed by key {cp.keyid[:16]}…, not by the given key {given}", cp.id)
+    if not cp.signed_by(key):
         return Problem(cp.upto, "checkpoint-bad-signature", f"{where} has an invalid signature", cp.id)
     if cp.upto > walk.last_id:
         first = walk.last_id + 1
@@ -269,7 +256,7 @@ def _checkpoint_problem(cp: _Checkpoint, heads: dict[int, str], walk: _Walk, exp
     return None
 
 
-def _first_problem_between(walk: _Walk, after: int, upto: int) -> int | None:
+def _first_problem_between(walk: Walk, after: int, upto: int) -> int | None:
     """The first record problem the walk found in (after, upto]: it explains a head mismatch best."""
     found = [p.record_id for p in walk.problems
              if after < p.record_id <= upto and p.checkpoint_id is None]
