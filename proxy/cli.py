@@ -19,6 +19,7 @@ import click
 from compiler.errors import CompilerError
 from compiler.trust import canonical_json, load_public_key
 from proxy.errors import SidecarError
+from proxy.journal.store import Store
 
 _SHOWN = 20
 
@@ -41,12 +42,23 @@ def main() -> None:
     """reestr-sidecar — enforce a policy bundle in front of an agency and journal every message."""
 
 
-JOURNAL = click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+JOURNAL = click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+DSN = click.option("--dsn", metavar="DSN", help="A PostgreSQL journal (every chain in it) instead of a file PATH.")
 SINCE = click.option("--since", metavar="ISO", help="Only records at or after this time (UTC if no zone).")
 UNTIL = click.option("--until", metavar="ISO", help="Only records before this time (UTC if no zone).")
 
 
-# --- journal (issue 3) --------------------------------------------------------------------------
+def _store(path: Path | None, dsn: str | None) -> Store:
+    """The journal a command names: a SQLite file PATH or a PostgreSQL --dsn, exactly one."""
+    from proxy.journal.postgres import PostgresStore
+    from proxy.journal.sqlite import SqliteStore
+
+    if (path is None) == (dsn is None):
+        raise click.UsageError("give a journal file PATH or --dsn DSN (one of them)")
+    return SqliteStore(path) if path is not None else PostgresStore(str(dsn))
+
+
+# --- journal (issues 3, 12) ---------------------------------------------------------------------
 
 
 @main.group("journal")
@@ -56,31 +68,43 @@ def journal_group() -> None:
 
 @journal_group.command("verify")
 @JOURNAL
-@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The sidecar's public key (PEM) that signs the journal's checkpoints.")
+@DSN
+@click.option("--key", "key_paths", required=True, multiple=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A sidecar's public key (PEM) that signs checkpoints; repeat for the sidecars of a --dsn.")
 @_clean_errors
-def journal_verify_command(path: Path, key_path: Path) -> None:
+def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...]) -> None:
     """Check the hash chain and signed checkpoints; exit 1 naming the first bad record."""
-    from proxy.journal.verify import verify_journal
+    from proxy.journal.verify import verify_store
 
-    report = verify_journal(path, load_public_key(key_path))
-    summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
-               f"{report.last_sealed_record}, unsealed tail {report.unsealed_tail}")
-    if report.ok:
-        click.echo(f"{path}: intact: {summary}")
-        return
-    first = report.problems[0]
-    click.echo(f"{path}: TAMPERED: first bad record {first.record_id}: {first.code}: {first.message}")
-    for problem in report.problems[1:_SHOWN]:
-        click.echo(f"  record {problem.record_id}: {problem.code}: {problem.message}")
-    if report.problem_count > _SHOWN:
-        click.echo(f"  … and {report.problem_count - _SHOWN} more problem(s)")
-    click.echo(summary)
-    sys.exit(1)
+    store = _store(path, dsn)
+    reports = verify_store(store, [load_public_key(k) for k in key_paths])
+    bad = False
+    for report in reports:
+        name = report.path if report.chain is None else f"{report.path}: chain {report.chain}"
+        summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
+                   f"{report.last_sealed_record}, unsealed tail {report.unsealed_tail}"
+                   + (f", records 1–{report.pruned} pruned (archived)" if report.pruned else ""))
+        if report.ok:
+            click.echo(f"{name}: intact: {summary}")
+            continue
+        bad = True
+        first = report.problems[0]
+        click.echo(f"{name}: TAMPERED: first bad record {first.record_id}: {first.code}: {first.message}")
+        for problem in report.problems[1:_SHOWN]:
+            click.echo(f"  record {problem.record_id}: {problem.code}: {problem.message}")
+        if report.problem_count > _SHOWN:
+            click.echo(f"  … and {report.problem_count - _SHOWN} more problem(s)")
+        click.echo(summary)
+    if not reports:
+        click.echo(f"{store.label}: no chains")
+    if bad:
+        sys.exit(1)
 
 
 @journal_group.command("export")
 @JOURNAL
+@DSN
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @SINCE
 @UNTIL
@@ -89,29 +113,49 @@ def journal_verify_command(path: Path, key_path: Path) -> None:
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
               help="Write here instead of standard output.")
 @_clean_errors
-def journal_export_command(path: Path, fmt: str, since: str | None, until: str | None, message_id: str | None,
-                           output: TextIO) -> None:
-    """Write records (with their hashes) as JSON lines, in id order."""
+def journal_export_command(path: Path | None, dsn: str | None, fmt: str, since: str | None, until: str | None,
+                           message_id: str | None, output: TextIO) -> None:
+    """Write records (with their hashes) as JSON lines, in id order (chain by chain)."""
     from proxy.journal.query import export
 
-    for record in export(path, since=since, until=until, message_id=message_id):
+    for record in export(_store(path, dsn), since=since, until=until, message_id=message_id):
         output.write(canonical_json(record).decode("utf-8") + "\n")
 
 
-@main.command("stats")
-@click.option("--journal", "path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@journal_group.command("stats")
+@JOURNAL
+@DSN
 @SINCE
 @UNTIL
 @click.option("--provider", metavar="ID", help="Only services owned by this participant (R12).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
-def stats_command(path: Path, since: str | None, until: str | None, provider: str | None, fmt: str) -> None:
+def journal_stats_command(path: Path | None, dsn: str | None, since: str | None, until: str | None,
+                          provider: str | None, fmt: str) -> None:
     """Calls per service, operation, consumer and decision over a period (R12)."""
+    _print_stats(_store(path, dsn), since, until, provider, fmt)
+
+
+@main.command("stats")
+@click.option("--journal", "path", type=click.Path(dir_okay=False, path_type=Path), help="A journal file.")
+@DSN
+@SINCE
+@UNTIL
+@click.option("--provider", metavar="ID", help="Only services owned by this participant (R12).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_clean_errors
+def stats_command(path: Path | None, dsn: str | None, since: str | None, until: str | None, provider: str | None,
+                  fmt: str) -> None:
+    """Calls per service, operation, consumer and decision over a period (R12)."""
+    _print_stats(_store(path, dsn), since, until, provider, fmt)
+
+
+def _print_stats(store: Store, since: str | None, until: str | None, provider: str | None, fmt: str) -> None:
     from dataclasses import asdict
 
     from proxy.journal.query import stats
 
-    rows = stats(path, since=since, until=until, provider=provider)
+    rows = stats(store, since=since, until=until, provider=provider)
     if fmt == "json":
         click.echo(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
         return

@@ -11,12 +11,12 @@ on real disks).
 Independent of the backend: it speaks to a `proxy.journal.store.Store`. If a transaction fails
 (disk full, file replaced, database unreachable), every waiter in it gets `JournalWriteError`,
 `healthy` turns False and `problem` says why, until a later transaction succeeds: the journal
-never reports an id for a record that is not committed. After two failures in a row the store is
-retried with exponential backoff (0.05 s doubling to 5 s): records that arrive before the next
-attempt fail at once rather than each waiting for a dead database, and an idle writer probes the
-store when the attempt is due, so a journal that comes back is healthy again by itself. The chain
-head is re-read from the store after any failure, so the chain continues correctly after a
-failure or a restart.
+never reports an id for a record that is not committed. While unhealthy, an idle writer probes
+the store (0.05 s after the failure, doubling to 5 s), so a journal that comes back is healthy
+again by itself, even without traffic; a store that must reconnect spaces its own attempts out
+(`PostgresStore`), so records arriving meanwhile fail at once instead of each waiting for a dead
+database. The chain head is re-read from the store after any failure, so the chain continues
+correctly after a failure or a restart.
 
 Storage only: no mitmproxy import (DESIGN §8).
 """
@@ -237,9 +237,6 @@ class Journal:
 
         The chain head is kept in memory and read from the store at start and after any failure.
         """
-        if self._problem is not None and self._failures >= 2 and time.monotonic() < self._retry_at:
-            self._settle(batch, 0, f"journal write failed: {self._problem} (retrying)")
-            return
         try:
             if self._chain is None:
                 self._chain = self.store.head()
