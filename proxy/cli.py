@@ -46,6 +46,11 @@ JOURNAL = click.argument("path", required=False, type=click.Path(dir_okay=False,
 DSN = click.option("--dsn", metavar="DSN", help="A PostgreSQL journal (every chain in it) instead of a file PATH.")
 SINCE = click.option("--since", metavar="ISO", help="Only records at or after this time (UTC if no zone).")
 UNTIL = click.option("--until", metavar="ISO", help="Only records before this time (UTC if no zone).")
+ARCHIVES = click.option("--archives", type=click.Path(file_okay=False, path_type=Path),
+                        help="The archive directory (`journal archive --to`): read the archived records too.")
+KEYS = click.option("--key", "key_paths", required=True, multiple=True,
+                    type=click.Path(dir_okay=False, path_type=Path),
+                    help="A sidecar's public key (PEM) that signs checkpoints; repeat for the sidecars of a --dsn.")
 
 
 def _store(path: Path | None, dsn: str | None) -> Store:
@@ -69,22 +74,24 @@ def journal_group() -> None:
 @journal_group.command("verify")
 @JOURNAL
 @DSN
-@click.option("--key", "key_paths", required=True, multiple=True,
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="A sidecar's public key (PEM) that signs checkpoints; repeat for the sidecars of a --dsn.")
+@KEYS
+@click.option("--archives", type=click.Path(file_okay=False, path_type=Path),
+              help="Also prove the chain from record 1 through these archives into the journal.")
 @_clean_errors
-def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...]) -> None:
+def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...],
+                           archives: Path | None) -> None:
     """Check the hash chain and signed checkpoints; exit 1 naming the first bad record."""
     from proxy.journal.verify import verify_store
 
     store = _store(path, dsn)
-    reports = verify_store(store, [load_public_key(k) for k in key_paths])
+    reports = verify_store(store, [load_public_key(k) for k in key_paths], archives=archives)
     bad = False
     for report in reports:
         name = report.path if report.chain is None else f"{report.path}: chain {report.chain}"
         summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
                    f"{report.last_sealed_record}, unsealed tail {report.unsealed_tail}"
-                   + (f", records 1–{report.pruned} pruned (archived)" if report.pruned else ""))
+                   + (f", records 1–{report.pruned} pruned" if report.pruned else "")
+                   + (f", {report.archives} archive(s) up to record {report.archived}" if archives else ""))
         if report.ok:
             click.echo(f"{name}: intact: {summary}")
             continue
@@ -110,15 +117,17 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
 @UNTIL
 @click.option("--message-id", metavar="ID",
               help="Only the records of this message (message_id or reference_message_id) and their exchanges.")
+@ARCHIVES
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
               help="Write here instead of standard output.")
 @_clean_errors
 def journal_export_command(path: Path | None, dsn: str | None, fmt: str, since: str | None, until: str | None,
-                           message_id: str | None, output: TextIO) -> None:
+                           message_id: str | None, archives: Path | None, output: TextIO) -> None:
     """Write records (with their hashes) as JSON lines, in id order (chain by chain)."""
     from proxy.journal.query import export
 
-    for record in export(_store(path, dsn), since=since, until=until, message_id=message_id):
+    for record in export(_store(path, dsn), since=since, until=until, message_id=message_id,
+                         archives=archives):
         output.write(canonical_json(record).decode("utf-8") + "\n")
 
 
@@ -128,12 +137,55 @@ def journal_export_command(path: Path | None, dsn: str | None, fmt: str, since: 
 @SINCE
 @UNTIL
 @click.option("--provider", metavar="ID", help="Only services owned by this participant (R12).")
+@ARCHIVES
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
 def journal_stats_command(path: Path | None, dsn: str | None, since: str | None, until: str | None,
-                          provider: str | None, fmt: str) -> None:
+                          provider: str | None, archives: Path | None, fmt: str) -> None:
     """Calls per service, operation, consumer and decision over a period (R12)."""
-    _print_stats(_store(path, dsn), since, until, provider, fmt)
+    _print_stats(_store(path, dsn), since, until, provider, archives, fmt)
+
+
+@journal_group.command("archive")
+@JOURNAL
+@DSN
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The archive directory (created if missing).")
+@click.option("--before", metavar="ISO", help="Only sealed ranges whose last record is before this time.")
+@_clean_errors
+def journal_archive_command(path: Path | None, dsn: str | None, directory: Path, before: str | None) -> None:
+    """Copy each chain's sealed records not yet archived into compressed, checkpoint-sealed archives."""
+    from proxy.journal.archive import archive, chain_file_name
+    from proxy.journal.record import parse_bound
+
+    made = archive(_store(path, dsn), directory, parse_bound(before) if before else None)
+    for item in made:
+        click.echo(f"{item.file}: chain {chain_file_name(item.chain)}, records {item.first}–{item.last} "
+                   f"({item.records}), sealed by checkpoint {item.checkpoint.id}")
+    if not made:
+        click.echo("nothing to archive: no sealed records after the last archive")
+
+
+@journal_group.command("prune")
+@JOURNAL
+@DSN
+@KEYS
+@click.option("--archives", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The archive directory that holds the records to delete.")
+@click.option("--before", required=True, metavar="ISO", help="Delete only archives whose records are all older.")
+@_clean_errors
+def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...], directory: Path,
+                          before: str) -> None:
+    """Delete records that are archived and verified (chain, archives and all) and older than --before."""
+    from proxy.journal.archive import chain_file_name, prune
+    from proxy.journal.record import parse_bound
+
+    done = prune(_store(path, dsn), _store(path, dsn), directory, [load_public_key(k) for k in key_paths],
+                 parse_bound(before))
+    for item in done:
+        click.echo(f"chain {chain_file_name(item.chain)}: records 1–{item.upto} pruned ({item.deleted} deleted)")
+    if not done:
+        click.echo("nothing to prune: no verified archive with records only before that time")
 
 
 @main.command("stats")
@@ -142,20 +194,22 @@ def journal_stats_command(path: Path | None, dsn: str | None, since: str | None,
 @SINCE
 @UNTIL
 @click.option("--provider", metavar="ID", help="Only services owned by this participant (R12).")
+@ARCHIVES
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
 def stats_command(path: Path | None, dsn: str | None, since: str | None, until: str | None, provider: str | None,
-                  fmt: str) -> None:
+                  archives: Path | None, fmt: str) -> None:
     """Calls per service, operation, consumer and decision over a period (R12)."""
-    _print_stats(_store(path, dsn), since, until, provider, fmt)
+    _print_stats(_store(path, dsn), since, until, provider, archives, fmt)
 
 
-def _print_stats(store: Store, since: str | None, until: str | None, provider: str | None, fmt: str) -> None:
+def _print_stats(store: Store, since: str | None, until: str | None, provider: str | None,
+                 archives: Path | None, fmt: str) -> None:
     from dataclasses import asdict
 
     from proxy.journal.query import stats
 
-    rows = stats(store, since=since, until=until, provider=provider)
+    rows = stats(store, since=since, until=until, provider=provider, archives=archives)
     if fmt == "json":
         click.echo(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
         return

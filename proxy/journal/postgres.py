@@ -254,6 +254,10 @@ class PostgresStore(Store):
             raise JournalFormatError(f"{self.label}: not a reestr journal (tables missing)")
         self._conn = conn
 
+    def open_maintenance(self) -> None:
+        """Prune runs on a reader connection: its transaction switches itself to READ WRITE."""
+        self.open_reader()
+
     def _connect_reader(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._timeout,
@@ -332,6 +336,10 @@ class PostgresStore(Store):
         conn = self._reader()
         with self._errors(JournalWriteError), conn.transaction():
             conn.execute("SET TRANSACTION READ WRITE")
+            found = conn.execute("SELECT hash FROM journal_records WHERE chain = %s AND id = %s FOR UPDATE",
+                                 (chain, upto)).fetchone()
+            if found is None or found[0] != head:
+                raise JournalWriteError(f"{self.label}: record {upto} changed since it was verified; nothing pruned")
             gone = conn.execute("DELETE FROM journal_records WHERE chain = %s AND id <= %s", (chain, upto)).rowcount
             conn.execute("DELETE FROM journal_checkpoints WHERE chain = %s AND upto_record_id <= %s", (chain, upto))
             conn.execute("INSERT INTO journal_pruned (chain, upto, head) VALUES (%s, %s, %s) "

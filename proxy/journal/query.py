@@ -11,13 +11,15 @@ holds several chains.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from proxy.journal.archive import Archive, load_archives, read_archive
 from proxy.journal.record import parse_bound, record_data
 from proxy.journal.sqlite import SqliteStore
-from proxy.journal.store import Filter, StatsKey, StatsRow, Store
+from proxy.journal.store import Filter, Row, StatsKey, StatsRow, Store
 
 __all__ = ["StatsRow", "export", "make_filter", "stats", "stats_rows"]
 
@@ -35,24 +37,62 @@ def _store(target: str | Path | Store) -> Store:
 
 
 def export(target: str | Path | Store, since: str | None = None, until: str | None = None,
-           message_id: str | None = None) -> Iterator[dict[str, Any]]:
+           message_id: str | None = None, archives: Path | None = None) -> Iterator[dict[str, Any]]:
     """Yield records chain by chain, in id order, as dicts (see the module docstring).
 
     `message_id`: every record whose `message_id` or `reference_message_id` is it, plus the
-    other records of those exchanges (the responses).
+    other records of those exchanges (the responses). `archives`: the records pruned from the
+    store are read from the archives in that directory (before the store's own).
     """
     where = make_filter(since, until, message_id)
+    archived = load_archives(archives) if archives is not None else {}
     store = _store(target)
     store.open_reader()
     try:
         with store.snapshot():
             chains = store.chains()
+            if archived:
+                chains = sorted(set(chains) | set(archived), key=lambda c: (c is not None, c or ""))
             for chain in chains:
+                name = chain if len(chains) > 1 or chain else None
+                pruned = store.pruned(chain)[0]
+                for batch in _archived_rows(archived.get(chain, []), pruned, where):
+                    for _, prev_hash, digest, text in batch:
+                        yield row_data(prev_hash, digest, text, name)
                 for batch in store.select(chain, where):
                     for _, prev_hash, digest, text in batch:
-                        yield row_data(prev_hash, digest, text, chain if len(chains) > 1 or chain else None)
+                        yield row_data(prev_hash, digest, text, name)
     finally:
         store.close()
+
+
+def _archived_rows(archives: list[Archive], pruned: int, where: Filter) -> Iterator[list[Row]]:
+    """Archived rows the store no longer holds (id ≤ pruned) that match `where`. A message id
+    takes two passes: the exchanges that name it, then their records."""
+    exchanges: set[str] | None = None
+    if where.message_id is not None:
+        exchanges = set()
+        for batch in _rows_upto(archives, pruned):
+            for row in batch:
+                data = json.loads(row[3])
+                if where.message_id in (data.get("message_id"), data.get("reference_message_id")):
+                    exchanges.add(str(data.get("exchange")))
+    for batch in _rows_upto(archives, pruned):
+        kept = []
+        for row in batch:
+            data = json.loads(row[3])
+            if where.matches(data) and (exchanges is None or data.get("exchange") in exchanges):
+                kept.append(row)
+        if kept:
+            yield kept
+
+
+def _rows_upto(archives: list[Archive], pruned: int) -> Iterator[list[Row]]:
+    for archive in archives:
+        if archive.first > pruned:
+            return
+        for batch in read_archive(archive):
+            yield [row for row in batch if row[0] <= pruned]
 
 
 def row_data(prev_hash: str, digest: str, text: str, chain: str | None) -> dict[str, Any]:
@@ -64,13 +104,23 @@ def row_data(prev_hash: str, digest: str, text: str, chain: str | None) -> dict[
     return data
 
 
-def stats_counts(target: str | Path | Store, where: Filter) -> dict[StatsKey, int]:
-    """Request counts per (sid, operation, consumer, decision) over every chain of a store."""
+def stats_counts(target: str | Path | Store, where: Filter, archives: Path | None = None) -> dict[StatsKey, int]:
+    """Request counts per (sid, operation, consumer, decision) over every chain of a store, and
+    over the archived records it no longer holds."""
+    archived = load_archives(archives) if archives is not None else {}
+    requests = Filter(where.since, where.until, requests_only=True, provider=where.provider)
     store = _store(target)
     store.open_reader()
     try:
         with store.snapshot():
-            return store.stats(where)
+            counts = store.stats(where)
+            for chain, chain_archives in archived.items():
+                for batch in _archived_rows(chain_archives, store.pruned(chain)[0], requests):
+                    for row in batch:
+                        data = json.loads(row[3])
+                        key = (data.get("sid"), data.get("operation"), data.get("consumer"), data["decision"])
+                        counts[key] = counts.get(key, 0) + 1
+            return counts
     finally:
         store.close()
 
@@ -82,10 +132,10 @@ def stats_rows(counts: dict[StatsKey, int]) -> list[StatsRow]:
 
 
 def stats(target: str | Path | Store, since: str | None = None, until: str | None = None,
-          provider: str | None = None) -> list[StatsRow]:
+          provider: str | None = None, archives: Path | None = None) -> list[StatsRow]:
     """Count requests per sid, operation, consumer and decision; `provider` keeps one owner's services.
 
     What a service owner is entitled to see about its services (R12): who calls what, how often,
     and how it was decided. Responses are not counted: one call is one request record.
     """
-    return stats_rows(stats_counts(target, make_filter(since, until, provider=provider)))
+    return stats_rows(stats_counts(target, make_filter(since, until, provider=provider), archives))

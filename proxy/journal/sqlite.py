@@ -302,6 +302,10 @@ class SqliteStore(Store):
         conn = self._connection()
         with self._errors(JournalWriteError):
             conn.execute("BEGIN IMMEDIATE")
+            found = conn.execute("SELECT hash FROM records WHERE id = ?", (upto,)).fetchone()
+            if found is None or found[0] != head:
+                conn.execute("ROLLBACK")
+                raise JournalWriteError(f"{self.label}: record {upto} changed since it was verified; nothing pruned")
             gone = conn.execute("DELETE FROM records WHERE id <= ?", (upto,)).rowcount
             conn.execute("DELETE FROM checkpoints WHERE upto_record_id <= ?", (upto,))
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_upto', ?), ('pruned_head', ?)",

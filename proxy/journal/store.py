@@ -142,6 +142,10 @@ class Store(ABC):
     def stats(self, where: Filter) -> dict[StatsKey, int]:
         """Request counts per (sid, operation, consumer, decision) over every chain."""
 
+    def open_maintenance(self) -> None:
+        """Open for `prune` (the default: as a writer)."""
+        self.open_writer()
+
     @abstractmethod
     def pruned(self, chain: str | None) -> tuple[int, str]:
         """(k, hash of record k) if records 1..k were pruned after archiving, else (0, GENESIS)."""
@@ -150,4 +154,5 @@ class Store(ABC):
     def prune(self, chain: str | None, upto: int, head: str) -> int:
         """In one transaction: delete the chain's records with id ≤ upto and the checkpoints
         sealing only them, and note (upto, head) as the pruned prefix; return how many records
-        went. The caller has checked that they are archived and verified."""
+        went. The caller has checked that they are archived and verified; the record at `upto`
+        must still have the hash `head`, or nothing is deleted (JournalWriteError)."""

@@ -35,7 +35,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from compiler.trust import keyid, sha256_hex
+from proxy.journal.archive import Archive, archive_inputs, check_pruned_against_archives, file_sha256, load_archives
 from proxy.journal.chain import GENESIS_HASH, Checkpoint
+from proxy.journal.record import JournalError
 from proxy.journal.sqlite import SqliteStore
 from proxy.journal.store import ChainInput, Store
 
@@ -69,6 +71,8 @@ class VerifyReport:
     problem_count: int
     chain: str | None = None
     pruned: int = 0
+    archives: int = 0
+    archived: int = 0
 
     @property
     def ok(self) -> bool:
@@ -113,34 +117,107 @@ def verify_journal(target: str | Path | Store, public_key: Ed25519PublicKey) -> 
     return reports[0]
 
 
-def verify_store(store: Store, public_keys: Sequence[Ed25519PublicKey]) -> list[VerifyReport]:
-    """Verify every chain of a store; a checkpoint must be signed by one of `public_keys`."""
+def verify_store(store: Store, public_keys: Sequence[Ed25519PublicKey],
+                 archives: Path | None = None) -> list[VerifyReport]:
+    """Verify every chain of a store; a checkpoint must be signed by one of `public_keys`. With
+    `archives`, each chain is proven from record 1 through its archives into the store."""
+    archived = load_archives(archives) if archives is not None else None
     store.open_reader()
     try:
         with store.snapshot():
             changed = store.schema_problem()
-            return [_verify_chain(store, chain, public_keys, changed) for chain in store.chains()]
+            chains = store.chains()
+            if archived is not None:
+                chains = sorted(set(chains) | set(archived), key=lambda c: (c is not None, c or ""))
+            return [_verify_chain(store, chain, public_keys, changed,
+                                  None if archived is None else archived.get(chain, []))
+                    for chain in chains]
     finally:
         store.close()
 
 
 def _verify_chain(store: Store, chain: str | None, public_keys: Sequence[Ed25519PublicKey],
-                  changed: str | None) -> VerifyReport:
+                  changed: str | None, archives: list[Archive] | None) -> VerifyReport:
     checkpoints = store.checkpoints(chain)
     pruned, pruned_head = store.pruned(chain)
-    heads: dict[int, str] = {}
     walk = Walk()
-    walk_chain(walk, store.chain_inputs(chain), {cp.upto for cp in checkpoints}, heads,
+    archived_last = 0
+    if archives is not None:
+        archived_last = _walk_archives(archives, chain, walk, public_keys)
+        mismatch = check_pruned_against_archives(archives, pruned, pruned_head)
+        if mismatch is not None:
+            walk.add([Problem(pruned, "archive-live-mismatch", mismatch)], capped=False)
+    ends = {a.last: a.last_hash for a in archives or [] if a.last > pruned}
+    heads: dict[int, str] = {}
+    walk_chain(walk, store.chain_inputs(chain), {cp.upto for cp in checkpoints} | set(ends), heads,
                start=pruned + 1, prev=pruned_head)
+    for end, digest in sorted(ends.items()):
+        if end <= walk.last_id and heads.get(end) != digest:
+            walk.add([Problem(end, "archive-live-mismatch", f"record {end} in the journal differs from "
+                                                            "the archive that ends with it")], capped=False)
+    if archived_last > max(walk.last_id, pruned):
+        walk.add([Problem(walk.last_id + 1, "archive-live-mismatch",
+                          f"archives hold records up to {archived_last}, the journal ends at {walk.last_id}")],
+                 capped=False)
     if changed is not None:
         walk.add([Problem(1, "schema-modified", changed)], capped=False)
-    sealed = check_checkpoints(checkpoints, heads, walk, public_keys, first_id=checkpoints[0].id if (
-        pruned and checkpoints) else 1)
+    sealed = check_checkpoints(checkpoints, heads, walk, public_keys,
+                               first_id=checkpoints[0].id if (pruned and checkpoints) else 1)
     problems = sorted(walk.problems, key=lambda p: (p.record_id, p.checkpoint_id or 0))
     return VerifyReport(path=store.label, records=walk.count, last_record=walk.last_id,
                         checkpoints=len(checkpoints), last_sealed_record=sealed,
                         problems=tuple(problems), problem_count=walk.problem_count, chain=chain,
-                        pruned=pruned)
+                        pruned=pruned, archives=len(archives or []), archived=archived_last)
+
+
+def _walk_archives(archives: list[Archive], chain: str | None, walk: Walk,
+                   public_keys: Sequence[Ed25519PublicKey]) -> int:
+    """Check a chain's archives in order; return the last record id they prove."""
+    expected, prev, previous = 1, GENESIS_HASH, None
+    for archive in archives:
+        name = archive.file.name
+        if archive.first > expected:
+            walk.add([Problem(expected, "archive-missing",
+                              f"records {expected}–{archive.first - 1} are in no archive")], capped=False)
+        elif archive.first < expected or archive.prev_hash != prev or archive.previous != previous:
+            walk.add([Problem(archive.first, "archive-missing",
+                              f"{name} does not continue the previous archive (one was removed, replaced "
+                              "or reordered)")], capped=False)
+        problem = _archive_problem(archive, chain, walk, public_keys)
+        if problem is not None:
+            walk.add([Problem(archive.first, "archive-modified", f"{name}: {problem}")], capped=False)
+        expected, prev, previous = archive.last + 1, archive.last_hash, archive.manifest_sha256
+    return expected - 1
+
+
+def _archive_problem(archive: Archive, chain: str | None, walk: Walk,
+                     public_keys: Sequence[Ed25519PublicKey]) -> str | None:
+    if not archive.file.is_file():
+        return "the archive file is missing"
+    if file_sha256(archive.file) != archive.sha256:
+        return "the file's SHA-256 is not the one its manifest names"
+    inner = Walk()
+    heads: dict[int, str] = {}
+    try:
+        walk_chain(inner, archive_inputs(archive), {archive.last}, heads, start=archive.first,
+                   prev=archive.prev_hash)
+    except JournalError as e:
+        return str(e)
+    walk.add(inner.problems)
+    if inner.problems:
+        return f"its records do not verify ({inner.problems[0].code} at record {inner.problems[0].record_id})"
+    cp = archive.checkpoint
+    keys = {keyid(key): key for key in public_keys}
+    if inner.last_id != archive.last or inner.count != archive.records:
+        return f"it holds records {archive.first}–{inner.last_id}, its manifest says {archive.first}–{archive.last}"
+    if cp.upto != archive.last or cp.head != heads.get(archive.last) or cp.head != archive.last_hash:
+        return "its checkpoint does not seal its last record"
+    if cp.chain != chain:
+        return "its checkpoint belongs to another chain"
+    key = keys.get(cp.keyid)
+    if key is None or not cp.signed_by(key):
+        return "its checkpoint is not signed by a given key"
+    return None
 
 
 def walk_chain(walk: Walk, batches: Iterable[Sequence[ChainInput]], sealed_ids: set[int],

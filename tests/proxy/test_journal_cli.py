@@ -115,3 +115,42 @@ def test_stats_text_and_json_per_provider(journal: Path) -> None:
         {"sid": "SID0005001", "operation": "get", "consumer": "vedomstvo-1", "decision": "allow", "calls": 1},
         {"sid": "SID0005001", "operation": "get", "consumer": "vedomstvo-2", "decision": "deny", "calls": 1},
     ]
+
+
+def test_archive_verify_prune_export_with_archives(journal: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    archives = tmp_path / "archives"
+    made = run("journal", "archive", journal, "--to", archives, "--before", "2026-03-01T10:00:07Z")
+    assert made.returncode == 0, made.stderr
+    assert "records 1–5 (5), sealed by checkpoint 1" in made.stdout  # 6–10 holds 10:00:09 and later
+    assert run("journal", "archive", journal, "--to", archives).stdout.count("records 6–12") == 1
+    verified = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
+    assert verified.returncode == 0, verified.stdout
+    assert "2 archive(s) up to record 12" in verified.stdout
+    pruned = run("journal", "prune", journal, "--key", keys[1], "--archives", archives, "--before", "2026-03-02")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "records 1–12 pruned (12 deleted)" in pruned.stdout
+    assert run("journal", "export", journal).stdout == ""
+    assert len(run("journal", "export", journal, "--archives", archives).stdout.splitlines()) == 12
+    assert json.loads(run("stats", "--journal", journal, "--archives", archives, "--format", "json").stdout)
+    again = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
+    assert again.returncode == 0 and "records 1–12 pruned" in again.stdout
+    for manifest in archives.glob("*-000000000001-*.manifest.json"):
+        manifest.unlink()
+    broken = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
+    assert broken.returncode == 1 and "archive-missing" in broken.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    pytest.param(["journal", "verify", "--key", "{pub}"], "give a journal file PATH or --dsn", id="no-journal"),
+    pytest.param(["journal", "verify", "{db}", "--dsn", "postgresql://x@127.0.0.1:1/x", "--key", "{pub}"],
+                 "one of them", id="path-and-dsn"),
+    pytest.param(["journal", "prune", "{db}", "--key", "{pub}", "--archives", "{tmp}/none", "--before", "2026-01-01"],
+                 "no such directory", id="prune-without-archives"),
+    pytest.param(["journal", "verify", "--dsn", "postgresql://reestr:s3cret@127.0.0.1:1/x", "--key", "{pub}"],
+                 "cannot connect", id="dsn-unreachable"),
+])
+def test_journal_target_errors_exit_2(journal: Path, keys: tuple[Path, Path], tmp_path: Path, args: list[str],
+                                      message: str) -> None:
+    result = run(*(a.format(tmp=tmp_path, pub=keys[1], db=journal) for a in args))
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr and "s3cret" not in result.stderr and "Traceback" not in result.stderr
