@@ -191,16 +191,45 @@ def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[P
 @main.command("stats")
 @click.option("--journal", "path", type=click.Path(dir_okay=False, path_type=Path), help="A journal file.")
 @DSN
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A sidecar config: its journal (unless --journal/--dsn), and for --priced its bundle in force.")
 @SINCE
 @UNTIL
 @click.option("--provider", metavar="ID", help="Only services owned by this participant (R12).")
 @ARCHIVES
+@click.option("--priced", is_flag=True, help="Allowed calls times the tariff of each service (R13).")
+@click.option("--bundle", "bundle_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="For --priced: the signed bundle whose tariffs apply (default: the config's bundle in force).")
+@click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="For --bundle: an operator public key that signs bundles (repeatable).")
+@click.option("--threshold", type=int, help="For --bundle: signatures required (default 1, or the config's).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
-def stats_command(path: Path | None, dsn: str | None, since: str | None, until: str | None, provider: str | None,
-                  archives: Path | None, fmt: str) -> None:
-    """Calls per service, operation, consumer and decision over a period (R12)."""
-    _print_stats(_store(path, dsn), since, until, provider, archives, fmt)
+def stats_command(path: Path | None, dsn: str | None, config_path: Path | None, since: str | None,
+                  until: str | None, provider: str | None, archives: Path | None, priced: bool,
+                  bundle_path: Path | None, trusted: tuple[Path, ...], threshold: int | None, fmt: str) -> None:
+    """Calls per service, operation, consumer and decision over a period (R12); --priced: what they cost (R13)."""
+    config = None
+    if config_path is not None:
+        from proxy.config import load_config
+
+        config = load_config(config_path)
+    if path is None and dsn is None and config is not None:
+        from proxy.journal.target import store_for
+
+        store = store_for(config)
+    else:
+        store = _store(path, dsn)
+    if not priced:
+        _print_stats(store, since, until, provider, archives, fmt)
+        return
+    if config is not None:
+        bundle_path = bundle_path or config.state_dir / "bundle.json"
+        trusted = trusted or tuple(config.bundle.trusted_keys)
+        threshold = threshold or config.bundle.threshold
+    if bundle_path is None or not trusted:
+        raise click.UsageError("--priced needs --bundle and --trusted-key, or --config")
+    _print_priced(store, since, until, provider, archives, fmt, bundle_path, trusted, threshold or 1)
 
 
 def _print_stats(store: Store, since: str | None, until: str | None, provider: str | None,
@@ -259,3 +288,37 @@ def status_command(config_path: Path, fmt: str) -> None:
 
     state = read_state(load_config(config_path).state_dir)
     click.echo(json.dumps(state, indent=2) if fmt == "json" else render_status(state))
+
+
+def _print_priced(store: Store, since: str | None, until: str | None, provider: str | None, archives: Path | None,
+                  fmt: str, bundle_path: Path, trusted: tuple[Path, ...], threshold: int) -> None:
+    from datetime import UTC, datetime
+
+    from compiler.trust import verify_envelope
+    from proxy.journal.pricing import priced, tariffs, totals
+    from proxy.journal.query import stats
+
+    try:
+        data = bundle_path.read_bytes()
+    except OSError as e:
+        raise click.UsageError(f"{bundle_path}: {e.strerror}") from e
+    # The signature is what matters for a price list; a bundle that has expired since still says
+    # which tariffs were in force while it was.
+    verified = verify_envelope(data, [load_public_key(k) for k in trusted], threshold=threshold,
+                               now=datetime(1970, 1, 2, tzinfo=UTC))
+    rows = priced(stats(store, since=since, until=until, provider=provider, archives=archives),
+                  tariffs(verified.signed))
+    sums = totals(rows)
+    if fmt == "json":
+        click.echo(json.dumps({"bundle_serial": verified.serial, "rows": [
+            {"sid": r.sid, "operation": r.operation, "consumer": r.consumer, "calls": r.calls,
+             "currency": r.currency, "per_call": str(r.per_call), "amount": str(r.amount)} for r in rows],
+            "totals": {currency: str(amount) for currency, amount in sums.items()}}, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"tariffs of bundle serial {verified.serial}; allowed calls only")
+    click.echo(f"{'SID':<12} {'OPERATION':<24} {'CONSUMER':<24} {'CALLS':>8} {'PER CALL':>10} {'AMOUNT':>12} CUR")
+    for r in rows:
+        click.echo(f"{r.sid:<12} {r.operation or '-':<24} {r.consumer or '-':<24} {r.calls:>8} "
+                   f"{r.per_call:>10} {r.amount:>12} {r.currency}")
+    for currency, amount in sums.items():
+        click.echo(f"{'total':<80} {amount:>12} {currency}")

@@ -69,9 +69,7 @@ from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
 from proxy.config import SidecarConfig, load_config
 from proxy.errors import ConfigError, SidecarError
 from proxy.journal import Journal, JournalError
-from proxy.journal.postgres import PostgresStore
-from proxy.journal.sqlite import SqliteStore
-from proxy.journal.store import Store
+from proxy.journal.target import store_for as journal_store
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
 _PLACEHOLDER = "127.0.0.1:9"
@@ -182,16 +180,6 @@ class Sidecar:
         """Thread-safe."""
         if self.master is not None:
             self.master.shutdown()
-
-
-def journal_store(cfg: SidecarConfig) -> Store:
-    """The store the config's `journal` section names."""
-    journal = cfg.journal
-    if journal.backend == "postgres":
-        assert journal.dsn is not None  # the config model requires it
-        return PostgresStore(journal.dsn, journal.chain or cfg.participant)
-    assert journal.path is not None
-    return SqliteStore(journal.path, synchronous=journal.synchronous)
 
 
 def mitmproxy_addons() -> list[Any]:

@@ -154,3 +154,55 @@ def test_journal_target_errors_exit_2(journal: Path, keys: tuple[Path, Path], tm
     result = run(*(a.format(tmp=tmp_path, pub=keys[1], db=journal) for a in args))
     assert result.returncode == 2, result.stdout
     assert message in result.stderr and "s3cret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def _price_list(tmp_path: Path) -> tuple[Path, Path]:
+    """A signed bundle for vedomstvo-3 in which SID0003001 costs 1.25 RUB a call, and its key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from compiler.trust import sign_envelope
+
+    operator = Ed25519PrivateKey.generate()
+    signed = {"type": "reestr-bundle", "format": 1, "audience": "vedomstvo-3", "serial": 42,
+              "issued_at": "2026-02-01T00:00:00Z", "expires_at": "2026-02-02T00:00:00Z",  # long expired
+              "services": {"SID0003001": {"name": "A", "protocol": "rest", "classification": "public",
+                                          "signed_messages": False,
+                                          "tariff": {"currency": "RUB", "per_call": "1.25"}},
+                           "SID0005001": {"name": "B", "protocol": "rest", "classification": "public",
+                                          "signed_messages": False}},
+              "grants": {}}
+    bundle = tmp_path / "bundle.json"
+    bundle.write_bytes(sign_envelope(signed, [operator]))
+    from cryptography.hazmat.primitives import serialization
+    key = tmp_path / "operator.pub"
+    key.write_bytes(operator.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+    return bundle, key
+
+
+def test_stats_priced_multiplies_allowed_calls_by_the_tariff(journal: Path, tmp_path: Path) -> None:
+    bundle, key = _price_list(tmp_path)
+    result = run("stats", "--journal", journal, "--priced", "--bundle", bundle, "--trusted-key", key,
+                 "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    # SID0003001: calls 0-9, every fourth (3, 7) denied: ved1 has 0,2,4,6,8 -> 5; ved2 has 1,5,9 -> 3
+    assert data["bundle_serial"] == 42
+    assert [(r["consumer"], r["calls"], r["amount"]) for r in data["rows"]] == [
+        ("vedomstvo-1", 5, "6.25"), ("vedomstvo-2", 3, "3.75")]
+    assert data["totals"] == {"RUB": "10.00"}  # SID0005001 has no tariff: not priced
+    text = run("stats", "--journal", journal, "--priced", "--bundle", bundle, "--trusted-key", key)
+    assert "tariffs of bundle serial 42" in text.stdout and text.stdout.split("\n")[-2].split() == [
+        "total", "10.00", "RUB"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    pytest.param([], "--priced needs --bundle and --trusted-key", id="no-bundle"),
+    pytest.param(["--bundle", "{bundle}", "--trusted-key", "{pub}"], "signature", id="bundle-not-signed-by-key"),
+])
+def test_stats_priced_refuses_an_unverified_price_list(journal: Path, keys: tuple[Path, Path], tmp_path: Path,
+                                                       extra: list[str], message: str) -> None:
+    bundle, _ = _price_list(tmp_path)
+    result = run("stats", "--journal", journal, "--priced",
+                 *(a.format(bundle=bundle, pub=keys[1]) for a in extra))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
