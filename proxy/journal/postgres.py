@@ -5,7 +5,7 @@ column, part of every key) and signs its own checkpoints with its own key, so no
 across sidecars on the hot path. A writer holds a session advisory lock on its chain's name: a
 second sidecar configured with the same chain is refused instead of forking it.
 
-Durability: a batch is one `INSERT … SELECT FROM unnest(…)` in autocommit mode, one transaction
+Durability: a batch is one binary `COPY` in autocommit mode, one transaction
 whose commit PostgreSQL acknowledges only once its WAL is flushed (`synchronous_commit` on; a
 session where the server default is `off` is switched back on). The writer (`proxy.journal.writer`)
 returns ids, and the sidecar forwards, only after that acknowledgement. A lost connection is a
@@ -77,8 +77,8 @@ CREATE TABLE IF NOT EXISTS journal_pruned (chain text PRIMARY KEY, upto bigint N
 
 _TABLES = ("journal_meta", "journal_records", "journal_checkpoints", "journal_pruned")
 
-_APPEND = ("INSERT INTO journal_records (chain, id, prev_hash, hash, record) "
-           "SELECT %s, * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])")
+_APPEND = "COPY journal_records (chain, id, prev_hash, hash, record) FROM STDIN (FORMAT BINARY)"
+_APPEND_TYPES = ("text", "int8", "text", "text", "text")
 
 # Every chain in the records (a loose index scan over the primary key), the checkpoints and the
 # pruned prefixes: a chain cannot hide from verify by being left out of some list.
@@ -214,10 +214,15 @@ class PostgresStore(Store):
         return int(row[0]) if row else 0
 
     def append(self, rows: Sequence[Row]) -> None:
+        """One binary COPY: a single statement, so in autocommit mode a single transaction that is
+        committed (and acknowledged) when the copy ends; about twice the rows/s of
+        `INSERT … SELECT FROM unnest(…)` here (bench/journal_bench.py)."""
         conn = self._connection()
-        ids, prevs, hashes, texts = zip(*rows, strict=True)
-        with self._errors(JournalWriteError):
-            conn.execute(_APPEND, (self.chain, list(ids), list(prevs), list(hashes), list(texts)))
+        chain = self.chain
+        with self._errors(JournalWriteError), conn.cursor() as cursor, cursor.copy(_APPEND) as copy:
+            copy.set_types(list(_APPEND_TYPES))
+            for row in rows:
+                copy.write_row((chain, *row))
 
     def seal(self, sign: Callable[[int, int, str], Checkpoint]) -> Checkpoint:
         conn = self._connection()

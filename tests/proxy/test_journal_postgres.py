@@ -238,3 +238,22 @@ def test_server_stopped_under_load_means_503_nothing_unjournaled_forwarded_and_r
     assert forwarded and all((rid, "request") in journaled for rid in forwarded)
     report = verify_store(PostgresStore(dsn), [load_private_key(keys.sidecar_key).public_key()])[0]
     assert report.ok, report.problems[:3]
+
+
+def test_a_row_written_by_someone_else_fails_the_batch_instead_of_forking(pg_dsn: str) -> None:
+    from proxy.journal.chain import chain_hash
+    from proxy.journal.record import record_json
+
+    with Journal(PostgresStore(pg_dsn, "a"), KEY_A) as journal:
+        assert journal.append_blocking(record(1)) == 1
+        [(prev,)] = sql(pg_dsn, "SELECT hash FROM journal_records WHERE chain = 'a' AND id = 1")
+        text = record_json(record(2, exchange="intruder"), 2)
+        sql(pg_dsn, "INSERT INTO journal_records (chain, id, prev_hash, hash, record) VALUES ('a', 2, %s, %s, %s)",
+            prev, chain_hash(prev, text), text)
+        with pytest.raises(JournalWriteError, match="duplicate key"):
+            journal.append_blocking(record(3))
+        assert not journal.healthy
+        assert journal.append_blocking(record(4)) == 3  # the head is re-read: the chain goes on from row 2
+        assert journal.healthy
+    assert [r["exchange"] for r in export(PostgresStore(pg_dsn))] == ["ex-1", "intruder", "ex-4"]
+    assert verify_store(PostgresStore(pg_dsn), [KEY_A.public_key()])[0].ok
