@@ -45,8 +45,8 @@ bench-journal: $(STAMP) $(POSTGRES)
 	$(PY) bench/journal_bench.py
 
 # wrk cannot present a client certificate: stunnel (client mode) holds it; both from Debian.
-bench-sidecar: $(STAMP)
+bench-sidecar: $(STAMP) $(POSTGRES)
 	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/bundle_load_bench.py
-	$(PY) bench/sidecar_bench.py
+	$(PY) bench/sidecar_bench.py --postgres

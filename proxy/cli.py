@@ -177,11 +177,15 @@ def journal_archive_command(path: Path | None, dsn: str | None, directory: Path,
 def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...], directory: Path,
                           before: str) -> None:
     """Delete records that are archived and verified (chain, archives and all) and older than --before."""
-    from proxy.journal.archive import chain_file_name, prune
+    from proxy.journal.archive import PruneRefusedError, chain_file_name, prune
     from proxy.journal.record import parse_bound
 
-    done = prune(_store(path, dsn), _store(path, dsn), directory, [load_public_key(k) for k in key_paths],
-                 parse_bound(before))
+    try:
+        done = prune(_store(path, dsn), _store(path, dsn), directory, [load_public_key(k) for k in key_paths],
+                     parse_bound(before))
+    except PruneRefusedError as e:
+        click.echo(f"reestr-sidecar: {e}", err=True)
+        sys.exit(1)
     for item in done:
         click.echo(f"chain {chain_file_name(item.chain)}: records 1–{item.upto} pruned ({item.deleted} deleted)")
     if not done:

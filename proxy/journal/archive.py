@@ -53,6 +53,12 @@ class ArchiveError(JournalError):
     code = "journal-archive"
 
 
+class PruneRefusedError(ArchiveError):
+    """Nothing was pruned: a chain or an archive does not verify."""
+
+    code = "journal-prune-refused"
+
+
 @dataclass(frozen=True, slots=True)
 class Archive:
     """One archive as its manifest describes it."""
@@ -249,7 +255,7 @@ def prune(store: Store, maintenance: Store, directory: Path, public_keys: Sequen
     bad = [r for r in reports if not r.ok]
     if bad:
         first = bad[0].problems[0]
-        raise ArchiveError(f"refusing to prune: chain {chain_file_name(bad[0].chain)} does not verify: record "
+        raise PruneRefusedError(f"refusing to prune: chain {chain_file_name(bad[0].chain)} does not verify: record "
                            f"{first.record_id}: {first.code}: {first.message}")
     archives = load_archives(directory)
     done = []

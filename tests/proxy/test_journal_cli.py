@@ -206,3 +206,14 @@ def test_stats_priced_refuses_an_unverified_price_list(journal: Path, keys: tupl
     result = run("stats", "--journal", journal, "--priced",
                  *(a.format(bundle=bundle, pub=keys[1]) for a in extra))
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prune_refuses_with_exit_1_when_the_journal_does_not_verify(journal: Path, keys: tuple[Path, Path],
+                                                                    tmp_path: Path) -> None:
+    archives = tmp_path / "archives"
+    assert run("journal", "archive", journal, "--to", archives).returncode == 0
+    with contextlib.closing(sqlite3.connect(journal)) as conn, conn:
+        conn.execute("UPDATE records SET record = replace(record, '\"deny\"', '\"allow\"') WHERE id = 4")
+    result = run("journal", "prune", journal, "--key", keys[1], "--archives", archives, "--before", "2027-01-01")
+    assert result.returncode == 1 and "refusing to prune" in result.stderr and "record 4" in result.stderr
+    assert len(run("journal", "export", journal).stdout.splitlines()) == 12
