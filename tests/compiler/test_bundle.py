@@ -335,3 +335,21 @@ def test_a_schema_that_cannot_be_read_stops_the_build(tmp_path: Path) -> None:
     registry = load_directory(tmp_path / "registry")
     with pytest.raises(bundle.BundleError, match=r"SID0003004 publicPrintOut: .*publicprintout\.xsd does not exist"):
         bundle.build(registry, INFO, [KEY])
+
+
+def test_a_tariff_travels_in_the_service_header_only_where_set(tmp_path: Path,
+                                                                example: dict[str, dict[str, Any]]) -> None:
+    """R13: `reestr-sidecar stats --priced` reads the tariff from the bundle; no tariff, no member."""
+    root = tmp_path / "registry"
+    shutil.copytree(ROOT / "registry", root)
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")  # the payload schemas the registry names
+    path = root / "services" / "SID0003001.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("  signed_messages: false\n",
+                                 "  signed_messages: false\n  tariff: {currency: RUB, per_call: \"1.25\"}\n", 1),
+                    encoding="utf-8")
+    built = compiled(root)
+    assert built["ved3.json"]["services"]["SID0003001"]["tariff"] == {"currency": "RUB", "per_call": "1.25"}
+    assert built["ved2.json"]["grants"]["SID0003001"]["tariff"] == {"currency": "RUB", "per_call": "1.25"}
+    assert "tariff" not in built["ved3.json"]["services"]["SID0003002"]
+    assert all("tariff" not in service for service in example["ved3.json"]["services"].values())

@@ -334,3 +334,8 @@ def signed_consumer_bundle(pki: Pki, provider_sidecar: str, serial: int = 10,
                 "operation_defs": soap["operations"], "grant": "registry/consumers/ved1.yaml:12",
                 "legal_basis": "test act", "valid_until": None}},
     }
+
+
+# --- PostgreSQL (journal backend) ---------------------------------------------------------------
+
+from tests.proxy.pgcluster import pg_cluster, pg_dsn  # noqa: E402, F401  (fixtures: a real server)
