@@ -60,6 +60,7 @@ class Outcome:
     action: str                      # "created" or "updated"
     title: str                       # suggested commit / pull request title
     problems: list[Problem] = field(default_factory=list)
+    created: list[Path] = field(default_factory=list)  # besides changed[0]: new files (schemas copied)
 
 
 def new_participant(registry_dir: str | Path, *, pid: str, name: str, type_: str, contact_name: str,
@@ -141,8 +142,10 @@ def new_service(registry_dir: str | Path, *, sid: str, name: str, owner: str, de
     except scaffold_schemas.SchemaCopyError as e:
         raise ScaffoldError(str(e)) from e
     _write(target, text)
-    return _finish(root, [target, *written], "created", f"Register service {sid} ({name}) owned by {owner}",
-                   today)
+    outcome = _finish(root, [target, *written], "created", f"Register service {sid} ({name}) owned by {owner}",
+                      today)
+    outcome.created = written
+    return outcome
 
 
 def request_access(registry_dir: str | Path, *, consumer: str, sid: str, operations: Sequence[str] | None,
