@@ -18,8 +18,10 @@ turns them into Problems at the operation's YAML node.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,20 +146,27 @@ def resolve_location(including: str, location: str) -> str | None:
 def service_reader(repo_root: Path, sid: str) -> Reader:
     """Read `schemas/services/<sid>/`'s files from the working tree. A symlink whose target lies
     outside that folder (or a folder that is itself a link elsewhere) is refused, not followed."""
-    folder = repo_root / SERVICE_SCHEMAS / sid
-    expected = repo_root.resolve() / SERVICE_SCHEMAS / sid
+    folder = os.path.join(repo_root, SERVICE_SCHEMAS, sid)
+    expected = os.path.join(os.path.realpath(repo_root), SERVICE_SCHEMAS, sid)
+    checked: list[bool] = []  # whether the folder itself is where it should be, once per reader
 
     def read(rel: str) -> bytes | None:
         shown = f"{SERVICE_SCHEMAS}/{sid}/{rel}"
-        path = folder / rel
-        if not path.is_file():
+        try:
+            real = os.path.realpath(os.path.join(folder, rel), strict=True)
+            info = os.stat(real)
+        except OSError:
             return None
-        real = path.resolve()
-        if folder.resolve() != expected or not real.is_relative_to(expected):
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if not checked:
+            checked.append(os.path.realpath(folder) == expected)
+        if not checked[0] or not real.startswith(expected + os.sep):
             raise PayloadSchemaError("a symbolic link that leads outside the service's schema folder", shown)
-        if real.stat().st_size > MAX_FILE_BYTES:
+        if info.st_size > MAX_FILE_BYTES:
             raise PayloadSchemaError(f"larger than {MAX_FILE_BYTES >> 20} MiB", shown)
-        return real.read_bytes()
+        with open(real, "rb") as f:
+            return f.read()
     return read
 
 

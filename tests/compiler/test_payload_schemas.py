@@ -105,6 +105,15 @@ def test_a_symlink_out_of_the_folder_is_refused(repo: Path, tmp_path_factory: py
     assert found and all(p[3] == "SCHEMA-payload-invalid" and "symbolic link" in p[4] for p in found)
 
 
+def test_a_service_folder_that_is_a_symlink_elsewhere_is_refused(repo: Path,
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / SID
+    shutil.move(repo / FOLDER, elsewhere)
+    (repo / FOLDER).symlink_to(elsewhere, target_is_directory=True)
+    found = _problems(repo)
+    assert len(found) == 4 and all("symbolic link" in p[4] for p in found)
+
+
 def test_a_missing_main_file_stays_ref_unknown_schema_file(repo: Path) -> None:
     (repo / EGRZ).unlink()
     found = _problems(repo)
