@@ -128,7 +128,7 @@ def normalise(rel: str) -> str | None:
             or any(c in rel for c in "%?#\0") or any(ord(c) < 32 for c in rel)):
         return None
     out = posixpath.normpath(rel)
-    if out in (".", "..") or out.startswith("../") or out.startswith("/"):
+    if out in (".", "..") or out.startswith(("../", "/")) or _SCHEME.match(out):
         return None
     return out
 
@@ -395,8 +395,3 @@ def _refs(node: Any, at: str) -> Iterator[tuple[str, str]]:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _refs(value, f"{at}/{i}")
-
-
-def with_files(files: Mapping[str, bytes]) -> Reader:
-    """A Reader over an in-memory table (e.g. a bundle's files, or files about to be written)."""
-    return lambda rel: files.get(rel)

@@ -184,6 +184,8 @@ def test_qname_refused(value: str) -> None:
     ("main.xsd", "c:/types.xsd", None),
     ("main.xsd", "%2e%2e/types.xsd", None),
     ("main.xsd", "types.xsd?x", None),
-], ids=["relative", "dot-slash", "up-inside", "up-outside", "absolute", "url", "drive", "percent", "query"])
+    ("main.xsd", "./c:types.xsd", None),
+], ids=["relative", "dot-slash", "up-inside", "up-outside", "absolute", "url", "drive", "percent", "query",
+        "scheme-after-normalising"])
 def test_resolve_location(including: str, location: str, resolved: str | None) -> None:
     assert payload_schemas.resolve_location(including, location) == resolved
