@@ -94,6 +94,29 @@ class PayloadSchema:
         """The repository-relative name of one of the files, for messages."""
         return f"{SERVICE_SCHEMAS}/{self.sid}/{rel}"
 
+    @classmethod
+    def from_bundle(cls, sid: str, key: str, entry: Any, schema_files: Mapping[str, Any]) -> PayloadSchema:
+        """The schema a bundle's `schemas[key]` entry names, its files taken from `schema_files`
+        (docs/bundle-format.md). PayloadSchemaError unless every path is normalised, every text
+        has the digest the entry names, and the key is the entry's digest: what a sidecar checks
+        before it compiles anything from a bundle."""
+        if not isinstance(entry, dict) or set(entry) != {"kind", "main", "files"} \
+                or entry["kind"] not in SUFFIX or not isinstance(entry["files"], dict):
+            raise PayloadSchemaError(f"schema {key}: malformed entry")
+        files: dict[str, bytes] = {}
+        for rel, digest in entry["files"].items():
+            text = schema_files.get(digest) if isinstance(digest, str) else None
+            if not isinstance(rel, str) or normalise(rel) != rel or not isinstance(text, str):
+                raise PayloadSchemaError(f"schema {key}: file {rel!r} is not a normalised path with a text")
+            data = text.encode("utf-8")
+            if sha256_hex(data) != digest:
+                raise PayloadSchemaError(f"schema {key}: {rel} does not have the digest {digest}")
+            files[rel] = data
+        schema = cls(entry["kind"], sid, entry["main"], files)
+        if entry["main"] not in files or schema.key != key:
+            raise PayloadSchemaError(f"schema {key}: the key is not the digest of its entry")
+        return schema
+
 
 # --- where a registered schema is ---------------------------------------------------------------
 
