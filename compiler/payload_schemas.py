@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -44,6 +45,7 @@ MAX_FILES = 200             # files in one closure
 _REFERENCES = ("include", "import", "redefine", "override")
 _BASE_URL = "reestr:///"    # in-memory documents are named under it; nothing else resolves
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_LOCATION = re.compile(r"[A-Za-z0-9._~+/-]+")
 
 Reader = Callable[[str], bytes | None]
 """Folder-relative path (normalised, `/`) → the file's bytes, or None when there is no such file."""
@@ -158,10 +160,12 @@ def normalise(rel: str) -> str | None:
 
 def resolve_location(including: str, location: str) -> str | None:
     """The folder-relative file an `xs:include`/`xs:import` `schemaLocation` in file `including`
-    names, or None when the rule refuses it (see `normalise`). The sidecar applies the same rule
-    to a bundle's files."""
+    names, or None when the rule refuses it (see `normalise`). A location is written with ASCII
+    letters, digits and `. _ ~ + - /` only: libxml2 silently skips resolvers for locations with
+    other characters (spaces, Cyrillic), so such an import would never load. The sidecar applies
+    the same rule to a bundle's files."""
     location = location.strip()
-    if not location or "\\" in location or location.startswith("/") or _SCHEME.match(location):
+    if not _LOCATION.fullmatch(location) or location.startswith("/") or _SCHEME.match(location):
         return None
     return normalise(posixpath.join(posixpath.dirname(including), location))
 
@@ -232,10 +236,16 @@ def _xsd_closure(sid: str, main: str, files: dict[str, bytes], read: Reader) -> 
         for ref_el, location in _references(root):
             target = resolve_location(rel, location)
             if target is None:
+                what = f"xs:{etree.QName(ref_el).localname} schemaLocation {location!r}"
+                plain = location.strip()
+                if not (plain.startswith("/") or _SCHEME.match(plain) or "\\" in plain
+                        or _LOCATION.fullmatch(plain)):
+                    raise PayloadSchemaError(f"{what}: write locations with ASCII letters, digits and "
+                                             ". _ ~ + - / only (others are never resolved)",
+                                             shown, ref_el.sourceline)
                 raise PayloadSchemaError(
-                    f"xs:{etree.QName(ref_el).localname} schemaLocation {location!r} leaves the "
-                    f"service's schema folder: only relative paths inside {SERVICE_SCHEMAS}/{sid}/ "
-                    "are allowed", shown, ref_el.sourceline)
+                    f"{what} leaves the service's schema folder: only relative paths inside "
+                    f"{SERVICE_SCHEMAS}/{sid}/ are allowed", shown, ref_el.sourceline)
             if target in files:
                 continue
             if len(files) >= MAX_FILES:
@@ -319,7 +329,9 @@ class MemoryResolver(etree.Resolver):  # type: ignore[misc]
         self.files = files
 
     def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
-        rel = system_url[len(_BASE_URL):] if system_url.startswith(_BASE_URL) else None
+        # libxml2 percent-escapes what it joins (a Cyrillic file name arrives as %D0%...); `%`
+        # itself is refused in a schemaLocation (`resolve_location`), so unquoting is exact.
+        rel = unquote(system_url[len(_BASE_URL):]) if system_url.startswith(_BASE_URL) else None
         data = self.files.get(normalise(rel) or "") if rel is not None else None
         if data is None:
             return self.resolve_string(b"<refused/>", context, base_url=system_url)
