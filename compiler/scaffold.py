@@ -2,9 +2,12 @@
 
 A participant should get from nothing to a valid pull request in three commands, so each function
 here checks its input against the document models *before* writing anything (a bad SID, an unknown
-owner or an existing file are refused and nothing changes), writes the file, regenerates
-`.github/CODEOWNERS` when the repository keeps one (a new file needs its reviewers), then loads the
-whole registry and runs the domain rules so the caller can report what CI would say.
+owner or an existing file are refused and nothing changes). A new participant or service is also
+checked with the domain rules on the registry with the new file in memory, so a file the rules
+would reject is never written (a rerun with the fix finds nothing in the way); new files are
+written atomically. Then `.github/CODEOWNERS` is regenerated when the repository keeps one (a new
+file needs its reviewers), and the whole registry is loaded and checked so the caller can report
+what CI would say.
 
 Access sheets are edited, not rewritten: ruamel.yaml's round-trip mode keeps comments, quoting,
 folded text and flow lists of the consumer's sheet. Requesting a service that is already granted
