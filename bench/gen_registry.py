@@ -10,6 +10,11 @@ REST and SOAP services with 1–6 operations, public / restricted / personal-dat
 future `valid_until`; one operator with no sheet (R2). Popular services and big consumers are
 skewed, as in life, so the largest bundle is much larger than the median one.
 
+With `--payload-schemas`, every SOAP service also registers a request XSD per operation set
+(`schemas/services/<SID>/request.xsd`, beside the registry folder) that imports a types file
+(`common/types.xsd`), as real вид сведений schemas do; `reestr validate` then compiles each one.
+Without it the output is byte for byte what it was before the flag existed.
+
 Deterministic: the same sizes and `--seed` give the same bytes (certificates come from a cache
 under bench/out/, generated once with demo/pki.py; each participant has its own, since a shared
 certificate is UNIQ-certificate). The result validates clean: tests/bench/test_gen_registry.py
@@ -89,7 +94,32 @@ def participant(pid: str, n: int, kind: str, pem: str) -> str:
             "    notice_days: 90\n")
 
 
-def service(rng: random.Random, sid: str, n: int, owner: str) -> tuple[str, list[str], str]:
+_TYPES_XSD = """<?xml version="1.0" encoding="utf-8"?>
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:{sid}:types"
+           elementFormDefault="qualified">
+  <xs:simpleType name="IdType"><xs:restriction base="xs:string"><xs:maxLength value="36"/>
+    <xs:pattern value="[0-9a-f-]+"/></xs:restriction></xs:simpleType>
+  <xs:complexType name="QueryType"><xs:sequence>
+    <xs:element name="Id" type="t:IdType" xmlns:t="urn:{sid}:types"/>
+    <xs:element name="Date" type="xs:date" minOccurs="0"/>
+  </xs:sequence></xs:complexType>
+</xs:schema>
+"""
+
+
+def payload_xsd(sid: str, ops: list[str]) -> str:
+    """A request XSD declaring each operation's body element, importing common/types.xsd."""
+    ns = f"urn:{sid.lower()}"
+    elements = "".join(f'  <xs:element name="{op.capitalize()}Request" type="t:QueryType"/>\n' for op in ops)
+    return ('<?xml version="1.0" encoding="utf-8"?>\n'
+            f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:t="urn:{sid.lower()}:types"\n'
+            f'           targetNamespace="{ns}" elementFormDefault="qualified">\n'
+            f'  <xs:import namespace="urn:{sid.lower()}:types" schemaLocation="common/types.xsd"/>\n'
+            f"{elements}</xs:schema>\n")
+
+
+def service(rng: random.Random, sid: str, n: int, owner: str,
+            payload_schemas: bool = False) -> tuple[str, list[str], str]:
     """(YAML, operation names, classification) of one service."""
     soap = rng.random() < 0.25
     classification = rng.choice(_CLASSES)
@@ -111,6 +141,8 @@ def service(rng: random.Random, sid: str, n: int, owner: str) -> tuple[str, list
         if soap:
             lines.append(f"      soap_action: urn:{sid.lower()}:{op}\n"
                          f"      body_element: \"{{urn:{sid.lower()}}}{op.capitalize()}Request\"\n")
+            if payload_schemas:
+                lines.append(f"      request_schema: schemas/services/{sid}/request.xsd\n")
         else:
             method, path = [("GET", f"/items/{k}/{{id}}"), ("POST", f"/items/{k}/search"),
                             ("GET", f"/requests/{k}/{{id}}/status")][k % 3]
@@ -133,8 +165,10 @@ def grant(rng: random.Random, sid: str, ops: list[str], classification: str) -> 
     return "".join(out)
 
 
-def generate(out: Path, services: int, participants: int, grants: int, seed: int = 1) -> dict[str, int]:
-    """Write participants/, services/, consumers/ under `out` (replaced); return the counts."""
+def generate(out: Path, services: int, participants: int, grants: int, seed: int = 1,
+             payload_schemas: bool = False) -> dict[str, int]:
+    """Write participants/, services/, consumers/ under `out` (replaced); return the counts.
+    With `payload_schemas`, SOAP services' XSDs go to `out.parent/schemas/services/<SID>/`."""
     if participants < 2 or services < 1:
         raise ValueError("need at least 2 participants and 1 service")
     rng = random.Random(seed)
@@ -148,12 +182,23 @@ def generate(out: Path, services: int, participants: int, grants: int, seed: int
         kind = "operator" if pid == operator else rng.choice(_TYPES)
         (out / "participants" / f"{pid}.yaml").write_text(participant(pid, i, kind, pem), encoding="utf-8")
 
+    if payload_schemas:  # a schemas/ folder beside the registry is checked by validate: keep it current
+        from compiler.schemas import write_all
+
+        write_all(out.parent / "schemas")
     catalogue: list[tuple[str, str, list[str], str]] = []
     for i in range(services):
         sid = f"SID{1_000_000 + i:07d}"
         owner = rng.choice(pids)
-        text, ops, classification = service(rng, sid, i, owner)
+        text, ops, classification = service(rng, sid, i, owner, payload_schemas)
         (out / "services" / f"{sid}.yaml").write_text(text, encoding="utf-8")
+        if payload_schemas and "request_schema:" in text:
+            folder = out.parent / "schemas" / "services" / sid
+            if folder.exists():
+                shutil.rmtree(folder)
+            (folder / "common").mkdir(parents=True)
+            (folder / "request.xsd").write_text(payload_xsd(sid, ops), encoding="utf-8")
+            (folder / "common" / "types.xsd").write_text(_TYPES_XSD.format(sid=sid.lower()), encoding="utf-8")
         catalogue.append((sid, owner, ops, classification))
 
     consumers = pids[1:]
@@ -203,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--participants", type=int, default=2_000)
     parser.add_argument("--grants", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--payload-schemas", action="store_true",
+                        help="SOAP services register a request XSD with an import (beside the registry)")
     args = parser.parse_args(argv)
-    counts = generate(args.out, args.services, args.participants, args.grants, args.seed)
+    counts = generate(args.out, args.services, args.participants, args.grants, args.seed, args.payload_schemas)
     print(f"wrote {args.out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return 0
 

@@ -238,7 +238,8 @@ def _scaffold_report(outcome: Any) -> None:
     from compiler.errors import Severity
 
     for path in outcome.changed:
-        click.echo(f"{outcome.action if path == outcome.changed[0] else 'updated'} {_shown(path)}")
+        verb = outcome.action if path == outcome.changed[0] else "created" if path in outcome.created else "updated"
+        click.echo(f"{verb} {_shown(path)}")
     if outcome.problems:
         click.echo(report.render(outcome.problems, "text"), nl=False)
         click.echo(report.summary(outcome.problems))

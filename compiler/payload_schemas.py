@@ -18,12 +18,15 @@ turns them into Problems at the operation's YAML node.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -42,6 +45,7 @@ MAX_FILES = 200             # files in one closure
 _REFERENCES = ("include", "import", "redefine", "override")
 _BASE_URL = "reestr:///"    # in-memory documents are named under it; nothing else resolves
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_LOCATION = re.compile(r"[A-Za-z0-9._~+/-]+")
 
 Reader = Callable[[str], bytes | None]
 """Folder-relative path (normalised, `/`) → the file's bytes, or None when there is no such file."""
@@ -92,6 +96,29 @@ class PayloadSchema:
         """The repository-relative name of one of the files, for messages."""
         return f"{SERVICE_SCHEMAS}/{self.sid}/{rel}"
 
+    @classmethod
+    def from_bundle(cls, sid: str, key: str, entry: Any, schema_files: Mapping[str, Any]) -> PayloadSchema:
+        """The schema a bundle's `schemas[key]` entry names, its files taken from `schema_files`
+        (docs/bundle-format.md). PayloadSchemaError unless every path is normalised, every text
+        has the digest the entry names, and the key is the entry's digest: what a sidecar checks
+        before it compiles anything from a bundle."""
+        if not isinstance(entry, dict) or set(entry) != {"kind", "main", "files"} \
+                or entry["kind"] not in SUFFIX or not isinstance(entry["files"], dict):
+            raise PayloadSchemaError(f"schema {key}: malformed entry")
+        files: dict[str, bytes] = {}
+        for rel, digest in entry["files"].items():
+            text = schema_files.get(digest) if isinstance(digest, str) else None
+            if not isinstance(rel, str) or normalise(rel) != rel or not isinstance(text, str):
+                raise PayloadSchemaError(f"schema {key}: file {rel!r} is not a normalised path with a text")
+            data = text.encode("utf-8")
+            if sha256_hex(data) != digest:
+                raise PayloadSchemaError(f"schema {key}: {rel} does not have the digest {digest}")
+            files[rel] = data
+        schema = cls(entry["kind"], sid, entry["main"], files)
+        if entry["main"] not in files or schema.key != key:
+            raise PayloadSchemaError(f"schema {key}: the key is not the digest of its entry")
+        return schema
+
 
 # --- where a registered schema is ---------------------------------------------------------------
 
@@ -126,17 +153,19 @@ def normalise(rel: str) -> str | None:
             or any(c in rel for c in "%?#\0") or any(ord(c) < 32 for c in rel)):
         return None
     out = posixpath.normpath(rel)
-    if out in (".", "..") or out.startswith("../") or out.startswith("/"):
+    if out in (".", "..") or out.startswith(("../", "/")) or _SCHEME.match(out):
         return None
     return out
 
 
 def resolve_location(including: str, location: str) -> str | None:
     """The folder-relative file an `xs:include`/`xs:import` `schemaLocation` in file `including`
-    names, or None when the rule refuses it (see `normalise`). The sidecar applies the same rule
-    to a bundle's files."""
+    names, or None when the rule refuses it (see `normalise`). A location is written with ASCII
+    letters, digits and `. _ ~ + - /` only: libxml2 silently skips resolvers for locations with
+    other characters (spaces, Cyrillic), so such an import would never load. The sidecar applies
+    the same rule to a bundle's files."""
     location = location.strip()
-    if not location or "\\" in location or location.startswith("/") or _SCHEME.match(location):
+    if not _LOCATION.fullmatch(location) or location.startswith("/") or _SCHEME.match(location):
         return None
     return normalise(posixpath.join(posixpath.dirname(including), location))
 
@@ -144,20 +173,27 @@ def resolve_location(including: str, location: str) -> str | None:
 def service_reader(repo_root: Path, sid: str) -> Reader:
     """Read `schemas/services/<sid>/`'s files from the working tree. A symlink whose target lies
     outside that folder (or a folder that is itself a link elsewhere) is refused, not followed."""
-    folder = repo_root / SERVICE_SCHEMAS / sid
-    expected = repo_root.resolve() / SERVICE_SCHEMAS / sid
+    folder = os.path.join(repo_root, SERVICE_SCHEMAS, sid)
+    expected = os.path.join(os.path.realpath(repo_root), SERVICE_SCHEMAS, sid)
+    checked: list[bool] = []  # whether the folder itself is where it should be, once per reader
 
     def read(rel: str) -> bytes | None:
         shown = f"{SERVICE_SCHEMAS}/{sid}/{rel}"
-        path = folder / rel
-        if not path.is_file():
+        try:
+            real = os.path.realpath(os.path.join(folder, rel), strict=True)
+            info = os.stat(real)
+        except OSError:
             return None
-        real = path.resolve()
-        if folder.resolve() != expected or not real.is_relative_to(expected):
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if not checked:
+            checked.append(os.path.realpath(folder) == expected)
+        if not checked[0] or not real.startswith(expected + os.sep):
             raise PayloadSchemaError("a symbolic link that leads outside the service's schema folder", shown)
-        if real.stat().st_size > MAX_FILE_BYTES:
+        if info.st_size > MAX_FILE_BYTES:
             raise PayloadSchemaError(f"larger than {MAX_FILE_BYTES >> 20} MiB", shown)
-        return real.read_bytes()
+        with open(real, "rb") as f:
+            return f.read()
     return read
 
 
@@ -200,10 +236,16 @@ def _xsd_closure(sid: str, main: str, files: dict[str, bytes], read: Reader) -> 
         for ref_el, location in _references(root):
             target = resolve_location(rel, location)
             if target is None:
+                what = f"xs:{etree.QName(ref_el).localname} schemaLocation {location!r}"
+                plain = location.strip()
+                if not (plain.startswith("/") or _SCHEME.match(plain) or "\\" in plain
+                        or _LOCATION.fullmatch(plain)):
+                    raise PayloadSchemaError(f"{what}: write locations with ASCII letters, digits and "
+                                             ". _ ~ + - / only (others are never resolved)",
+                                             shown, ref_el.sourceline)
                 raise PayloadSchemaError(
-                    f"xs:{etree.QName(ref_el).localname} schemaLocation {location!r} leaves the "
-                    f"service's schema folder: only relative paths inside {SERVICE_SCHEMAS}/{sid}/ "
-                    "are allowed", shown, ref_el.sourceline)
+                    f"{what} leaves the service's schema folder: only relative paths inside "
+                    f"{SERVICE_SCHEMAS}/{sid}/ are allowed", shown, ref_el.sourceline)
             if target in files:
                 continue
             if len(files) >= MAX_FILES:
@@ -287,7 +329,9 @@ class MemoryResolver(etree.Resolver):  # type: ignore[misc]
         self.files = files
 
     def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
-        rel = system_url[len(_BASE_URL):] if system_url.startswith(_BASE_URL) else None
+        # libxml2 percent-escapes what it joins (a Cyrillic file name arrives as %D0%...); `%`
+        # itself is refused in a schemaLocation (`resolve_location`), so unquoting is exact.
+        rel = unquote(system_url[len(_BASE_URL):]) if system_url.startswith(_BASE_URL) else None
         data = self.files.get(normalise(rel) or "") if rel is not None else None
         if data is None:
             return self.resolve_string(b"<refused/>", context, base_url=system_url)
@@ -386,8 +430,3 @@ def _refs(node: Any, at: str) -> Iterator[tuple[str, str]]:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _refs(value, f"{at}/{i}")
-
-
-def with_files(files: Mapping[str, bytes]) -> Reader:
-    """A Reader over an in-memory table (e.g. a bundle's files, or files about to be written)."""
-    return lambda rel: files.get(rel)

@@ -279,7 +279,7 @@ def _where(registry: Registry, kind: str, ident: str, *node: str | int) -> str |
 
 def _signature(op: Operation) -> str:
     parts = [op.method.value if op.method else None, op.path, op.soap_action, op.body_element,
-             f"request {op.request_schema}" if op.request_schema else None,
+             op.payload_element, f"request {op.request_schema}" if op.request_schema else None,
              f"response {op.response_schema}" if op.response_schema else None]
     return " ".join(p for p in parts if p)
 

@@ -2,9 +2,12 @@
 
 A participant should get from nothing to a valid pull request in three commands, so each function
 here checks its input against the document models *before* writing anything (a bad SID, an unknown
-owner or an existing file are refused and nothing changes), writes the file, regenerates
-`.github/CODEOWNERS` when the repository keeps one (a new file needs its reviewers), then loads the
-whole registry and runs the domain rules so the caller can report what CI would say.
+owner or an existing file are refused and nothing changes). A new participant or service is also
+checked with the domain rules on the registry with the new file in memory, so a file the rules
+would reject is never written (a rerun with the fix finds nothing in the way); new files are
+written atomically. Then `.github/CODEOWNERS` is regenerated when the repository keeps one (a new
+file needs its reviewers), and the whole registry is loaded and checked so the caller can report
+what CI would say.
 
 Access sheets are edited, not rewritten: ruamel.yaml's round-trip mode keeps comments, quoting,
 folded text and flow lists of the consumer's sheet. Requesting a service that is already granted
@@ -60,6 +63,7 @@ class Outcome:
     action: str                      # "created" or "updated"
     title: str                       # suggested commit / pull request title
     problems: list[Problem] = field(default_factory=list)
+    created: list[Path] = field(default_factory=list)  # besides changed[0]: new files (schemas copied)
 
 
 def new_participant(registry_dir: str | Path, *, pid: str, name: str, type_: str, contact_name: str,
@@ -141,8 +145,10 @@ def new_service(registry_dir: str | Path, *, sid: str, name: str, owner: str, de
     except scaffold_schemas.SchemaCopyError as e:
         raise ScaffoldError(str(e)) from e
     _write(target, text)
-    return _finish(root, [target, *written], "created", f"Register service {sid} ({name}) owned by {owner}",
-                   today)
+    outcome = _finish(root, [target, *written], "created", f"Register service {sid} ({name}) owned by {owner}",
+                      today)
+    outcome.created = written
+    return outcome
 
 
 def request_access(registry_dir: str | Path, *, consumer: str, sid: str, operations: Sequence[str] | None,

@@ -270,6 +270,8 @@ def _operation_row(op: Operation) -> str:
         route.append(f"SOAPAction <code>{_e(op.soap_action)}</code>")
     if op.body_element:
         route.append(f"<code>{_e(op.body_element)}</code>")
+    if op.payload_element:
+        route.append(f"вид сведений <code>{_e(op.payload_element)}</code>")
     sunset = (f"с {_e(op.deprecation.sunset)}" + (f", замена <code>{_e(op.deprecation.replacement)}</code>"
                                                   if op.deprecation.replacement else "")
               if op.deprecation else "—")

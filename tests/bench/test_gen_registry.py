@@ -49,3 +49,25 @@ def test_cli_writes_the_requested_sizes(tmp_path: Path) -> None:
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "5 participants, 20 services, 30 grants" in done.stdout
+
+
+def test_generated_registry_with_payload_schemas_validates_clean(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    generate(registry, 40, 8, 100, seed=7, payload_schemas=True)
+    xsds = list((tmp_path / "schemas/services").glob("*/request.xsd"))
+    assert xsds and all((x.parent / "common/types.xsd").is_file() for x in xsds)
+    done = subprocess.run([str(REESTR), "validate", str(registry), "--strict"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_payload_schemas_flag_off_changes_nothing(tmp_path: Path) -> None:
+    generate(tmp_path / "a", 40, 8, 100, seed=3)
+    generate(tmp_path / "b" / "registry", 40, 8, 100, seed=3, payload_schemas=True)
+    plain = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*.yaml")}
+    with_xsd = {p.relative_to(tmp_path / "b" / "registry"): p.read_bytes()
+                for p in (tmp_path / "b" / "registry").rglob("*.yaml")}
+    assert plain.keys() == with_xsd.keys()
+    changed = [k for k in plain if plain[k] != with_xsd[k]]
+    assert changed and all(k.parts[0] == "services" for k in changed)  # only SOAP services gain a line
+    assert all(b"request_schema:" in with_xsd[k] for k in changed)

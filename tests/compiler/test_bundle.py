@@ -353,3 +353,50 @@ def test_a_tariff_travels_in_the_service_header_only_where_set(tmp_path: Path,
     assert built["ved2.json"]["grants"]["SID0003001"]["tariff"] == {"currency": "RUB", "per_call": "1.25"}
     assert "tariff" not in built["ved3.json"]["services"]["SID0003002"]
     assert all("tariff" not in service for service in example["ved3.json"]["services"].values())
+
+
+SMEV3_REQUEST = ROOT / "tests/data/real/gosha20777__smev-client/_docs/docs/raw_requests.SendRequestRequest.xml"
+
+
+def test_a_schema_rebuilt_from_the_bundle_validates_the_real_smev3_payload(example: dict[str, dict[str, Any]]) -> None:
+    """The contract end to end: only the bundle's tables, the resolver rule, the real payload."""
+    from lxml import etree
+
+    from compiler.payload_schemas import PayloadSchema, PayloadSchemaError, compile_xsd, safe_parser
+
+    ved3 = example["ved3.json"]
+    key = ved3["services"]["SID0003004"]["operations"]["publicPrintOut"]["request_schema"]
+    schema = compile_xsd(PayloadSchema.from_bundle("SID0003004", key, ved3["schemas"][key], ved3["schema_files"]))
+    envelope = etree.fromstring(SMEV3_REQUEST.read_bytes(), safe_parser())
+    [payload] = envelope.iterfind(".//{*}MessagePrimaryContent/*")
+    assert payload.tag == "{urn://x-artefacts-gis-ergz-public/2.0.0}PublicPrintOutRequest"
+    assert schema.validate(payload), schema.error_log
+    number = payload[0]
+    payload.remove(number)  # the required ExpertiseResultNumber is gone
+    assert not schema.validate(payload)
+    assert "ExpertiseResultDate" in str(schema.error_log) and "Expected is" in str(schema.error_log)
+    tampered = dict(ved3["schema_files"])
+    digest = ved3["schemas"][key]["files"]["common/gis-egrz-types.xsd"]
+    tampered[digest] = tampered[digest].replace('maxLength value="36"', 'maxLength value="99"')
+    with pytest.raises(PayloadSchemaError, match="does not have the digest"):
+        PayloadSchema.from_bundle("SID0003004", key, ved3["schemas"][key], tampered)
+
+
+def test_a_rest_json_schema_is_one_file_entry(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "registry", tmp_path / "registry")
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    folder = tmp_path / "schemas/services/SID0003002"
+    folder.mkdir()
+    text = '{"type": "object", "required": ["number"], "properties": {"number": {"type": "string"}}}\n'
+    (folder / "permit.json").write_text(text)
+    service = tmp_path / "registry/services/SID0003002.yaml"
+    service.write_text(service.read_text().replace(
+        "      path: /permits/{number}\n",
+        "      path: /permits/{number}\n      response_schema: schemas/services/SID0003002/permit.json\n"))
+    ved3 = compiled(tmp_path / "registry")["ved3.json"]
+    op = ved3["services"]["SID0003002"]["operations"]["operation1"]
+    assert "request_schema" not in op
+    digest = trust.sha256_hex(text.encode())
+    assert ved3["schemas"][op["response_schema"]] == {"kind": "json-schema", "main": "permit.json",
+                                                     "files": {"permit.json": digest}}
+    assert ved3["schema_files"][digest] == text

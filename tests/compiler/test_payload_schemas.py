@@ -76,6 +76,8 @@ _TRUNCATED = (ROOT / EGRZ).read_bytes()[:1500]
      "schemaLocation 'http://127.0.0.1:9/x.xsd' leaves"),
     ("file-url.xsd", _xsd('<xs:redefine schemaLocation="file:///etc/x.xsd"/>'), "xs:redefine schemaLocation"),
     ("windows.xsd", _xsd('<xs:include schemaLocation="common\\types.xsd"/>'), "leaves the service's schema folder"),
+    ("cyrillic.xsd", _xsd('<xs:include schemaLocation="общие/типы.xsd"/>'), "ASCII letters, digits"),
+    ("space.xsd", _xsd('<xs:include schemaLocation="common/my types.xsd"/>'), "ASCII letters, digits"),
     ("doctype.xsd", f'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><xs:schema {XS}>&e;</xs:schema>',
      "a DOCTYPE is not allowed"),
     ("cp1251.xsd", _xsd("<!-- Файл -->").encode("cp1251"), "not UTF-8"),
@@ -86,7 +88,8 @@ _TRUNCATED = (ROOT / EGRZ).read_bytes()[:1500]
                                                    "{urn://x-artefacts-gis-ergz-public/2.0.0}PublicPrintOutRequest"),
     ("r.json", "{}", "a SOAP service registers XSD (.xsd files)"),
 ], ids=["truncated", "missing-import", "import-dotdot", "include-dotdot-nested", "import-absolute", "import-http",
-        "redefine-file-url", "backslash", "doctype-xxe", "not-utf8", "declared-latin1", "not-a-schema",
+        "redefine-file-url", "backslash", "cyrillic-location", "space-in-location", "doctype-xxe", "not-utf8",
+        "declared-latin1", "not-a-schema",
         "does-not-compile", "element-not-declared", "json-for-soap"])
 def test_bad_xsd_is_reported_at_the_request_schema(repo: Path, name: str, text: str | bytes, message: str) -> None:
     _register(repo, name, text)
@@ -103,6 +106,15 @@ def test_a_symlink_out_of_the_folder_is_refused(repo: Path, tmp_path_factory: py
     link.symlink_to(outside)
     found = _problems(repo)
     assert found and all(p[3] == "SCHEMA-payload-invalid" and "symbolic link" in p[4] for p in found)
+
+
+def test_a_service_folder_that_is_a_symlink_elsewhere_is_refused(repo: Path,
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / SID
+    shutil.move(repo / FOLDER, elsewhere)
+    (repo / FOLDER).symlink_to(elsewhere, target_is_directory=True)
+    found = _problems(repo)
+    assert len(found) == 4 and all("symbolic link" in p[4] for p in found)
 
 
 def test_a_missing_main_file_stays_ref_unknown_schema_file(repo: Path) -> None:
@@ -175,6 +187,10 @@ def test_qname_refused(value: str) -> None:
     ("main.xsd", "c:/types.xsd", None),
     ("main.xsd", "%2e%2e/types.xsd", None),
     ("main.xsd", "types.xsd?x", None),
-], ids=["relative", "dot-slash", "up-inside", "up-outside", "absolute", "url", "drive", "percent", "query"])
+    ("main.xsd", "./c:types.xsd", None),
+    ("main.xsd", "типы.xsd", None),
+    ("Файлы/main.xsd", "common/types-1.0+x~y.xsd", "Файлы/common/types-1.0+x~y.xsd"),
+], ids=["relative", "dot-slash", "up-inside", "up-outside", "absolute", "url", "drive", "percent", "query",
+        "scheme-after-normalising", "non-ascii-location", "non-ascii-folder"])
 def test_resolve_location(including: str, location: str, resolved: str | None) -> None:
     assert payload_schemas.resolve_location(including, location) == resolved
