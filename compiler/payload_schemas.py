@@ -370,7 +370,11 @@ def _cached(table: dict[str, object], schema: PayloadSchema, work: Callable[[Pay
 def _compile_xsd(schema: PayloadSchema) -> etree.XMLSchema:
     parser = safe_parser()
     parser.resolvers.add(MemoryResolver(schema.files))
-    doc = etree.fromstring(schema.files[schema.main], parser, base_url=_BASE_URL + schema.main)
+    try:
+        doc = etree.fromstring(schema.files[schema.main], parser, base_url=_BASE_URL + schema.main)
+    except etree.XMLSyntaxError as e:  # validate parses first (parse_xml); a bundle's text arrives here
+        raise PayloadSchemaError(f"not well-formed XML: {_first_line(str(e))}", schema.display(schema.main),
+                                 e.lineno) from e
     try:
         return etree.XMLSchema(doc)
     except etree.XMLSchemaParseError as e:

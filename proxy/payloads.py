@@ -2,37 +2,34 @@
 
 A bundle carries the schemas of its audience's services under its signature (docs/bundle-format.md):
 `schemas` maps a key to `{kind, main, files: {relative path: sha256}}` and `schema_files` maps a
-sha256 to the file's text. XSDs are compiled with the one safe parser and a resolver that serves
-`xs:include` / `xs:import` only from the entry's own files: no network, no disk, nothing outside
-the schema set (an unknown location fails compilation). JSON Schemas (2020-12) get `$ref`s only
-into the same set. A schema that does not compile makes the bundle malformed (refused, the last
-good one stays in force): the compiler's `reestr validate` reports the same as
-`SCHEMA-payload-invalid` before anything is signed.
+sha256 to the file's text. Reading an entry, checking its digests and compiling it is the
+compiler's own code (`compiler.payload_schemas`: `PayloadSchema.from_bundle`, `compile_xsd`,
+`check`), so the sidecar accepts exactly what `reestr validate` accepted: XSD `xs:include` /
+`xs:import` resolved only from the entry's own files (no network, no disk), JSON Schema 2020-12
+with local `$ref`s only. A schema that does not compile makes the bundle malformed (refused, the
+last good one stays in force).
 
-Compiling costs milliseconds per XSD; a new bundle reuses the compiled schemas of the bundle in
-force whose key (a digest of the whole schema set) is unchanged, so polling costs nothing here.
-Checking is the hot path: an lxml XSD validation of an element in place (a few µs for a 6 KB
-SMEV 3 payload), or one JSON parse + jsonschema.
+Compiling costs about a millisecond per XSD set; a new bundle reuses the compiled schemas of the
+bundle in force whose key (a digest of the whole set) is unchanged, and `compile_xsd` keeps what
+it compiled per key for the life of the process (bounded by the distinct schema sets a sidecar is
+ever given). Checking is the hot path: an lxml XSD validation of an element in place (a few µs
+for a 6 KB SMEV 3 payload), or one JSON parse + jsonschema.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
+from jsonschema.exceptions import best_match
 from lxml import etree  # type: ignore[import-untyped]
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
-from compiler.trust import canonical_json
+from compiler.payload_schemas import XSD, PayloadSchema, PayloadSchemaError, check, compile_xsd
 from proxy.errors import PolicyFormatError
 
-_BASE = "reestr-schema:///"
 _MAX_MESSAGE = 300
 
 
@@ -47,19 +44,6 @@ class Violation:
     def text(self) -> str:
         at = f" (line {self.line})" if self.line else ""
         return f"{self.where}{at}: {self.message}"
-
-
-class _Resolver(etree.Resolver):  # type: ignore[misc]
-    """Serves the schema set's own files by their relative path; anything else fails."""
-
-    def __init__(self, files: Mapping[str, bytes]) -> None:
-        super().__init__()
-        self.files = files
-
-    def resolve(self, url: str, pubid: str | None, context: Any) -> Any:
-        if url.startswith(_BASE) and url[len(_BASE):] in self.files:
-            return self.resolve_string(self.files[url[len(_BASE):]], context, base_url=url)
-        raise PolicyFormatError("schema location outside the schema set")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,49 +102,28 @@ def compile_schemas(signed: Mapping[str, Any], reuse: PayloadSchemas | None = No
         entries = signed.get("schemas") or {}
         texts = signed.get("schema_files") or {}
         compiled: dict[str, _Xsd | _Json] = {}
+        owners = _owners(signed)
         for key, entry in entries.items():
             if reuse is not None and key in reuse.compiled:
                 compiled[key] = reuse.compiled[key]
                 continue
-            if hashlib.sha256(canonical_json(entry)).hexdigest() != key:
-                raise PolicyFormatError(f"schema {key[:12]}…: key is not the digest of its entry")
-            files = {path: _file(texts, digest) for path, digest in entry["files"].items()}
-            compiled[key] = _compile(entry["kind"], entry["main"], files)
+            schema = PayloadSchema.from_bundle(owners.get(key, "?"), key, entry, texts)
+            check(schema)
+            compiled[key] = (_Xsd(schema=compile_xsd(schema)) if schema.kind == XSD else
+                             _Json(validator=Draft202012Validator(orjson.loads(schema.files[schema.main]))))
         _check_references(signed, compiled)
-    except PolicyFormatError:
-        raise
+    except PayloadSchemaError as e:
+        raise PolicyFormatError(f"bundle schema {_short(str(e))}") from e
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise PolicyFormatError(f"bundle schemas are malformed: {type(e).__name__}: {e}") from e
     return PayloadSchemas(compiled=compiled)
 
 
-def _file(texts: Mapping[str, str], digest: str) -> bytes:
-    data = texts[digest].encode("utf-8")
-    if hashlib.sha256(data).hexdigest() != digest:
-        raise PolicyFormatError(f"schema file {digest[:12]}…: content does not match its digest")
-    return data
-
-
-def _compile(kind: str, main: str, files: Mapping[str, bytes]) -> _Xsd | _Json:
-    if kind == "xsd":
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-        parser.resolvers.add(_Resolver(files))
-        try:
-            document = etree.fromstring(files[main], parser, base_url=_BASE + main)
-            return _Xsd(schema=etree.XMLSchema(document))
-        except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as e:
-            raise PolicyFormatError(f"schema {main}: does not compile: {_short(str(e))}") from e
-    if kind == "json-schema":
-        try:
-            documents = {path: orjson.loads(data) for path, data in files.items()}
-            Draft202012Validator.check_schema(documents[main])
-        except (orjson.JSONDecodeError, SchemaError) as e:
-            raise PolicyFormatError(f"schema {main}: not a JSON Schema: {_short(str(e))}") from e
-        registry: Registry[Any] = Registry().with_resources(
-            (path, Resource.from_contents(doc, default_specification=DRAFT202012))
-            for path, doc in documents.items())
-        return _Json(validator=Draft202012Validator(documents[main], registry=registry))
-    raise PolicyFormatError(f"schema {main}: unknown kind {kind!r}")
+def _owners(signed: Mapping[str, Any]) -> dict[str, str]:
+    """Schema key → the SID of a service that references it (for messages)."""
+    return {op[member]: sid for sid, service in (signed.get("services") or {}).items()
+            for op in (service.get("operations") or {}).values()
+            for member in ("request_schema", "response_schema") if op.get(member)}
 
 
 def _check_references(signed: Mapping[str, Any], compiled: Mapping[str, object]) -> None:

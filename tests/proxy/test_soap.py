@@ -135,14 +135,14 @@ BAD_TABLES = [
     ("import-parent-dir", _outside(b"../../../../etc/hosts"), "does not compile"),
     ("import-absolute", _outside(b"/etc/hosts"), "does not compile"),
     ("import-url", _outside(b"http://127.0.0.1:9/x.xsd"), "does not compile"),
-    ("truncated", tables("a.xsd", {"a.xsd": EGRZ_FILES["common/gis-egrz-types.xsd"][:500]}), "does not compile"),
-    ("json-not-a-schema", tables("a.json", {"a.json": b'{"type": 5}'}, "json-schema"), "not a JSON Schema"),
-    ("json-not-json", tables("a.json", {"a.json": b"{not json"}, "json-schema"), "not a JSON Schema"),
+    ("truncated", tables("a.xsd", {"a.xsd": EGRZ_FILES["common/gis-egrz-types.xsd"][:500]}), "not well-formed"),
+    ("json-not-a-schema", tables("a.json", {"a.json": b'{"type": 5}'}, "json-schema"), "not a valid JSON Schema"),
+    ("json-not-json", tables("a.json", {"a.json": b"{not json"}, "json-schema"), "not JSON"),
     ("key-not-the-digest", _tamper_key(tables("publicprintout.xsd", EGRZ_FILES)), "not the digest"),
-    ("file-not-its-digest", _tamper_file(tables("publicprintout.xsd", EGRZ_FILES)), "does not match"),
+    ("file-not-its-digest", _tamper_file(tables("publicprintout.xsd", EGRZ_FILES)), "does not have the digest"),
     ("dangling-reference", {"services": {"SID0000001": {"operations": {"op": {"request_schema": "ab" * 32}}}}},
      "not in the bundle"),
-    ("unknown-kind", tables("a.rng", {"a.rng": b"<grammar/>"}, "relax-ng"), "unknown kind"),
+    ("unknown-kind", tables("a.rng", {"a.rng": b"<grammar/>"}, "relax-ng"), "malformed entry"),
 ]
 
 
