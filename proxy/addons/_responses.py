@@ -23,6 +23,7 @@ REQUEST_RECORD = "reestr.request_record"
 RESPONSE_RECORD = "reestr.response_record"
 LEAF = "reestr.leaf"
 SIGNATURE = "reestr.signature_check"  # "valid" | "invalid" | "absent" | "unsupported" (R11)
+PAYLOAD_CHECK = "reestr.payload_check"  # "valid" | "invalid": the request's payload against its schema
 RESPONSE_PAYLOAD = "reestr.response_payload"  # what the response check read (proxy.addons.responses)
 JOURNAL_HEADER = "Reestr-Journal-Id"
 CLASSIFICATION_HEADER = "Reestr-Classification"  # R14 (002 5.4): the marking travels with messages

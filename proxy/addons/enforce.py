@@ -24,6 +24,7 @@ from proxy.addons._responses import (
     BUNDLE,
     DECISION,
     DIRECTION,
+    PAYLOAD_CHECK,
     SIGNATURE,
     admit_headers,
     client_leaf,
@@ -40,7 +41,6 @@ from proxy.soap.signatures import check_soap_signature, requires_signature
 
 FORWARDED_CONSUMER = "Reestr-Consumer"
 FORWARDED_OPERATION = "Reestr-Operation"
-PAYLOAD_CHECK = "reestr.payload_check"  # "valid" | "invalid": the request's payload against its schema
 
 
 class Enforce:

@@ -10,6 +10,12 @@ out of the journal). `signature_check` is set on the request record of a call to
 `signed_messages` (the check is of the request body); it stays null otherwise. Responses mitmproxy
 makes by itself (upstream unreachable, a body over its hard cap) go through `error`: recorded with
 decision "error", but they carry no journal header.
+
+Records are format 2 (docs/journal-format.md): they also carry the service's classification (R14)
+and what the message layer read — the profile, the payload's qualified name, the SMEV 3
+`MessageID` / `ReferenceMessageID` / `TransactionCode` and the payload schema check — of the
+request on request records and of the upstream's answer on response records (for an answer
+refused by `payloads.responses: enforce`, of the answer that was refused).
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from proxy.addons._responses import (
     DECISION,
     DIRECTION,
     JOURNAL_HEADER,
+    PAYLOAD_CHECK,
     PROVIDER_JOURNAL_HEADER,
     REQUEST_RECORD,
+    RESPONSE_PAYLOAD,
     RESPONSE_RECORD,
     SIGNATURE,
     client_leaf,
     deny_response,
 )
+from proxy.addons.responses import ResponseFacts
 from proxy.journal import Journal, JournalError, Record, sidecar_record, utc_now
 from proxy.policy import Decision, deny
 
@@ -127,7 +136,33 @@ class Journaling:
             bundle_serial=bundle.serial if bundle is not None else None,
             grant=decision.grant if decision else None,
             client_fingerprint=leaf.sha256 if leaf else None,
+            classification=decision.classification if decision else None,
+            **_message_fields(flow, decision, kind),
         )
+
+
+def _message_fields(flow: http.HTTPFlow, decision: Decision | None,
+                    kind: Literal["request", "response", "error"]) -> dict[str, Any]:
+    """The message layer's facts for a record (format 2): the profile, the payload's qualified
+    name, the SMEV 3 identifiers and the schema check — of the request for request records (its
+    one parse, `Decision.message`), of the upstream's answer for response records (the response
+    check's parse, when it made one)."""
+    if decision is None or kind == "error":
+        return {}
+    if kind == "request":
+        message, check = decision.message, flow.metadata.get(PAYLOAD_CHECK)
+    else:
+        facts: ResponseFacts | None = flow.metadata.get(RESPONSE_PAYLOAD)
+        message, check = (facts.message, facts.check) if facts is not None else (None, None)
+    fields: dict[str, Any] = {"payload_check": check}
+    if decision.protocol == "soap":
+        fields["profile"] = decision.message.content.profile if decision.message else None
+    if message is not None:
+        content = message.content
+        fields.update(profile=content.profile, payload=content.element, message_id=content.message_id,
+                      reference_message_id=content.reference_message_id,
+                      transaction_code=content.transaction_code)
+    return fields
 
 
 def _ids(decision: Decision | None) -> dict[str, Any]:

@@ -345,6 +345,13 @@ def test_the_real_smev3_request_routes_by_its_payload_and_validates(sidecar: Run
     reached = sidecar.upstream.calls[before:]
     assert len(reached) == 1 and reached[0]["headers"]["Reestr-Operation"] == "publicPrintOut"
     assert reached[0]["body"] == SMEV3_REQUEST
+    request, response = _record(sidecar, r.headers["Reestr-Journal-Id"])
+    assert {k: request[k] for k in ("profile", "payload", "message_id", "reference_message_id", "classification",
+                                    "payload_check", "operation", "decision")} == {
+        "profile": "smev3", "payload": f"{{{PUBLIC}}}PublicPrintOutRequest", "message_id": MESSAGE_ID,
+        "reference_message_id": None, "classification": "restricted", "payload_check": "valid",
+        "operation": "publicPrintOut", "decision": "allow"}
+    assert (response["classification"], response["status"]) == ("restricted", 200)
 
 
 @pytest.mark.parametrize(("who", "body", "status", "code", "operation"), [
@@ -374,9 +381,10 @@ def test_smev3_kinds_of_information_are_told_apart(sidecar: Running, who: str, b
     fault = etree.fromstring(r.content).find(f"{{{SOAP11}}}Body/{{{SOAP11}}}Fault")
     assert fault is not None and fault.findtext("detail/{urn:reestr}code") == code
     request, _ = _record(sidecar, r.headers["Reestr-Journal-Id"])
-    assert (request["reason"], request["operation"]) == (code, operation)
+    assert (request["reason"], request["operation"], request["classification"]) == (code, operation, "restricted")
     if code == "payload-invalid":  # the first violation is named: the missing element
         assert "ExpertiseResultNumber" in (fault.findtext("detail/{urn:reestr}violation") or "")
+        assert (request["payload_check"], request["payload"]) == ("invalid", f"{{{PUBLIC}}}PublicPrintOutRequest")
 
 
 # --- REST payloads against their JSON Schema -----------------------------------------------------
@@ -432,3 +440,7 @@ def test_response_payloads_by_mode(tmp_path: Path, pki: Pki, keys: Keys, mode: s
             assert b"PNZR01581" not in r.content  # nothing of the refused answer reaches the caller
         else:
             assert r.content == answer
+        _, response = _record(running, r.headers["Reestr-Journal-Id"])
+        expected = {"enforce": "valid" if status == 200 else "invalid", "record": "invalid", "off": None}[mode]
+        assert (response["payload_check"], response["profile"]) == (expected, "plain")
+        assert response["payload"] == f"{{{REV}}}putDataResponse"  # what was checked (and, enforced, refused)
