@@ -16,6 +16,7 @@ Relative paths are resolved against the directory of the config file. Format::
       poll_seconds: 30
       trusted_keys: [keys/operator.pub]          # Ed25519 public keys (PEM) of the operator
       threshold: 1
+      max_bytes: 33554432             # a larger bundle is refused before it is read
     state_dir: state                  # last good bundle, highest serial seen, last refusal
     journal:
       path: state/journal.sqlite
@@ -66,6 +67,7 @@ class BundleConfig(BaseModel):
     poll_seconds: float = Field(default=30.0, gt=0)
     trusted_keys: list[Path] = Field(min_length=1)
     threshold: int = Field(default=1, ge=1)
+    max_bytes: int = Field(default=32 * 1024 * 1024, gt=0)  # larger bundles refused unread
 
     @property
     def is_url(self) -> bool:

@@ -103,9 +103,9 @@ class Sidecar:
                 raise ConfigError(f"config: outbound.provider_ca: {config.outbound.provider_ca}: "
                                   "no such file")
         self.store = BundleStore(config.participant, self.trusted, config.bundle.threshold,
-                                 config.state_dir)
+                                 config.state_dir, config.bundle.max_bytes)
         self.store.load_state()
-        self.source = make_source(config.bundle.source)
+        self.source = make_source(config.bundle.source, config.bundle.max_bytes)
         self.journal: Journal | None = None
         self.master: Any = None  # mitmproxy's Master; its API is only partly typed
         self.admin: AdminServer | None = None
