@@ -33,6 +33,8 @@ Relative paths are resolved against the directory of the config file. Format::
       listen: {host: 127.0.0.1, port: 8088}
       client_bundle: tls/client.pem   # our key + certificate presented to providers
       provider_ca: tls/ca.pem         # CA that issued the providers' server certificates
+      clients:                        # the agency's systems that may call out (mTLS, required)
+        - {name: billing, certificate: tls/billing.crt}   # PEM, exactly one certificate
 """
 
 from __future__ import annotations
@@ -93,11 +95,20 @@ class Limits(BaseModel):
     idle_timeout_seconds: float = Field(default=60.0, gt=0)  # between requests, and for a body
 
 
+class InternalClient(BaseModel):
+    """An agency system allowed to call out through the sidecar, by its TLS client certificate."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, max_length=100)
+    certificate: Path  # PEM, exactly one certificate
+
+
 class OutboundConfig(BaseModel):
     model_config = _STRICT
     listen: Listen
     client_bundle: Path
     provider_ca: Path
+    clients: list[InternalClient] = Field(min_length=1)  # who may use the outbound listener
 
 
 class SidecarConfig(BaseModel):
@@ -185,6 +196,11 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(fields[-1]), str):
             node[fields[-1]] = str(base / node[fields[-1]])
+    outbound = raw.get("outbound")
+    clients = outbound.get("clients") if isinstance(outbound, dict) else None
+    for client in clients if isinstance(clients, list) else []:
+        if isinstance(client, dict) and isinstance(client.get("certificate"), str):
+            client["certificate"] = str(base / client["certificate"])
     bundle = raw.get("bundle")
     if isinstance(bundle, dict):
         keys = bundle.get("trusted_keys")

@@ -108,6 +108,7 @@ class Grant:
     operation_defs: tuple[Operation, ...]
     grant: str
     valid_until: date | None
+    provider_certificates: frozenset[str] = frozenset()  # outbound TLS accepts only these (sha256)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
         return Policy(audience=participant["id"], status=participant.get("status", "active"),
                       ends_on=_date(participant.get("ends_on")),
                       services=services, certificates=certificates,
-                      grants={sid: _grant(sid, g) for sid, g in (signed.get("grants") or {}).items()})
+                      grants={sid: _grant(sid, g, table) for sid, g in (signed.get("grants") or {}).items()})
     except (KeyError, TypeError, ValueError, AttributeError, re.error, TrustError,
             TemplateError) as e:
         raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
@@ -192,14 +193,17 @@ def _add_certs(into: dict[str, CertInfo], table: Mapping[str, CertInfo], partici
         into[info.sha256] = info
 
 
-def _grant(sid: str, g: Mapping[str, Any]) -> Grant:
+def _grant(sid: str, g: Mapping[str, Any], table: Mapping[str, CertInfo]) -> Grant:
     ops = g.get("operations")
+    pinned: dict[str, CertInfo] = {}
+    _add_certs(pinned, table, g["provider"], g.get("provider_certificates") or [])
     return Grant(sid=sid, provider=g["provider"], provider_sidecar=str(g["provider_sidecar"]).rstrip("/"),
                  protocol=g.get("protocol", "rest"), access=g["access"],
                  operations=frozenset(ops) if ops is not None else None,
                  operation_defs=tuple(_operation(n, op) for n, op in
                                       sorted((g.get("operation_defs") or {}).items())),
-                 grant=g.get("grant") or "", valid_until=_date(g.get("valid_until")))
+                 grant=g.get("grant") or "", valid_until=_date(g.get("valid_until")),
+                 provider_certificates=frozenset(pinned))
 
 
 def _date(text: str | None) -> date | None:
