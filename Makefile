@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-registry bench-journal bench-sidecar
+.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar
 
 $(STAMP): requirements.lock pyproject.toml
 	python3.12 -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(ACTIONLINT)
 	$(PY) -m pytest -q
+
+# the invariant fuzz test of tests/security with 20,000 generated requests (make test runs 2,500)
+fuzz: $(STAMP)
+	REESTR_FUZZ_EXAMPLES=$${REESTR_FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -s tests/security/test_invariant_fuzz.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler proxy tests bench
