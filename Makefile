@@ -42,8 +42,9 @@ bench-journal: $(STAMP)
 	$(PY) bench/journal_bench.py
 
 # wrk cannot present a client certificate: stunnel (client mode) holds it; both from Debian.
+# SIDECAR_BENCH_ARGS="--before REV" adds the sidecar of git revision REV as a row (before/after).
 bench-sidecar: $(STAMP)
 	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/bundle_load_bench.py
-	$(PY) bench/sidecar_bench.py
+	$(PY) bench/sidecar_bench.py $(SIDECAR_BENCH_ARGS)
