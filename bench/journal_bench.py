@@ -1,14 +1,17 @@
-"""Journal benchmark: durable records/s with group commit vs. one insert per commit, and verify speed.
+"""Journal benchmark: durable records/s with group commit vs. one insert per commit, and verify speed,
+for SQLite and PostgreSQL in one run.
 
-    .venv/bin/python bench/journal_bench.py [--records 50000] [--concurrency 200] [--runs 3]
+    .venv/bin/python bench/journal_bench.py [--records 50000] [--concurrency 200] [--runs 3] [--no-postgres]
 
-For synchronous=FULL and NORMAL it appends records from an asyncio loop with many concurrent
-appenders (each awaits durability before its next record, as the sidecar does per request) and
-compares, in the same run, with plain SQLite doing the same hashing but one insert per commit in a
-tight loop on the caller's thread (no event loop, no hand-off: on the sidecar's loop it would stall
-all traffic for every fsync).
-Then it verifies a journal of --verify-records records. Prints medians of --runs runs and ratios.
-Targets (issue 3): ≥ 5,000 durable records/s; verify ≥ 200,000 records/s.
+For SQLite with synchronous=FULL and NORMAL, and for PostgreSQL (a throwaway local server made with
+initdb/pg_ctl, fsync on, synchronous_commit on: a commit is acknowledged once its WAL is flushed),
+it appends records from an asyncio loop with many concurrent appenders (each awaits durability
+before its next record, as the sidecar does per request) and compares, in the same run, with the
+same database doing the same hashing but one insert per commit in a tight loop on the caller's
+thread (no event loop, no hand-off: on the sidecar's loop it would stall all traffic for every
+commit). Then it verifies a journal of --verify-records records on each backend. Prints medians of
+--runs runs and ratios.
+Targets (issues 3, 12): ≥ 5,000 durable records/s on each backend; verify ≥ 200,000 records/s (SQLite).
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proxy.journal import Journal, Record, utc_now
-from proxy.journal_format import GENESIS_HASH, chain_hash, record_json
-from proxy.journal_verify import verify_journal
+from proxy.journal.chain import GENESIS_HASH, chain_hash
+from proxy.journal.postgres import PostgresStore
+from proxy.journal.record import record_json
+from proxy.journal.store import Store
+from proxy.journal.verify import verify_journal
+from tests.proxy.pgcluster import PgCluster, server_binaries
 
 KEY = Ed25519PrivateKey.generate()
 
@@ -46,9 +53,10 @@ def _record(n: int) -> Record:
                   client_fingerprint="ab" * 32)
 
 
-def journal_run(directory: Path, synchronous: str, records: int, concurrency: int) -> tuple[float, float, float, int]:
+def journal_run(target: Store | Path, synchronous: str, records: int,
+                concurrency: int) -> tuple[float, float, float, int]:
     """Records/s, p50 and p99 append latency (ms) and transactions, for one fresh journal."""
-    journal = Journal(directory / f"journal-{synchronous}-{time.monotonic_ns()}.db", KEY, synchronous=synchronous)
+    journal = Journal(target, KEY, synchronous=synchronous)
     journal.start()
     latencies: list[float] = []
 
@@ -88,7 +96,23 @@ def baseline_run(directory: Path, synchronous: str, records: int) -> float:
     return records / elapsed
 
 
-def verify_run(path: Path) -> float:
+def postgres_baseline_run(dsn: str, records: int) -> float:
+    """PostgreSQL, the same record text and hash, one INSERT per commit (autocommit)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE plain (id bigint PRIMARY KEY, prev_hash text, hash text, record text)")
+        prev = GENESIS_HASH
+        began = time.perf_counter()
+        for n in range(1, records + 1):
+            text = record_json(_record(n), n)
+            digest = chain_hash(prev, text)
+            conn.execute("INSERT INTO plain VALUES (%s, %s, %s, %s)", (n, prev, digest, text))
+            prev = digest
+        return records / (time.perf_counter() - began)
+
+
+def verify_run(path: Path | Store) -> float:
     began = time.perf_counter()
     report = verify_journal(path, KEY.public_key())
     elapsed = time.perf_counter() - began
@@ -97,7 +121,7 @@ def verify_run(path: Path) -> float:
     return report.records / elapsed
 
 
-def build_journal(path: Path, records: int) -> None:
+def build_journal(path: Path | Store, records: int) -> None:
     with Journal(path, KEY, synchronous="NORMAL") as journal:
         for start in range(0, records, 10_000):
             async def chunk(first: int = start) -> None:
@@ -116,14 +140,32 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--verify-records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only.")
     args = parser.parse_args()
+    cluster = None
+    if not args.no_postgres:
+        bindir = server_binaries()
+        if bindir is None:
+            raise SystemExit("PostgreSQL server binaries not found (Debian: apt-get install postgresql), "
+                             "or pass --no-postgres")
+        cluster = PgCluster(bindir)
+        cluster.start()
+    try:
+        _main(args, cluster)
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+
+
+def _main(args: argparse.Namespace, cluster: PgCluster | None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="journal-bench-") as tmp:
         directory = Path(tmp)
         print(f"journal append: {args.records} records, {args.concurrency} concurrent appenders, "
               f"median of {args.runs} runs; baseline: {args.baseline_records} records, one insert per commit")
         for synchronous in ("FULL", "NORMAL"):
-            results = [journal_run(directory, synchronous, args.records, args.concurrency) for _ in range(args.runs)]
+            results = [journal_run(directory / f"journal-{synchronous}-{n}.db", synchronous, args.records,
+                                   args.concurrency) for n in range(args.runs)]
             rate = statistics.median(r[0] for r in results)
             p50 = statistics.median(r[1] for r in results)
             p99 = statistics.median(r[2] for r in results)
@@ -135,12 +177,32 @@ def main() -> None:
             print(f"  synchronous={synchronous:<6} plain   {plain:>9,.0f} records/s one insert per commit, "
                   f"blocking the caller's thread; journal/plain {rate / plain:.1f}x")
 
+        if cluster is not None:
+            results = [journal_run(PostgresStore(cluster.new_database(), "bench"), "FULL", args.records,
+                                   args.concurrency) for _ in range(args.runs)]
+            rate = statistics.median(r[0] for r in results)
+            p50 = statistics.median(r[1] for r in results)
+            p99 = statistics.median(r[2] for r in results)
+            commits = statistics.median(r[3] for r in results)
+            plain = median_of(args.runs, lambda: postgres_baseline_run(cluster.new_database(), args.baseline_records))
+            verdict = "ok" if rate >= 5_000 else "BELOW TARGET 5,000"
+            print(f"  postgresql       journal {rate:>9,.0f} durable records/s ({verdict}); "
+                  f"append latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; {args.records / commits:,.0f} records/commit")
+            print(f"  postgresql       plain   {plain:>9,.0f} records/s one INSERT per commit, "
+                  f"blocking the caller's thread; journal/plain {rate / plain:.1f}x")
+
         path = directory / "verify.db"
         build_journal(path, args.verify_records)
         rate = median_of(args.runs, lambda: verify_run(path))
         verdict = "ok" if rate >= 200_000 else "BELOW TARGET 200,000"
-        print(f"journal verify: {args.verify_records} records, median {rate:,.0f} records/s "
+        print(f"journal verify (sqlite): {args.verify_records} records, median {rate:,.0f} records/s "
               f"({verdict}); {args.verify_records / rate:.2f} s")
+        if cluster is not None:
+            dsn = cluster.new_database()
+            build_journal(PostgresStore(dsn, "bench"), args.verify_records)
+            rate = median_of(args.runs, lambda: verify_run(PostgresStore(dsn)))
+            print(f"journal verify (postgresql): {args.verify_records} records, median {rate:,.0f} records/s; "
+                  f"{args.verify_records / rate:.2f} s")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Sidecar benchmark (issue 3, "Done when"): throughput with wrk, bundle load time, sidecar RSS.
 
     .venv/bin/python bench/sidecar_bench.py [--duration 10] [--warmup 2] [--connections 10,50]
-        [--rounds 3] [--profile] [--before REV]
+        [--rounds 3] [--profile] [--postgres] [--before REV]
 
 Needs the Debian packages `wrk` and `stunnel4` (`apt-get install -y wrk stunnel4`). Takes about
 six minutes with the defaults (24 wrk runs of 2 + 10 s). Everything listens on and talks to
@@ -20,6 +20,8 @@ duration after a short warm-up, all on the same machine, the same upstream, the 
   (b') the same with only the mitmproxy addons the sidecar loads (`proxy.runner.mitmproxy_addons`,
       no onboarding app, script loader, flow saving, ...): (a)/(b') is the cost of reestr's own
       work (policy, durable journal, metrics), (b')/(b) what dropping the defaults saves;
+  (a'') with --postgres (what `make bench-sidecar` runs): the same sidecar with the PostgreSQL
+      journal on a throwaway local server (fsync on, synchronous_commit on); target ≥ 85% of (a);
   (c) the upstream directly (`bench/fast_upstream.py`, a minimal asyncio HTTP server with a small
       fixed JSON answer): it must be far faster than (a) and (b), and the table shows that it is.
 
@@ -448,11 +450,16 @@ def _check_sidecar(r: httpx.Response) -> str | None:
     return None if r.headers.get("reestr-journal-id") else "no Reestr-Journal-Id header"
 
 
-def write_sidecar_config(name: str, sync: str, upstream_port: int, bundle: Path) -> tuple[Path, int, int]:
+def write_sidecar_config(name: str, sync: str, upstream_port: int, bundle: Path,
+                         dsn: str | None = None) -> tuple[Path, int, int]:
     state = OUT / name
     state.mkdir(parents=True, exist_ok=True)
     listen, admin = free_port(), free_port()
     config = state / "sidecar.yaml"
+    journal = (f"""  path: {state / "journal.sqlite"}
+  synchronous: {sync}""" if dsn is None else f"""  backend: postgres
+  dsn: "{dsn}"
+  chain: ved3-bench""")
     config.write_text(f"""\
 participant: ved3
 listen: {{host: 127.0.0.1, port: {listen}}}
@@ -465,9 +472,8 @@ bundle:
   trusted_keys: [{OUT / "keys" / "operator.pub"}]
 state_dir: {state / "state"}
 journal:
-  path: {state / "journal.sqlite"}
+{journal}
   signing_key: {OUT / "keys" / "sidecar.key"}
-  synchronous: {sync}
 """, encoding="utf-8")
     return config, listen, admin
 
@@ -586,6 +592,9 @@ def main() -> int:
                     help="also run the sidecar of git revision REV as row (a0), for a before/after "
                          "comparison in the same run (e.g. the commit before a change)")
     ap.add_argument("--deadline", type=float, default=1200.0, help="overall cap in seconds")
+    ap.add_argument("--postgres", action="store_true",
+                    help="also a row (a'') with the PostgreSQL journal, on a throwaway local server "
+                         "(initdb/pg_ctl from Debian's postgresql package); target ≥ 85%% of (a)")
     args = ap.parse_args()
     conns = [int(c) for c in args.connections.split(",") if c.strip()]
     if not conns or min(conns) < 1 or max(conns) > 1000 or not 1 <= args.duration <= 120 \
@@ -601,7 +610,17 @@ def main() -> int:
         signal.signal(sig, _on_signal)
     signal.alarm(int(args.deadline))
     procs = Procs()
+    cluster = None
     try:
+        if args.postgres:
+            from tests.proxy.pgcluster import PgCluster, server_binaries
+
+            bindir = server_binaries()
+            if bindir is None:
+                sys.exit("PostgreSQL server binaries not found: apt-get install -y postgresql")
+            cluster = PgCluster(bindir)
+            cluster.start()
+            args.dsn = cluster.new_database()
         return _bench(args, conns, procs)
     except (KeyboardInterrupt, Stopped, DeadlineExceeded) as e:
         print(f"\n{e or 'interrupted'}: stopping everything", file=sys.stderr)
@@ -609,6 +628,8 @@ def main() -> int:
     finally:
         signal.alarm(0)
         procs.stop_all()
+        if cluster is not None:
+            cluster.destroy()
 
 
 def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
@@ -653,9 +674,10 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
     wait_port(lean_port, lean, "mitmproxy with the sidecar's addons")
 
     sidecars = {}
-    for sync in ("FULL", "NORMAL"):
+    for sync in ("FULL", "NORMAL", *(("PG",) if args.postgres else ())):
         name = f"sidecar-{sync.lower()}"
-        config, listen, admin = write_sidecar_config(name, sync, up_port, big)
+        config, listen, admin = write_sidecar_config(name, sync, up_port, big,
+                                                     args.dsn if sync == "PG" else None)
         with (OUT / name / "sidecar.log").open("wb") as log:
             proc = procs.add(name, subprocess.Popen(
                 [str(BIN / "reestr-sidecar"), "run", "--config", str(config)],
@@ -691,6 +713,10 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
                sidecars["NORMAL"][0].pid),
         *before,
     ]
+    if args.postgres:
+        targets.append(Target("a-pg", "(a'') sidecar, journal PostgreSQL",
+                              f"http://127.0.0.1:{routes['sidecar-pg'][0]}{CALL_PATH}", _check_sidecar,
+                              sidecars["PG"][0].pid))
     for t in targets:
         r = httpx.get(t.url, timeout=10)
         problem = t.check(r)
@@ -778,6 +804,11 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
         print(f"{'ratios':<34} {c:>5}  (a)/(b) {a / b:6.1%} [target ≥ 85%]   (a')/(b) {a2 / b:6.1%}"
               f"   (a)/(b') {a / b2:6.1%}   (b')/(b) {b2 / b:6.1%}   (b)/(c) {b / cc:6.2%}"
               f"   loop CPU per request (b)/(a) {lb / la if la else 0:6.1%}")
+        if ("a-pg", c) in results:
+            pg = results[("a-pg", c)]
+            print(f"{'':<34} {c:>5}  (a'')/(a) PostgreSQL journal vs SQLite FULL {pg.rps / a:6.1%} "
+                  f"[target ≥ 85%]   loop CPU per request (a)/(a'') "
+                  f"{la / pg.loop_us_per_req if pg.loop_us_per_req else 0:6.1%}")
         print()
     med = statistics.median
     print(f"bundle: {load.bytes / 1e6:.2f} MB, {load.entries:,} grants (service × caller entries) = "
@@ -787,7 +818,7 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
           f"verify_envelope {med(load.verify_ms):.1f} ms + parse_policy {med(load.parse_ms):.1f} ms "
           f"+ persisting; CPU time of the offer {med(load.offer_cpu_ms):.1f} ms")
     labels = {t.key: t.label for t in targets}
-    for key in ("a", "a-normal", "b", "b-lean", "c"):
+    for key in ("a", "a-normal", "a-pg", "b", "b-lean", "c"):
         if key in mem:
             m = mem[key]
             note = " [target ≤ 150 MB]" if key == "a" else ""

@@ -162,8 +162,11 @@ def _operation(op: Operation) -> dict[str, Any]:
 
 def _service_header(service: Service) -> dict[str, Any]:
     spec = service.spec
-    return {"name": spec.name, "protocol": spec.protocol.value,
-            "classification": spec.classification.value, "signed_messages": spec.signed_messages}
+    header: dict[str, Any] = {"name": spec.name, "protocol": spec.protocol.value,
+                              "classification": spec.classification.value, "signed_messages": spec.signed_messages}
+    if spec.tariff is not None:  # R13: `reestr-sidecar stats --priced` multiplies calls by it
+        header["tariff"] = {"currency": spec.tariff.currency, "per_call": spec.tariff.per_call}
+    return header
 
 
 def _provided(service: Service, callers: list[Right], ends_on: dict[str, str | None],

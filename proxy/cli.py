@@ -19,6 +19,7 @@ import click
 from compiler.errors import CompilerError
 from compiler.trust import canonical_json, load_public_key
 from proxy.errors import SidecarError
+from proxy.journal.store import Store
 
 _SHOWN = 20
 
@@ -41,12 +42,28 @@ def main() -> None:
     """reestr-sidecar — enforce a policy bundle in front of an agency and journal every message."""
 
 
-JOURNAL = click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+JOURNAL = click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+DSN = click.option("--dsn", metavar="DSN", help="A PostgreSQL journal (every chain in it) instead of a file PATH.")
 SINCE = click.option("--since", metavar="ISO", help="Only records at or after this time (UTC if no zone).")
 UNTIL = click.option("--until", metavar="ISO", help="Only records before this time (UTC if no zone).")
+ARCHIVES = click.option("--archives", type=click.Path(file_okay=False, path_type=Path),
+                        help="The archive directory (`journal archive --to`): read the archived records too.")
+KEYS = click.option("--key", "key_paths", required=True, multiple=True,
+                    type=click.Path(dir_okay=False, path_type=Path),
+                    help="A sidecar's public key (PEM) that signs checkpoints; repeat for the sidecars of a --dsn.")
 
 
-# --- journal (issue 3) --------------------------------------------------------------------------
+def _store(path: Path | None, dsn: str | None) -> Store:
+    """The journal a command names: a SQLite file PATH or a PostgreSQL --dsn, exactly one."""
+    from proxy.journal.postgres import PostgresStore
+    from proxy.journal.sqlite import SqliteStore
+
+    if (path is None) == (dsn is None):
+        raise click.UsageError("give a journal file PATH or --dsn DSN (one of them)")
+    return SqliteStore(path) if path is not None else PostgresStore(str(dsn))
+
+
+# --- journal (issues 3, 12) ---------------------------------------------------------------------
 
 
 @main.group("journal")
@@ -56,60 +73,176 @@ def journal_group() -> None:
 
 @journal_group.command("verify")
 @JOURNAL
-@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The sidecar's public key (PEM) that signs the journal's checkpoints.")
+@DSN
+@KEYS
+@click.option("--archives", type=click.Path(file_okay=False, path_type=Path),
+              help="Also prove the chain from record 1 through these archives into the journal.")
 @_clean_errors
-def journal_verify_command(path: Path, key_path: Path) -> None:
+def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...],
+                           archives: Path | None) -> None:
     """Check the hash chain and signed checkpoints; exit 1 naming the first bad record."""
-    from proxy.journal_verify import verify_journal
+    from proxy.journal.verify import verify_store
 
-    report = verify_journal(path, load_public_key(key_path))
-    summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
-               f"{report.last_sealed_record}, unsealed tail {report.unsealed_tail}")
-    if report.ok:
-        click.echo(f"{path}: intact: {summary}")
-        return
-    first = report.problems[0]
-    click.echo(f"{path}: TAMPERED: first bad record {first.record_id}: {first.code}: {first.message}")
-    for problem in report.problems[1:_SHOWN]:
-        click.echo(f"  record {problem.record_id}: {problem.code}: {problem.message}")
-    if report.problem_count > _SHOWN:
-        click.echo(f"  … and {report.problem_count - _SHOWN} more problem(s)")
-    click.echo(summary)
-    sys.exit(1)
+    store = _store(path, dsn)
+    reports = verify_store(store, [load_public_key(k) for k in key_paths], archives=archives)
+    bad = False
+    for report in reports:
+        name = report.path if report.chain is None else f"{report.path}: chain {report.chain}"
+        summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
+                   f"{report.last_sealed_record}, unsealed tail {report.unsealed_tail}"
+                   + (f", records 1–{report.pruned} pruned" if report.pruned else "")
+                   + (f", {report.archives} archive(s) up to record {report.archived}" if archives else ""))
+        if report.ok:
+            click.echo(f"{name}: intact: {summary}")
+            continue
+        bad = True
+        first = report.problems[0]
+        click.echo(f"{name}: TAMPERED: first bad record {first.record_id}: {first.code}: {first.message}")
+        for problem in report.problems[1:_SHOWN]:
+            click.echo(f"  record {problem.record_id}: {problem.code}: {problem.message}")
+        if report.problem_count > _SHOWN:
+            click.echo(f"  … and {report.problem_count - _SHOWN} more problem(s)")
+        click.echo(summary)
+    if not reports:
+        click.echo(f"{store.label}: no chains")
+    if bad:
+        sys.exit(1)
 
 
 @journal_group.command("export")
 @JOURNAL
+@DSN
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @SINCE
 @UNTIL
+@click.option("--message-id", metavar="ID",
+              help="Only the records of this message (message_id or reference_message_id) and their exchanges.")
+@ARCHIVES
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
               help="Write here instead of standard output.")
 @_clean_errors
-def journal_export_command(path: Path, fmt: str, since: str | None, until: str | None,
-                           output: TextIO) -> None:
-    """Write records (with their hashes) as JSON lines, in id order."""
-    from proxy.journal_query import export
+def journal_export_command(path: Path | None, dsn: str | None, fmt: str, since: str | None, until: str | None,
+                           message_id: str | None, archives: Path | None, output: TextIO) -> None:
+    """Write records (with their hashes) as JSON lines, in id order (chain by chain)."""
+    from proxy.journal.query import export
 
-    for record in export(path, since=since, until=until):
+    for record in export(_store(path, dsn), since=since, until=until, message_id=message_id,
+                         archives=archives):
         output.write(canonical_json(record).decode("utf-8") + "\n")
 
 
-@main.command("stats")
-@click.option("--journal", "path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@journal_group.command("stats")
+@JOURNAL
+@DSN
 @SINCE
 @UNTIL
 @click.option("--provider", metavar="ID", help="Only services owned by this participant (R12).")
+@ARCHIVES
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
-def stats_command(path: Path, since: str | None, until: str | None, provider: str | None, fmt: str) -> None:
+def journal_stats_command(path: Path | None, dsn: str | None, since: str | None, until: str | None,
+                          provider: str | None, archives: Path | None, fmt: str) -> None:
     """Calls per service, operation, consumer and decision over a period (R12)."""
+    _print_stats(_store(path, dsn), since, until, provider, archives, fmt)
+
+
+@journal_group.command("archive")
+@JOURNAL
+@DSN
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The archive directory (created if missing).")
+@click.option("--before", metavar="ISO", help="Only sealed ranges whose last record is before this time.")
+@_clean_errors
+def journal_archive_command(path: Path | None, dsn: str | None, directory: Path, before: str | None) -> None:
+    """Copy each chain's sealed records not yet archived into compressed, checkpoint-sealed archives."""
+    from proxy.journal.archive import archive, chain_file_name
+    from proxy.journal.record import parse_bound
+
+    made = archive(_store(path, dsn), directory, parse_bound(before) if before else None)
+    for item in made:
+        click.echo(f"{item.file}: chain {chain_file_name(item.chain)}, records {item.first}–{item.last} "
+                   f"({item.records}), sealed by checkpoint {item.checkpoint.id}")
+    if not made:
+        click.echo("nothing to archive: no sealed records after the last archive")
+
+
+@journal_group.command("prune")
+@JOURNAL
+@DSN
+@KEYS
+@click.option("--archives", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The archive directory that holds the records to delete.")
+@click.option("--before", required=True, metavar="ISO", help="Delete only archives whose records are all older.")
+@_clean_errors
+def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...], directory: Path,
+                          before: str) -> None:
+    """Delete records that are archived and verified (chain, archives and all) and older than --before."""
+    from proxy.journal.archive import PruneRefusedError, chain_file_name, prune
+    from proxy.journal.record import parse_bound
+
+    try:
+        done = prune(_store(path, dsn), _store(path, dsn), directory, [load_public_key(k) for k in key_paths],
+                     parse_bound(before))
+    except PruneRefusedError as e:
+        click.echo(f"reestr-sidecar: {e}", err=True)
+        sys.exit(1)
+    for item in done:
+        click.echo(f"chain {chain_file_name(item.chain)}: records 1–{item.upto} pruned ({item.deleted} deleted)")
+    if not done:
+        click.echo("nothing to prune: no verified archive with records only before that time")
+
+
+@main.command("stats")
+@click.option("--journal", "path", type=click.Path(dir_okay=False, path_type=Path), help="A journal file.")
+@DSN
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A sidecar config: its journal (unless --journal/--dsn), and for --priced its bundle in force.")
+@SINCE
+@UNTIL
+@click.option("--provider", metavar="ID", help="Only services owned by this participant (R12).")
+@ARCHIVES
+@click.option("--priced", is_flag=True, help="Allowed calls times the tariff of each service (R13).")
+@click.option("--bundle", "bundle_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="For --priced: the signed bundle whose tariffs apply (default: the config's bundle in force).")
+@click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="For --bundle: an operator public key that signs bundles (repeatable).")
+@click.option("--threshold", type=int, help="For --bundle: signatures required (default 1, or the config's).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_clean_errors
+def stats_command(path: Path | None, dsn: str | None, config_path: Path | None, since: str | None,
+                  until: str | None, provider: str | None, archives: Path | None, priced: bool,
+                  bundle_path: Path | None, trusted: tuple[Path, ...], threshold: int | None, fmt: str) -> None:
+    """Calls per service, operation, consumer and decision over a period (R12); --priced: what they cost (R13)."""
+    config = None
+    if config_path is not None:
+        from proxy.config import load_config
+
+        config = load_config(config_path)
+    if path is None and dsn is None and config is not None:
+        from proxy.journal.target import store_for
+
+        store = store_for(config)
+    else:
+        store = _store(path, dsn)
+    if not priced:
+        _print_stats(store, since, until, provider, archives, fmt)
+        return
+    if config is not None:
+        bundle_path = bundle_path or config.state_dir / "bundle.json"
+        trusted = trusted or tuple(config.bundle.trusted_keys)
+        threshold = threshold or config.bundle.threshold
+    if bundle_path is None or not trusted:
+        raise click.UsageError("--priced needs --bundle and --trusted-key, or --config")
+    _print_priced(store, since, until, provider, archives, fmt, bundle_path, trusted, threshold or 1)
+
+
+def _print_stats(store: Store, since: str | None, until: str | None, provider: str | None,
+                 archives: Path | None, fmt: str) -> None:
     from dataclasses import asdict
 
-    from proxy.journal_query import stats
+    from proxy.journal.query import stats
 
-    rows = stats(path, since=since, until=until, provider=provider)
+    rows = stats(store, since=since, until=until, provider=provider, archives=archives)
     if fmt == "json":
         click.echo(json.dumps([asdict(row) for row in rows], ensure_ascii=False, indent=2))
         return
@@ -159,3 +292,37 @@ def status_command(config_path: Path, fmt: str) -> None:
 
     state = read_state(load_config(config_path).state_dir)
     click.echo(json.dumps(state, indent=2) if fmt == "json" else render_status(state))
+
+
+def _print_priced(store: Store, since: str | None, until: str | None, provider: str | None, archives: Path | None,
+                  fmt: str, bundle_path: Path, trusted: tuple[Path, ...], threshold: int) -> None:
+    from datetime import UTC, datetime
+
+    from compiler.trust import verify_envelope
+    from proxy.journal.pricing import priced, tariffs, totals
+    from proxy.journal.query import stats
+
+    try:
+        data = bundle_path.read_bytes()
+    except OSError as e:
+        raise click.UsageError(f"{bundle_path}: {e.strerror}") from e
+    # The signature is what matters for a price list; a bundle that has expired since still says
+    # which tariffs were in force while it was.
+    verified = verify_envelope(data, [load_public_key(k) for k in trusted], threshold=threshold,
+                               now=datetime(1970, 1, 2, tzinfo=UTC))
+    rows = priced(stats(store, since=since, until=until, provider=provider, archives=archives),
+                  tariffs(verified.signed))
+    sums = totals(rows)
+    if fmt == "json":
+        click.echo(json.dumps({"bundle_serial": verified.serial, "rows": [
+            {"sid": r.sid, "operation": r.operation, "consumer": r.consumer, "calls": r.calls,
+             "currency": r.currency, "per_call": str(r.per_call), "amount": str(r.amount)} for r in rows],
+            "totals": {currency: str(amount) for currency, amount in sums.items()}}, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"tariffs of bundle serial {verified.serial}; allowed calls only")
+    click.echo(f"{'SID':<12} {'OPERATION':<24} {'CONSUMER':<24} {'CALLS':>8} {'PER CALL':>10} {'AMOUNT':>12} CUR")
+    for r in rows:
+        click.echo(f"{r.sid:<12} {r.operation or '-':<24} {r.consumer or '-':<24} {r.calls:>8} "
+                   f"{r.per_call:>10} {r.amount:>12} {r.currency}")
+    for currency, amount in sums.items():
+        click.echo(f"{'total':<80} {amount:>12} {currency}")

@@ -19,9 +19,12 @@ Relative paths are resolved against the directory of the config file. Format::
       max_bytes: 33554432             # a larger bundle is refused before it is read
     state_dir: state                  # last good bundle, highest serial seen, last refusal
     journal:
-      path: state/journal.sqlite
+      backend: sqlite                 # sqlite (default) | postgres
+      path: state/journal.sqlite      # sqlite: the file
+      synchronous: FULL               # sqlite: FULL | NORMAL
+      # dsn: "postgresql://reestr@db.example/journal"   # postgres: the database (password via
+      # chain: ved3-a                 # PGPASSWORD or ~/.pgpass); chain: this sidecar's chain
       signing_key: keys/sidecar.key   # Ed25519 private key (PEM) signing checkpoints
-      synchronous: FULL               # FULL | NORMAL
     limits:
       max_body_bytes: 1048576         # larger request bodies get 413
       max_target_bytes: 8192          # longer request targets get 414
@@ -42,7 +45,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compiler.yamlsrc import Positions, load_bytes
 from proxy.errors import ConfigError
@@ -77,10 +80,27 @@ class BundleConfig(BaseModel):
 
 
 class JournalConfig(BaseModel):
+    """`backend: sqlite` (a file at `path`, fsync per `synchronous`) or `backend: postgres` (a
+    database at `dsn`, this sidecar writing its own `chain`, default the participant id; durable
+    when PostgreSQL acknowledges the commit). `signing_key` signs the checkpoints either way."""
+
     model_config = _STRICT
-    path: Path
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    path: Path | None = None
+    dsn: str | None = Field(default=None, min_length=1)
+    chain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
     signing_key: Path
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> JournalConfig:
+        if self.backend == "sqlite" and (self.path is None or self.dsn is not None or self.chain is not None):
+            raise ValueError("backend sqlite takes `path` (and no `dsn` or `chain`)")
+        if self.backend == "postgres" and (self.dsn is None or self.path is not None):
+            raise ValueError("backend postgres takes `dsn` (and no `path`)")
+        if self.backend == "postgres" and "synchronous" in self.model_fields_set:
+            raise ValueError("`synchronous` is SQLite's; PostgreSQL commits are durable when acknowledged")
+        return self
 
 
 class Limits(BaseModel):

@@ -26,6 +26,7 @@ The config file (full reference in `proxy.config`; relative paths are relative t
              trusted_keys: [keys/operator.pub], threshold: 1}
     state_dir: state
     journal: {path: state/journal.sqlite, signing_key: keys/sidecar.key, synchronous: FULL}
+    # or: journal: {backend: postgres, dsn: "postgresql://…", chain: ved3-a, signing_key: …}
     limits: {max_body_bytes: 1048576}
     outbound:                                 # optional consumer side
       listen: {host: 127.0.0.1, port: 8088}
@@ -72,8 +73,8 @@ from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
 from proxy.config import SidecarConfig, load_config
 from proxy.errors import ConfigError, SidecarError
 from proxy.headers import HeadLimits
-from proxy.journal import Journal
-from proxy.journal_format import JournalError
+from proxy.journal import Journal, JournalError
+from proxy.journal.target import store_for as journal_store
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
 _PLACEHOLDER = "127.0.0.1:9"
@@ -120,14 +121,13 @@ class Sidecar:
         """None when ready to serve; otherwise why not (for /readyz)."""
         reason = self.store.not_ready_reason()
         if reason is None and self.journal is not None and not self.journal.healthy:
-            reason = "journal cannot be written"
+            reason = f"journal cannot be written: {self.journal.problem}"
         return reason
 
     async def run(self) -> None:
         """Serve until `shutdown()`; closes the journal on the way out."""
         cfg = self.config
-        self.journal = Journal(cfg.journal.path, self.signing_key,
-                               synchronous=cfg.journal.synchronous)
+        self.journal = Journal(journal_store(cfg), self.signing_key)
         self.journal.start()
         try:
             await poll_once(self.store, self.source)

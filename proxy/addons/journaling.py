@@ -31,8 +31,7 @@ from proxy.addons._responses import (
     client_leaf,
     deny_response,
 )
-from proxy.journal import Journal
-from proxy.journal_format import JournalError, Record, sidecar_record, utc_now
+from proxy.journal import Journal, JournalError, Record, sidecar_record, utc_now
 from proxy.policy import Decision, deny
 
 
@@ -112,21 +111,22 @@ class Journaling:
         outbound = flow.metadata.get(DIRECTION) == "outbound"
         verdict: Literal["allow", "deny", "error"] = "error" if kind == "error" else (
             "allow" if decision is not None and decision.allowed else "deny")
-        return sidecar_record(  # the fields in order; see sidecar_record for what is not re-checked
-            utc_now(), "outbound" if outbound else "inbound",
-            "request" if kind == "request" else "response", flow.id, verdict,
-            flow.request.method, flow.request.path, len(body), hashlib.sha256(body).hexdigest(),
-            decision.consumer if decision else None,
-            (decision.provider if decision else None) or (None if outbound else self.participant),
-            decision.sid if decision else None,
-            decision.operation if decision else None,
-            (decision.reason if decision else None) if kind != "error" else (
+        return sidecar_record(  # keyword arguments; see sidecar_record for what is not re-checked
+            time=utc_now(), direction="outbound" if outbound else "inbound",
+            kind="request" if kind == "request" else "response", exchange=flow.id, decision=verdict,
+            method=flow.request.method, path=flow.request.path, size=len(body),
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            consumer=decision.consumer if decision else None,
+            provider=(decision.provider if decision else None) or (None if outbound else self.participant),
+            sid=decision.sid if decision else None,
+            operation=decision.operation if decision else None,
+            reason=(decision.reason if decision else None) if kind != "error" else (
                 decision.reason if decision and decision.reason else "upstream-error"),
-            status,
-            flow.metadata.get(SIGNATURE) if kind == "request" else None,
-            bundle.serial if bundle is not None else None,
-            decision.grant if decision else None,
-            leaf.sha256 if leaf else None,
+            status=status,
+            signature_check=flow.metadata.get(SIGNATURE) if kind == "request" else None,
+            bundle_serial=bundle.serial if bundle is not None else None,
+            grant=decision.grant if decision else None,
+            client_fingerprint=leaf.sha256 if leaf else None,
         )
 
 

@@ -272,3 +272,20 @@ def test_a_certificate_whose_subject_cannot_be_parsed_is_cert_invalid(ws: Path) 
     compiled = _run("compile", "registry", "--key", "op.key", "--out", "dist", "--serial", "1", cwd=ws)
     assert compiled.returncode == 1 and "CERT-invalid" in compiled.stderr
     assert not (ws / "dist").exists()
+
+
+def test_a_tariff_travels_in_the_service_header_only_where_set(tmp_path: Path,
+                                                                example: dict[str, dict[str, Any]]) -> None:
+    """R13: `reestr-sidecar stats --priced` reads the tariff from the bundle; no tariff, no member."""
+    root = tmp_path / "registry"
+    shutil.copytree(ROOT / "registry", root)
+    path = root / "services" / "SID0003001.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("  signed_messages: false\n",
+                                 "  signed_messages: false\n  tariff: {currency: RUB, per_call: \"1.25\"}\n", 1),
+                    encoding="utf-8")
+    built = compiled(root)
+    assert built["ved3.json"]["services"]["SID0003001"]["tariff"] == {"currency": "RUB", "per_call": "1.25"}
+    assert built["ved2.json"]["grants"]["SID0003001"]["tariff"] == {"currency": "RUB", "per_call": "1.25"}
+    assert "tariff" not in built["ved3.json"]["services"]["SID0003002"]
+    assert all("tariff" not in service for service in example["ved3.json"]["services"].values())

@@ -331,3 +331,8 @@ def signed_consumer_bundle(pki: Pki, provider_sidecar: str, serial: int = 10,
             "operation_defs": rest["operations"], "grant": "registry/consumers/ved1.yaml:7",
             "legal_basis": "test act", "valid_until": None}},
     }
+
+
+# --- PostgreSQL (journal backend) ---------------------------------------------------------------
+
+from tests.proxy.pgcluster import pg_cluster, pg_dsn  # noqa: E402, F401  (fixtures: a real server)

@@ -28,16 +28,10 @@ from hypothesis import strategies as st
 
 from compiler.trust import canonical_json, keyid
 from proxy.journal import Journal, JournalError, JournalFormatError, JournalWriteError, Record, utc_now
-from proxy.journal_format import (
-    GENESIS_HASH,
-    RECORD_FIELDS,
-    chain_hash,
-    checkpoint_payload,
-    record_json,
-    sidecar_record,
-)
-from proxy.journal_query import StatsRow, export, stats
-from proxy.journal_verify import verify_journal
+from proxy.journal.chain import GENESIS_HASH, chain_hash, checkpoint_payload
+from proxy.journal.query import StatsRow, export, stats
+from proxy.journal.record import RECORD_FIELDS, record_json, sidecar_record
+from proxy.journal.verify import verify_journal
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))  # the same in subprocesses
 
@@ -108,7 +102,7 @@ def test_rows_hold_the_chain_and_no_body(journal: Journal, db: Path) -> None:
                                              rows(db, "SELECT prev_hash, hash, record FROM records WHERE id = 2")[0])
     assert prev1 == GENESIS_HASH and prev2 == hash1
     assert text2 == record_json(record, 2) and hash2 == chain_hash(str(prev2), str(text2))
-    assert set(json.loads(str(text2))) == {*Record.__dataclass_fields__, "id"}
+    assert set(json.loads(str(text2))) == {*Record.__dataclass_fields__, "id", "format"}
 
 
 def test_chain_resumes_from_the_last_record_after_reopen(db: Path) -> None:
@@ -265,12 +259,19 @@ def test_sidecar_record_is_the_validated_record(text: str, n: int) -> None:
     # The sidecar's unchecked hot-path constructor must build exactly what Record() builds,
     # including the UTF-8 repair of wire text, and record_json must stay canonical_json.
     checked = make_record(3, path=text, method=text or "GET", operation=text or None, size=n)
-    fast = sidecar_record(*(getattr(checked, name) if name not in ("path", "method", "operation")
-                            else {"path": text, "method": text or "GET", "operation": text or None}[name]
-                            for name in RECORD_FIELDS))
+    fast = sidecar_record(**{name: getattr(checked, name) if name not in ("path", "method", "operation")
+                             else {"path": text, "method": text or "GET", "operation": text or None}[name]
+                             for name in RECORD_FIELDS})  # type: ignore[arg-type]
     assert fast == checked
     data = {name: getattr(checked, name) for name in RECORD_FIELDS}
-    assert record_json(fast, n) == canonical_json({**data, "id": n}).decode("utf-8")
+    assert record_json(fast, n) == canonical_json({**data, "id": n, "format": 2}).decode("utf-8")
+
+
+def test_sidecar_record_sets_every_field_in_its_place() -> None:
+    """The hot-path constructor lists the fields positionally inside: each keyword lands in its field."""
+    values = {name: f"v-{name}" for name in RECORD_FIELDS}
+    record = sidecar_record(**values)  # type: ignore[arg-type]
+    assert {name: getattr(record, name) for name in RECORD_FIELDS} == values
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -720,7 +721,7 @@ def test_readers_work_on_a_copy_without_wal_files(db: Path, tmp_path: Path) -> N
 def test_utc_now_is_the_record_spelling_of_now() -> None:
     from datetime import UTC, datetime
 
-    from proxy.journal_format import format_time
+    from proxy.journal.record import format_time
 
     for _ in range(3):
         before = format_time(datetime.now(UTC))

@@ -115,3 +115,105 @@ def test_stats_text_and_json_per_provider(journal: Path) -> None:
         {"sid": "SID0005001", "operation": "get", "consumer": "vedomstvo-1", "decision": "allow", "calls": 1},
         {"sid": "SID0005001", "operation": "get", "consumer": "vedomstvo-2", "decision": "deny", "calls": 1},
     ]
+
+
+def test_archive_verify_prune_export_with_archives(journal: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    archives = tmp_path / "archives"
+    made = run("journal", "archive", journal, "--to", archives, "--before", "2026-03-01T10:00:07Z")
+    assert made.returncode == 0, made.stderr
+    assert "records 1–5 (5), sealed by checkpoint 1" in made.stdout  # 6–10 holds 10:00:09 and later
+    assert run("journal", "archive", journal, "--to", archives).stdout.count("records 6–12") == 1
+    verified = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
+    assert verified.returncode == 0, verified.stdout
+    assert "2 archive(s) up to record 12" in verified.stdout
+    pruned = run("journal", "prune", journal, "--key", keys[1], "--archives", archives, "--before", "2026-03-02")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "records 1–12 pruned (12 deleted)" in pruned.stdout
+    assert run("journal", "export", journal).stdout == ""
+    assert len(run("journal", "export", journal, "--archives", archives).stdout.splitlines()) == 12
+    assert json.loads(run("stats", "--journal", journal, "--archives", archives, "--format", "json").stdout)
+    again = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
+    assert again.returncode == 0 and "records 1–12 pruned" in again.stdout
+    for manifest in archives.glob("*-000000000001-*.manifest.json"):
+        manifest.unlink()
+    broken = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
+    assert broken.returncode == 1 and "archive-missing" in broken.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    pytest.param(["journal", "verify", "--key", "{pub}"], "give a journal file PATH or --dsn", id="no-journal"),
+    pytest.param(["journal", "verify", "{db}", "--dsn", "postgresql://x@127.0.0.1:1/x", "--key", "{pub}"],
+                 "one of them", id="path-and-dsn"),
+    pytest.param(["journal", "prune", "{db}", "--key", "{pub}", "--archives", "{tmp}/none", "--before", "2026-01-01"],
+                 "no such directory", id="prune-without-archives"),
+    pytest.param(["journal", "verify", "--dsn", "postgresql://reestr:s3cret@127.0.0.1:1/x", "--key", "{pub}"],
+                 "cannot connect", id="dsn-unreachable"),
+])
+def test_journal_target_errors_exit_2(journal: Path, keys: tuple[Path, Path], tmp_path: Path, args: list[str],
+                                      message: str) -> None:
+    result = run(*(a.format(tmp=tmp_path, pub=keys[1], db=journal) for a in args))
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr and "s3cret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def _price_list(tmp_path: Path) -> tuple[Path, Path]:
+    """A signed bundle for vedomstvo-3 in which SID0003001 costs 1.25 RUB a call, and its key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from compiler.trust import sign_envelope
+
+    operator = Ed25519PrivateKey.generate()
+    signed = {"type": "reestr-bundle", "format": 1, "audience": "vedomstvo-3", "serial": 42,
+              "issued_at": "2026-02-01T00:00:00Z", "expires_at": "2026-02-02T00:00:00Z",  # long expired
+              "services": {"SID0003001": {"name": "A", "protocol": "rest", "classification": "public",
+                                          "signed_messages": False,
+                                          "tariff": {"currency": "RUB", "per_call": "1.25"}},
+                           "SID0005001": {"name": "B", "protocol": "rest", "classification": "public",
+                                          "signed_messages": False}},
+              "grants": {}}
+    bundle = tmp_path / "bundle.json"
+    bundle.write_bytes(sign_envelope(signed, [operator]))
+    from cryptography.hazmat.primitives import serialization
+    key = tmp_path / "operator.pub"
+    key.write_bytes(operator.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+    return bundle, key
+
+
+def test_stats_priced_multiplies_allowed_calls_by_the_tariff(journal: Path, tmp_path: Path) -> None:
+    bundle, key = _price_list(tmp_path)
+    result = run("stats", "--journal", journal, "--priced", "--bundle", bundle, "--trusted-key", key,
+                 "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    # SID0003001: calls 0-9, every fourth (3, 7) denied: ved1 has 0,2,4,6,8 -> 5; ved2 has 1,5,9 -> 3
+    assert data["bundle_serial"] == 42
+    assert [(r["consumer"], r["calls"], r["amount"]) for r in data["rows"]] == [
+        ("vedomstvo-1", 5, "6.25"), ("vedomstvo-2", 3, "3.75")]
+    assert data["totals"] == {"RUB": "10.00"}  # SID0005001 has no tariff: not priced
+    text = run("stats", "--journal", journal, "--priced", "--bundle", bundle, "--trusted-key", key)
+    assert "tariffs of bundle serial 42" in text.stdout and text.stdout.split("\n")[-2].split() == [
+        "total", "10.00", "RUB"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    pytest.param([], "--priced needs --bundle and --trusted-key", id="no-bundle"),
+    pytest.param(["--bundle", "{bundle}", "--trusted-key", "{pub}"], "signature", id="bundle-not-signed-by-key"),
+])
+def test_stats_priced_refuses_an_unverified_price_list(journal: Path, keys: tuple[Path, Path], tmp_path: Path,
+                                                       extra: list[str], message: str) -> None:
+    bundle, _ = _price_list(tmp_path)
+    result = run("stats", "--journal", journal, "--priced",
+                 *(a.format(bundle=bundle, pub=keys[1]) for a in extra))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prune_refuses_with_exit_1_when_the_journal_does_not_verify(journal: Path, keys: tuple[Path, Path],
+                                                                    tmp_path: Path) -> None:
+    archives = tmp_path / "archives"
+    assert run("journal", "archive", journal, "--to", archives).returncode == 0
+    with contextlib.closing(sqlite3.connect(journal)) as conn, conn:
+        conn.execute("UPDATE records SET record = replace(record, '\"deny\"', '\"allow\"') WHERE id = 4")
+    result = run("journal", "prune", journal, "--key", keys[1], "--archives", archives, "--before", "2027-01-01")
+    assert result.returncode == 1 and "refusing to prune" in result.stderr and "record 4" in result.stderr
+    assert len(run("journal", "export", journal).stdout.splitlines()) == 12

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from proxy.config import SidecarConfig, load_config
-from proxy.journal_query import export
+from proxy.journal.query import export
 from proxy.policy import evaluate_outbound, parse_policy
 from proxy.runner import ProcessHandle, ThreadHandle, start_in_thread, start_subprocess
 from tests.proxy.conftest import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,19 @@ import pytest
 from lxml import etree
 
 from proxy.config import SidecarConfig, load_config
-from proxy.journal_query import export
-from proxy.runner import ThreadHandle, start_in_thread
+from proxy.journal.query import export
+from proxy.runner import ThreadHandle, journal_store, start_in_thread
 from tests.proxy.conftest import Keys, Pki, Upstream, sign, signed_bundle, write_config
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
 
 
 def envelope(inner: str) -> bytes:
@@ -65,15 +74,25 @@ def run_sidecar(d: Path, pki: Pki, keys: Keys, upstream: Upstream, bundle: dict[
         handle.stop()
 
 
-@pytest.fixture(scope="module")
-def sidecar(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys,
+def postgres_journal(dsn: str, keys: Keys, chain: str = "ved3-a") -> dict[str, Any]:
+    """The `journal` section of a sidecar config on a PostgreSQL database."""
+    return {"backend": "postgres", "dsn": dsn, "chain": chain, "signing_key": str(keys.sidecar_key)}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def sidecar(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys,
             upstream: Upstream) -> Iterator[Running]:
-    with run_sidecar(tmp_path_factory.mktemp("inproc"), pki, keys, upstream, signed_bundle(pki)) as running:
+    """The same sidecar on each journal backend: every test below runs against both."""
+    overrides: dict[str, Any] = {}
+    if request.param == "postgres":
+        overrides["journal"] = postgres_journal(request.getfixturevalue("pg_cluster").new_database(), keys)
+    with run_sidecar(tmp_path_factory.mktemp("inproc"), pki, keys, upstream, signed_bundle(pki),
+                     **overrides) as running:
         yield running
 
 
 def records(sidecar: Running) -> list[dict[str, Any]]:
-    return list(export(sidecar.config.journal.path))
+    return list(export(journal_store(sidecar.config)))
 
 
 ALLOWED = [
@@ -202,19 +221,43 @@ def test_admin_endpoints(sidecar: Running) -> None:
     assert httpx.get(sidecar.admin + "/nope").status_code == 404
 
 
+@contextmanager
+def journal_outage(config: SidecarConfig) -> Iterator[None]:
+    """Make the journal unwritable: the SQLite file moved away, or the PostgreSQL database closed
+    to connections with the sidecar's connection cut; put it back on exit."""
+    if config.journal.backend == "sqlite":
+        assert config.journal.path is not None
+        path = Path(config.journal.path)
+        moved = path.with_name("moved.sqlite")
+        os.rename(path, moved)
+        try:
+            yield
+        finally:
+            os.rename(moved, path)
+        return
+    import psycopg
+
+    assert config.journal.dsn is not None
+    name = config.journal.dsn.rsplit("/", 1)[1]
+    admin = config.journal.dsn.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')  # type: ignore[arg-type]
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            yield
+        finally:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')  # type: ignore[arg-type]
+
+
 def test_journal_unwritable_means_503_and_nothing_forwarded(sidecar: Running) -> None:
-    path = Path(sidecar.config.journal.path)
-    moved = path.with_name("moved.sqlite")
     before = len(sidecar.upstream.calls)
-    os.rename(path, moved)
-    try:
+    with journal_outage(sidecar.config):
         r = sidecar.call("ved1", "GET", "/SID0003001/certificates/1")
         assert r.status_code == 503 and r.json()["code"] == "journal-unavailable"
         assert len(sidecar.upstream.calls) == before
         ready = httpx.get(sidecar.admin + "/readyz")
-        assert ready.status_code == 503 and "journal" in ready.text
-    finally:
-        os.rename(moved, path)
+        assert ready.status_code == 503 and "journal cannot be written" in ready.text
+    wait_until(lambda: httpx.get(sidecar.admin + "/readyz").status_code == 200)  # resumes by itself
     r = sidecar.call("ved1", "GET", "/SID0003001/certificates/1")
     assert r.status_code == 200 and len(sidecar.upstream.calls) == before + 1
     assert json.loads(r.text)["consumer"] == "ved1"

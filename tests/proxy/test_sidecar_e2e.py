@@ -18,11 +18,13 @@ import yaml
 
 from compiler.trust import load_private_key
 from proxy.bundles import read_state
-from proxy.journal_query import export
-from proxy.journal_verify import verify_journal
-from proxy.runner import ProcessHandle, start_subprocess
+from proxy.config import load_config
+from proxy.journal.query import export
+from proxy.journal.verify import verify_journal
+from proxy.runner import ProcessHandle, journal_store, start_subprocess
 from tests.proxy.conftest import Keys, Pki, Upstream, free_port, sign, signed_bundle, write_config
 from tests.proxy.test_bundles import ATTACKS, CODES
+from tests.proxy.test_runner import postgres_journal
 
 pytestmark = pytest.mark.slow
 
@@ -159,8 +161,13 @@ def test_no_bundle_at_all_is_503_and_not_ready(site: Site) -> None:
     assert "last fetch error" in cli("status", "--config", str(site.config_path)).stdout
 
 
-def test_sigkill_under_load_leaves_a_verifiable_journal(site: Site, pki: Pki, keys: Keys) -> None:
-    site.config["journal"]["synchronous"] = "FULL"
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_sigkill_under_load_leaves_a_verifiable_journal(site: Site, pki: Pki, keys: Keys, backend: str,
+                                                         request: pytest.FixtureRequest) -> None:
+    if backend == "postgres":
+        site.config["journal"] = postgres_journal(request.getfixturevalue("pg_dsn"), keys)
+    else:
+        site.config["journal"]["synchronous"] = "FULL"
     site.config_path.write_text(yaml.safe_dump(site.config))
     site.publish(sign(signed_bundle(pki, serial=10), keys.operator))
     proc = site.start()
@@ -189,9 +196,10 @@ def test_sigkill_under_load_leaves_a_verifiable_journal(site: Site, pki: Pki, ke
     for t in threads:
         t.join(10)
     public = load_private_key(keys.sidecar_key).public_key()
-    report = verify_journal(Path(site.config["journal"]["path"]), public)
+    store = journal_store(load_config(site.config_path))
+    report = verify_journal(store, public)
     assert report.ok, report.problems[:3]
-    recs = {r["id"]: r for r in export(Path(site.config["journal"]["path"]))}
+    recs = {r["id"]: r for r in export(store)}
     requests = {r["exchange"] for r in recs.values() if r["kind"] == "request"}
     for rid in received:
         assert recs[rid]["kind"] == "response" and recs[rid]["exchange"] in requests

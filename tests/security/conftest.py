@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from proxy.config import SidecarConfig, load_config
-from proxy.journal_query import export
+from proxy.journal.query import export
 from proxy.runner import ProcessHandle, start_subprocess
 from tests.proxy.conftest import Keys, Pki, make_pki, sign, signed_bundle, write_config
 from tests.security.helpers import RecordingUpstream

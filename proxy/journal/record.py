@@ -1,56 +1,64 @@
-"""The journal's on-disk format: the record, the SQLite schema, the hash chain and checkpoints.
+"""The journal record: its fields, its canonical text, and the one spelling of time it uses.
 
-The writer (`proxy.journal`), the verifier (`proxy.journal_verify`) and the queries
-(`proxy.journal_query`) share this module so they agree byte for byte on what is hashed and
-signed. It imports neither mitmproxy nor click.
+Backend-independent: SQLite, PostgreSQL and archive files all store a record as the canonical JSON
+text `record_json` makes (compiler.trust.canonical_json, the id included), and that text is what
+the hash chain (`proxy.journal.chain`) covers. Imports neither mitmproxy nor click nor a database.
 
-A row stores the record as its canonical JSON text (compiler.trust.canonical_json, the id
-included), with `prev_hash` and `hash = SHA-256(prev_hash || canonical JSON)` (prev_hash as its
-64 lowercase hex characters, UTF-8). The record's fields are exposed as generated columns, so
-people and `stats` can query them, while the bytes that are hashed exist exactly once: editing a
-field means editing the hashed text (R11: integrity of every message is fixed). The generated
-columns are only a view: SQLite's json_extract ends a string at a NUL character; the hashed text
-and `export` keep every character.
+Record format versions (the `format` member of the text; absent means 1):
+
+- 1: the nineteen fields up to `client_fingerprint`.
+- 2: adds `profile`, `payload`, `message_id`, `reference_message_id`, `transaction_code`,
+  `classification` and `payload_check` (null when absent), and `"format": 2`.
+
+A format-1 record still verifies (its text is hashed as stored) and reads back with the newer
+members as null (`record_data`).
 """
 
 from __future__ import annotations
 
+import json
 import re
-import sqlite3
 import time
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from operator import attrgetter
-from pathlib import Path
 from typing import Any, Literal
 
-from compiler.trust import canonical_json, sha256_hex
+from compiler.trust import canonical_json
 from proxy.errors import SidecarError
 
-FORMAT_VERSION = 1
-GENESIS_HASH = "0" * 64
-CHECKPOINT_TYPE = "reestr-journal-checkpoint"
+RECORD_FORMAT = 2
 
 Direction = Literal["inbound", "outbound"]
 Kind = Literal["request", "response"]
 Decision = Literal["allow", "deny", "error"]
+Profile = Literal["plain", "smev3"]
+PayloadCheck = Literal["valid", "invalid"]
 
 _DIRECTIONS = frozenset({"inbound", "outbound"})
 _KINDS = frozenset({"request", "response"})
 _DECISIONS = frozenset({"allow", "deny", "error"})
+_PROFILES = frozenset({"plain", "smev3", None})
+_PAYLOAD_CHECKS = frozenset({"valid", "invalid", None})
 _TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 class JournalError(SidecarError):
     """The journal cannot be opened, read or used."""
 
+    code = "journal-error"
+
 
 class JournalWriteError(JournalError):
     """A record could not be made durable; the call it belongs to must not go on (503)."""
 
+    code = "journal-write-failed"
+
 
 class JournalFormatError(JournalError):
-    """A file is not a reestr journal, or a value does not fit the record format."""
+    """A store is not a reestr journal, or a value does not fit the record format."""
+
+    code = "journal-format"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +68,9 @@ class Record:
     `time` is UTC in the one spelling `utc_now()` produces (microseconds, 'Z'), so times sort as
     text. `exchange` links a request to its response. `reason` is a stable code ("R-no-grant"),
     `grant` says where the allowing grant is written, `status` is the HTTP status of responses
-    and denials.
+    and denials. Format 2 (issue 8): `profile` of the service ("plain" | "smev3"), `payload` the
+    Clark name `{ns}local` of the SOAP body element or SMEV 3 payload root, the profile's message
+    identifiers, the service's `classification` (R14) and `payload_check` ("valid" | "invalid").
     """
 
     time: str
@@ -82,6 +92,13 @@ class Record:
     bundle_serial: int | None = None
     grant: str | None = None
     client_fingerprint: str | None = None
+    profile: Profile | None = None
+    payload: str | None = None
+    message_id: str | None = None
+    reference_message_id: str | None = None
+    transaction_code: str | None = None
+    classification: str | None = None
+    payload_check: PayloadCheck | None = None
 
     def __post_init__(self) -> None:
         for name in RECORD_FIELDS:
@@ -95,15 +112,19 @@ class Record:
         if self.direction not in _DIRECTIONS or self.kind not in _KINDS or self.decision not in _DECISIONS:
             raise JournalFormatError(
                 f"bad direction/kind/decision: {self.direction!r}/{self.kind!r}/{self.decision!r}")
+        if self.profile not in _PROFILES or self.payload_check not in _PAYLOAD_CHECKS:
+            raise JournalFormatError(f"bad profile/payload_check: {self.profile!r}/{self.payload_check!r}")
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Record))
-_INTEGER_FIELDS = frozenset({"size", "status", "bundle_serial"})
+V1_FIELDS: tuple[str, ...] = RECORD_FIELDS[:RECORD_FIELDS.index("client_fingerprint") + 1]
+"""The fields of record format 1, in order (the SQLite schema of format 1 is generated from them)."""
+INTEGER_FIELDS = frozenset({"size", "status", "bundle_serial"})
 _REQUIRED_FIELDS = frozenset({"time", "direction", "kind", "exchange", "decision", "method", "path", "size",
                               "body_sha256"})
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    name: (int if name in _INTEGER_FIELDS else str) if name in _REQUIRED_FIELDS
-    else (int if name in _INTEGER_FIELDS else str, type(None))
+    name: (int if name in INTEGER_FIELDS else str) if name in _REQUIRED_FIELDS
+    else (int if name in INTEGER_FIELDS else str, type(None))
     for name in RECORD_FIELDS
 }
 
@@ -112,12 +133,16 @@ _new_record = object.__new__
 _set_field = object.__setattr__
 
 
-def sidecar_record(time: str, direction: Direction, kind: Kind, exchange: str, decision: Decision,
-                   method: str, path: str, size: int, body_sha256: str, consumer: str | None,
-                   provider: str | None, sid: str | None, operation: str | None, reason: str | None,
-                   status: int | None, signature_check: str | None, bundle_serial: int | None,
-                   grant: str | None, client_fingerprint: str | None) -> Record:
-    """A `Record` the sidecar builds itself on its hot path (arguments in field order), without
+def sidecar_record(*, time: str, direction: Direction, kind: Kind, exchange: str, decision: Decision,
+                   method: str, path: str, size: int, body_sha256: str, consumer: str | None = None,
+                   provider: str | None = None, sid: str | None = None, operation: str | None = None,
+                   reason: str | None = None, status: int | None = None, signature_check: str | None = None,
+                   bundle_serial: int | None = None, grant: str | None = None,
+                   client_fingerprint: str | None = None, profile: Profile | None = None,
+                   payload: str | None = None, message_id: str | None = None,
+                   reference_message_id: str | None = None, transaction_code: str | None = None,
+                   classification: str | None = None, payload_check: PayloadCheck | None = None) -> Record:
+    """A `Record` the sidecar builds itself on its hot path (keyword arguments only), without
     `__post_init__`'s type and spelling checks: the caller's types are fixed by its own code
     (mypy) and `time` comes from `utc_now()`. What can come from the wire is still made safe the
     same way: any text that is not ASCII goes through the same UTF-8 repair, so no record can fail
@@ -126,7 +151,8 @@ def sidecar_record(time: str, direction: Direction, kind: Kind, exchange: str, d
     record = _new_record(Record)
     values = (time, direction, kind, exchange, decision, method, path, size, body_sha256, consumer,
               provider, sid, operation, reason, status, signature_check, bundle_serial, grant,
-              client_fingerprint)
+              client_fingerprint, profile, payload, message_id, reference_message_id, transaction_code,
+              classification, payload_check)  # RECORD_FIELDS order; test_journal checks it
     for name, value in zip(RECORD_FIELDS, values, strict=True):
         if value.__class__ is str and not value.isascii():
             value = _valid_unicode(value)
@@ -190,88 +216,20 @@ _record_values = attrgetter(*RECORD_FIELDS)
 
 
 def record_json(record: Record, record_id: int) -> str:
-    """The canonical JSON text of a record with its id: exactly what the chain hashes."""
+    """The canonical JSON text of a record with its id and format: exactly what the chain hashes."""
     data: dict[str, Any] = dict(zip(RECORD_FIELDS, _record_values(record), strict=True))
     data["id"] = record_id
+    data["format"] = RECORD_FORMAT
     return canonical_json(data).decode("utf-8")
 
 
-def chain_hash(prev_hash: str, text: str) -> str:
-    """hash = SHA-256(prev_hash || canonical JSON), both as UTF-8 text."""
-    return sha256_hex((prev_hash + text).encode("utf-8"))
-
-
-def checkpoint_payload(checkpoint_id: int, upto_record_id: int, head_hash: str, time: str,
-                       keyid: str) -> bytes:
-    """The bytes a checkpoint signature covers: a typed object naming the sealed chain head."""
-    return canonical_json({"type": CHECKPOINT_TYPE, "id": checkpoint_id, "upto_record_id": upto_record_id,
-                           "head_hash": head_hash, "time": time, "keyid": keyid})
-
-
-def _generated_column(name: str) -> str:
-    sql_type = "INTEGER" if name in _INTEGER_FIELDS else "TEXT"
-    return f'"{name}" {sql_type} GENERATED ALWAYS AS (json_extract(record, \'$.{name}\')) VIRTUAL'
-
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
-CREATE TABLE IF NOT EXISTS records (
-  id INTEGER PRIMARY KEY,
-  prev_hash TEXT NOT NULL,
-  hash TEXT NOT NULL,
-  record TEXT NOT NULL,
-  {", ".join(_generated_column(name) for name in RECORD_FIELDS)}
-) STRICT;
-CREATE INDEX IF NOT EXISTS records_time ON records (time);
-CREATE TABLE IF NOT EXISTS checkpoints (
-  id INTEGER PRIMARY KEY,
-  upto_record_id INTEGER NOT NULL,
-  head_hash TEXT NOT NULL,
-  time TEXT NOT NULL,
-  keyid TEXT NOT NULL,
-  signature TEXT NOT NULL
-) STRICT;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('format', '{FORMAT_VERSION}');
-"""
-
-
-def schema_problem(conn: sqlite3.Connection) -> str | None:
-    """Say how the file's tables, indexes and triggers differ from the journal schema, if they do.
-
-    A hand-made change (a trigger rewriting rows as they are inserted, a table that is no longer
-    STRICT) is tampering too; the writer refuses such a file and the verifier reports it.
-    """
-    expected = _schema_objects(_reference_schema())
-    found = _schema_objects(conn)
-    if found == expected:
-        return None
-    changed = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))
-    return f"schema objects changed by hand: {', '.join(changed)}"
-
-
-def _reference_schema() -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:")
-    conn.executescript(SCHEMA)
-    return conn
-
-
-def _schema_objects(conn: sqlite3.Connection) -> dict[str, tuple[str, str | None]]:
-    # sqlite_stat* tables are statistics that ANALYZE or PRAGMA optimize may add: not a change.
-    rows = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_stat%'").fetchall()
-    return {name: (kind, sql) for kind, name, sql in rows}
-
-
-def open_readonly(path: str | Path) -> sqlite3.Connection:
-    """Open a journal so that nothing can change it (`mode=ro`), and check it is one."""
-    target = Path(path)
-    if not target.is_file():
-        raise JournalError(f"{path}: {'not a file' if target.exists() else 'no such file'}")
-    try:
-        conn = sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.Error as e:
-        raise JournalError(f"{path}: cannot read: {e}") from e
-    if not {"meta", "records", "checkpoints"} <= tables:
-        conn.close()
-        raise JournalFormatError(f"{path}: not a reestr journal (tables missing)")
-    return conn
+def record_data(text: str) -> dict[str, Any]:
+    """A stored record's text → its members, every field of the newest format present (null when
+    the record is older than the field) and `format` (1 when the text has none)."""
+    data: dict[str, Any] = json.loads(text)
+    if not isinstance(data, dict):
+        raise JournalFormatError("a stored record is not a JSON object")
+    for name in RECORD_FIELDS:
+        data.setdefault(name, None)
+    data.setdefault("format", 1)
+    return data
