@@ -10,6 +10,13 @@ out of the journal). `signature_check` is set on the request record of a call to
 `signed_messages` (the check is of the request body); it stays null otherwise. Responses mitmproxy
 makes by itself (upstream unreachable, a body over its hard cap) go through `error`: recorded with
 decision "error", but they carry no journal header.
+
+Records of calls that were not allowed keep bounded fields (issue 10, finding 2): a client with no
+certificate sent long request targets, each journaled in full in two records, and grew the journal
+by megabytes per request. On a deny or error record, `method`, `path` and `sid` longer than
+`BOUNDS` are stored as their first characters plus `…sha256:<hex>` of the whole value (UTF-8), so
+an auditor can still match a value he holds, and the journal grows by a bounded amount per refusal.
+Allowed calls come from authenticated callers with targets under the sidecar's cap: kept whole.
 """
 
 from __future__ import annotations
@@ -111,14 +118,19 @@ class Journaling:
         outbound = flow.metadata.get(DIRECTION) == "outbound"
         verdict: Literal["allow", "deny", "error"] = "error" if kind == "error" else (
             "allow" if decision is not None and decision.allowed else "deny")
+        method, path = flow.request.method, flow.request.path
+        sid = decision.sid if decision else None
+        if verdict != "allow":  # bounded: nothing a stranger sends is journaled at length
+            method, path = bounded(method, BOUNDS["method"]), bounded(path, BOUNDS["path"])
+            sid = bounded(sid, BOUNDS["sid"]) if sid is not None else None
         return sidecar_record(  # keyword arguments; see sidecar_record for what is not re-checked
             time=utc_now(), direction="outbound" if outbound else "inbound",
             kind="request" if kind == "request" else "response", exchange=flow.id, decision=verdict,
-            method=flow.request.method, path=flow.request.path, size=len(body),
+            method=method, path=path, size=len(body),
             body_sha256=hashlib.sha256(body).hexdigest(),
             consumer=decision.consumer if decision else None,
             provider=(decision.provider if decision else None) or (None if outbound else self.participant),
-            sid=decision.sid if decision else None,
+            sid=sid,
             operation=decision.operation if decision else None,
             reason=(decision.reason if decision else None) if kind != "error" else (
                 decision.reason if decision and decision.reason else "upstream-error"),
@@ -128,6 +140,19 @@ class Journaling:
             grant=decision.grant if decision else None,
             client_fingerprint=leaf.sha256 if leaf else None,
         )
+
+
+BOUNDS = {"method": 96, "path": 256, "sid": 96}  # characters kept on deny and error records
+_DIGEST_MARK = "…sha256:"
+
+
+def bounded(text: str, limit: int) -> str:
+    """`text` if it has at most `limit` characters, else its first characters and the SHA-256 of
+    all of it (UTF-8; bytes mitmproxy kept with surrogateescape as they came), `limit` in total."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return text[: max(0, limit - len(_DIGEST_MARK) - len(digest))] + _DIGEST_MARK + digest
 
 
 def _ids(decision: Decision | None) -> dict[str, Any]:
