@@ -91,6 +91,7 @@ class JournalConfig(BaseModel):
     chain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
     signing_key: Path
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    anchor_file: Path | None = None  # the latest checkpoint, kept outside the journal (anchor)
 
     @model_validator(mode="after")
     def _backend_fields(self) -> JournalConfig:
@@ -156,6 +157,7 @@ class SidecarConfig(BaseModel):
 
 _PATH_FIELDS = (
     ("tls", "server_bundle"), ("state_dir",), ("journal", "path"), ("journal", "signing_key"),
+    ("journal", "anchor_file"),
     ("outbound", "client_bundle"), ("outbound", "provider_ca"),
 )
 

@@ -74,6 +74,7 @@ from proxy.config import SidecarConfig, load_config
 from proxy.errors import ConfigError, SidecarError
 from proxy.headers import HeadLimits
 from proxy.journal import Journal, JournalError
+from proxy.journal.anchor import AnchorExporter
 from proxy.journal.target import store_for as journal_store
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
@@ -114,6 +115,7 @@ class Sidecar:
         self.journal: Journal | None = None
         self.master: Any = None  # mitmproxy's Master; its API is only partly typed
         self.admin: AdminServer | None = None
+        self.anchors: AnchorExporter | None = None
         self.started = threading.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -133,8 +135,10 @@ class Sidecar:
             await poll_once(self.store, self.source)
             journal = self.journal
             metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth))
+            self.anchors = AnchorExporter(lambda: journal.latest_checkpoint, cfg.journal.anchor_file)
+            anchors = self.anchors
             self.admin = AdminServer(cfg.admin.host, cfg.admin.port, metrics, self.ready,
-                                     live=self.started.is_set)
+                                     live=self.started.is_set, anchor=lambda: anchors.current)
             try:
                 await self.admin.start()  # before mitmproxy, so a busy port is a clean error
             except OSError as e:
@@ -181,10 +185,14 @@ class Sidecar:
                 self.journal.close()
             except JournalError as e:  # the process is ending anyway: say so, do not hide it
                 print(f"reestr-sidecar: journal: {e}", file=sys.stderr)
+            if self.anchors is not None:
+                self.anchors.export(force_log=True)  # the final checkpoint close() wrote
 
     async def _on_running(self) -> None:
         self._tasks.append(asyncio.create_task(
             poll_forever(self.store, self.source, self.config.bundle.poll_seconds)))
+        if self.anchors is not None:
+            self._tasks.append(asyncio.create_task(self.anchors.run()))
         self.started.set()
 
     def shutdown(self) -> None:
