@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-registry bench-journal bench-sidecar bench-soap
+.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap
 
 $(STAMP): requirements.lock pyproject.toml
 	python3.12 -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: $(STAMP)
 test: $(STAMP) $(ACTIONLINT) $(POSTGRES)
 	$(PY) -m pytest -q
 
+# the invariant fuzz test of tests/security with 20,000 generated requests (make test runs 2,500)
+fuzz: $(STAMP)
+	REESTR_FUZZ_EXAMPLES=$${REESTR_FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -s tests/security/test_invariant_fuzz.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler proxy tests bench
 	$(VENV)/bin/mypy
@@ -45,11 +49,12 @@ bench-journal: $(STAMP) $(POSTGRES)
 	$(PY) bench/journal_bench.py
 
 # wrk cannot present a client certificate: stunnel (client mode) holds it; both from Debian.
+# SIDECAR_BENCH_ARGS="--before REV" adds the sidecar of git revision REV as a row (before/after).
 bench-sidecar: $(STAMP) $(POSTGRES)
 	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/bundle_load_bench.py
-	$(PY) bench/sidecar_bench.py --postgres
+	$(PY) bench/sidecar_bench.py --postgres $(SIDECAR_BENCH_ARGS)
 
 # The SMEV 3 request routed by payload + XSD-validated beside the REST call (issue 8); same tools.
 bench-soap: $(STAMP)

@@ -1,7 +1,7 @@
 """Sidecar benchmark (issue 3, "Done when"): throughput with wrk, bundle load time, sidecar RSS.
 
     .venv/bin/python bench/sidecar_bench.py [--duration 10] [--warmup 2] [--connections 10,50]
-        [--rounds 3] [--profile] [--postgres]
+        [--rounds 3] [--profile] [--postgres] [--before REV]
 
 Needs the Debian packages `wrk` and `stunnel4` (`apt-get install -y wrk stunnel4`). Takes about
 six minutes with the defaults (24 wrk runs of 2 + 10 s). Everything listens on and talks to
@@ -24,6 +24,12 @@ duration after a short warm-up, all on the same machine, the same upstream, the 
       journal on a throwaway local server (fsync on, synchronous_commit on); target ≥ 85% of (a);
   (c) the upstream directly (`bench/fast_upstream.py`, a minimal asyncio HTTP server with a small
       fixed JSON answer): it must be far faster than (a) and (b), and the table shows that it is.
+
+  (a0) with `--before REV`: the sidecar as it was at git revision REV (exported with `git archive`
+      and run from there by the same interpreter, same config, same bundle, journal FULL), so a
+      change's cost is measured against the code before it in the same run: (a)/(a0). Used for
+      issue 10 (hardening: target parsing, header rules, timeouts, bounded labels), whose budget
+      is ≤ 5% of throughput.
 
 wrk cannot present a TLS client certificate, and the sidecar denies a call without one. So wrk
 talks plain HTTP/1.1 to a local **stunnel** in client mode, which holds Ведомство 1's certificate
@@ -472,6 +478,22 @@ journal:
     return config, listen, admin
 
 
+def _start_before(rev: str, upstream_port: int, bundle: Path, procs: Procs) -> tuple[Any, int]:
+    """The sidecar of git revision `rev` (its proxy/ and compiler/ exported), journal FULL."""
+    tree = OUT / "before-tree"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "proxy", "compiler"],
+                             capture_output=True, check=True, timeout=60).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True, timeout=60)
+    config, listen, admin = write_sidecar_config("sidecar-before", "FULL", upstream_port, bundle)
+    with (OUT / "sidecar-before" / "sidecar.log").open("wb") as log:
+        proc = procs.add("sidecar-before", subprocess.Popen(
+            [sys.executable, "-c", "from proxy.cli import main; main()", "run", "--config", str(config)],
+            cwd=tree, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+    wait_ready(admin, proc, f"the sidecar at {rev}")
+    return proc, listen
+
+
 def write_stunnel_config(routes: dict[str, tuple[int, int]]) -> Path:
     """One client-mode service per TLS target: plain accept port -> TLS connect port, as ved1."""
     lines = ["foreground = yes", "pid =", "syslog = no", f"output = {OUT / 'stunnel.log'}",
@@ -566,6 +588,9 @@ def main() -> int:
                     help="sample (a) FULL and (b) with py-spy during their largest-connection run "
                          "(py-spy must be on PATH or in the venv: pip install py-spy; not a project "
                          "dependency); samples skew those two rows a little")
+    ap.add_argument("--before", metavar="REV", default=None,
+                    help="also run the sidecar of git revision REV as row (a0), for a before/after "
+                         "comparison in the same run (e.g. the commit before a change)")
     ap.add_argument("--deadline", type=float, default=1200.0, help="overall cap in seconds")
     ap.add_argument("--postgres", action="store_true",
                     help="also a row (a'') with the PostgreSQL journal, on a throwaway local server "
@@ -659,9 +684,14 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
         wait_ready(admin, proc, name)
         sidecars[sync] = (proc, listen)
+    if args.before:
+        sidecars["BEFORE"] = _start_before(args.before, up_port, big, procs)
 
     routes = {"bare": (free_port(), bare_port), "lean": (free_port(), lean_port)}
     routes.update({f"sidecar-{s.lower()}": (free_port(), listen) for s, (_, listen) in sidecars.items()})
+    before = [Target("a0", f"(a0) sidecar at {args.before}, FULL",
+                     f"http://127.0.0.1:{routes['sidecar-before'][0]}{CALL_PATH}", _check_sidecar,
+                     sidecars["BEFORE"][0].pid)] if args.before else []
     stunnel = procs.add("stunnel", subprocess.Popen(
         ["stunnel", str(write_stunnel_config(routes))], stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -681,6 +711,7 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
         Target("a-normal", "(a') sidecar, journal NORMAL",
                f"http://127.0.0.1:{routes['sidecar-normal'][0]}{CALL_PATH}", _check_sidecar,
                sidecars["NORMAL"][0].pid),
+        *before,
     ]
     if args.postgres:
         targets.append(Target("a-pg", "(a'') sidecar, journal PostgreSQL",
@@ -766,6 +797,10 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
                   f"{r.non2xx:>7}")
         a, a2, b, b2, cc = (results[(k, c)].rps for k in ("a", "a-normal", "b", "b-lean", "c"))
         la, lb = results[("a", c)].loop_us_per_req, results[("b", c)].loop_us_per_req
+        if ("a0", c) in results:
+            a0 = results[("a0", c)]
+            print(f"{'before/after':<34} {c:>5}  (a)/(a0) {a / a0.rps:6.1%} [target ≥ 95%]   loop CPU "
+                  f"per request (a0)/(a) {a0.loop_us_per_req / results[('a', c)].loop_us_per_req:6.1%}")
         print(f"{'ratios':<34} {c:>5}  (a)/(b) {a / b:6.1%} [target ≥ 85%]   (a')/(b) {a2 / b:6.1%}"
               f"   (a)/(b') {a / b2:6.1%}   (b')/(b) {b2 / b:6.1%}   (b)/(c) {b / cc:6.2%}"
               f"   loop CPU per request (b)/(a) {lb / la if la else 0:6.1%}")

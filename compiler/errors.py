@@ -40,3 +40,16 @@ class Problem:
             "severity": str(self.severity),
             "message": self.message,
         }
+
+
+EXCERPT_CHARS = 24
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """A document value as problems may show it: at most `limit` characters, controls and other
+    unprintable characters escaped, quoted. Why: a file that is not what it should be (a private
+    key linked or copied into registry/) must not be printed by `validate` or `compile` in CI logs
+    (issue 10, finding 13); the first characters are enough to recognise a value."""
+    text = value if isinstance(value, str) else repr(value)
+    short = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return f"'{short}…'" if len(text) > limit else f"'{short}'"

@@ -7,6 +7,8 @@ rules (R1–R10, references) live in `compiler.rules` and run on the loaded Regi
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,12 +19,13 @@ from jsonschema.exceptions import ValidationError
 from pydantic import ValidationError as PydanticError
 
 from compiler import gcpause
-from compiler.errors import CompilerError, Problem, Severity
+from compiler.errors import CompilerError, Problem, Severity, excerpt
 from compiler.models import FOLDERS, AccessSheet, Participant, Service
 from compiler.schemas import shape_errors
 from compiler.yamlsrc import Positions, load_bytes
 
 SCHEMA_LINE = "# yaml-language-server: $schema="
+SYMLINK_MESSAGE = "symbolic links are not followed in a registry: commit the file itself"
 
 
 class RegistryPathError(CompilerError):
@@ -71,15 +74,43 @@ def load_directory(root: str | Path) -> Registry:
     if not any(_holds_registry_files(base / folder) for folder in FOLDERS):
         raise RegistryPathError(
             f"{root}: not a registry (expected participants/, services/ or consumers/ inside)")
-    files: dict[str, bytes] = {}
     # Every YAML file below root, not only those in the three folders: a sheet saved in the wrong
     # place must be reported (PATH-unexpected-file), as load_git does, not silently left out.
-    for path in sorted(base.rglob("*")):
-        if path.is_file() and path.suffix in (".yaml", ".yml"):
-            files[str(path)] = path.read_bytes()
+    files, refused = read_tree(base)
     registry = load_files(files, base=str(base))
+    registry.problems = sorted(registry.problems + refused)
     registry.root = base
     return registry
+
+
+def read_tree(base: Path) -> tuple[dict[str, bytes], list[Problem]]:
+    """{path: bytes} of the YAML files below `base`, and a
+    PATH-symlink problem for every symbolic link met, dangling or not, file or folder.
+
+    Why: a link in registry/ can point anywhere — a private key linked in was read and printed by
+    `validate` and `compile` (issue 10, finding 13). Links are never followed, nor read; anything
+    that is not a regular file (a FIFO would block the read) is left out as an unexpected file.
+    """
+    files: dict[str, bytes] = {}
+    problems: list[Problem] = []
+    for top, dirs, names in os.walk(base, followlinks=False):
+        here = Path(top)
+        for name in sorted(dirs + names):
+            path = here / name
+            if path.is_symlink():
+                problems.append(Problem(str(path), 1, 1, "PATH-symlink",
+                                        SYMLINK_MESSAGE))
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+        for name in sorted(names):
+            path = here / name
+            if path.suffix not in (".yaml", ".yml") or path.is_symlink():
+                continue
+            if not stat.S_ISREG(path.lstat().st_mode):
+                problems.append(Problem(str(path), 1, 1, "PATH-unexpected-file",
+                                        "registry files live in participants/, services/ or consumers/"))
+                continue
+            files[str(path)] = path.read_bytes()
+    return files, problems
 
 
 def _holds_registry_files(folder: Path) -> bool:
@@ -99,10 +130,18 @@ def load_git(repo: str | Path, rev: str, subdir: str = "registry") -> Registry:
         except subprocess.CalledProcessError as e:
             raise RegistryPathError(
                 f"git {' '.join(args[:2])}: {e.stderr.decode(errors='replace').strip()}") from e
-    names = [n for n in git("ls-tree", "-r", "--name-only", rev, "--", subdir).decode().splitlines()
-             if n.endswith((".yaml", ".yml"))]
+    names, links = [], []
+    for entry in git("ls-tree", "-r", "-z", rev, "--", subdir).decode().split("\0"):
+        mode, _, name = entry.partition("\t")
+        if mode.startswith("120000 "):  # a symbolic link: never read (see read_tree)
+            links.append(Problem(name, 1, 1, "PATH-symlink",
+                                 SYMLINK_MESSAGE))
+        elif mode.startswith("100") and name.endswith((".yaml", ".yml")):
+            names.append(name)
     blobs = _cat_blobs(git, rev, names)
-    return load_files(dict(zip(names, blobs, strict=True)), base=subdir)
+    registry = load_files(dict(zip(names, blobs, strict=True)), base=subdir)
+    registry.problems = sorted(registry.problems + links)
+    return registry
 
 
 def _cat_blobs(git: Any, rev: str, names: list[str]) -> list[bytes]:
@@ -175,7 +214,7 @@ def _load_one(registry: Registry, path: str, raw: bytes, kind: str, rel: PurePos
     data = loaded.data
     if isinstance(data, dict) and data.get("kind") != kind and isinstance(data.get("kind"), str):
         problems.append(Problem(*source.at("kind"), "SCHEMA-kind",
-                                f"a file in this folder must be kind {kind}, not {data['kind']}"))
+                                f"a file in this folder must be kind {kind}, not {excerpt(data['kind'])}"))
         return
     try:
         doc = _MODEL[kind].model_validate(data)
@@ -243,8 +282,18 @@ def _from_jsonschema(source: Source, e: ValidationError) -> Problem:
         extra = sorted(k for k in e.instance if k not in known)
         if extra:
             return Problem(*source.at(*node, extra[0], key=True), code,
-                           f"unknown field {extra[0]!r} in {where}")
-    return Problem(*source.at(*node), code, f"{where}: {e.message}")
+                           f"unknown field {excerpt(extra[0])} in {where}")
+    return Problem(*source.at(*node), code, f"{where}: {_without_value(e)}")
+
+
+def _without_value(e: ValidationError) -> str:
+    """jsonschema's message, with the offending value (which it prints whole) cut to an excerpt."""
+    shown, message = repr(e.instance), str(e.message)
+    if len(shown) <= 40:
+        return message
+    return message.replace(shown, excerpt(e.instance)) if shown in message else \
+        f"{e.validator} not satisfied by {excerpt(e.instance)}"
+
 
 
 def iter_documents(registry: Registry) -> Iterable[tuple[str, str, Any]]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path, PurePosixPath
 
+from compiler.errors import Problem
 from compiler.models import FOLDERS
-from compiler.registry import Registry, RegistryPathError, load_files, load_git
+from compiler.registry import SYMLINK_MESSAGE, Registry, RegistryPathError, load_files, load_git
 
 
 class RevisionError(RegistryPathError):
@@ -44,11 +45,17 @@ def load_registry(repo: str | Path, rev: str | None, subdir: str = "registry") -
     if not root.is_dir():
         raise RegistryPathError(f"{root}: not a directory")
     files: dict[str, bytes] = {}
+    links: list[Problem] = []
     for folder in FOLDERS:
         for path in sorted((root / folder).glob("*")):
-            if path.is_file() and path.suffix in (".yaml", ".yml"):
+            if path.is_symlink():  # never followed (compiler.registry.read_tree)
+                links.append(Problem(f"{sub}/{folder}/{path.name}", 1, 1, "PATH-symlink",
+                                     SYMLINK_MESSAGE))
+            elif path.is_file() and path.suffix in (".yaml", ".yml"):
                 files[f"{sub}/{folder}/{path.name}"] = path.read_bytes()
-    return load_files(files, base=sub)
+    registry = load_files(files, base=sub)
+    registry.problems = sorted(registry.problems + links)
+    return registry
 
 
 def read_file(repo: str | Path, rev: str | None, path: str) -> bytes | None:
@@ -57,6 +64,10 @@ def read_file(repo: str | Path, rev: str | None, path: str) -> bytes | None:
         return None  # registered schema paths are repository-relative (schemas/services/...)
     if rev is None:
         file = Path(repo) / path
+        root = Path(repo).resolve()
+        if any(p.is_symlink() for p in (file, *file.parents) if p.is_relative_to(repo)) or \
+                not file.resolve().is_relative_to(root):
+            return None  # a link, or anything resolving outside the repository, is not read
         return file.read_bytes() if file.is_file() else None
     done = _git(repo, "show", f"{resolve(repo, rev)}:{path}")
     return done.stdout if done.returncode == 0 else None

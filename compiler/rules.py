@@ -79,7 +79,8 @@ def _certificate(pem: str, src: Source, i: int, today: date, owner: str,
     try:
         cert = certs.read(pem)
     except ValueError:
-        yield Problem(*where, "CERT-invalid", "not a PEM X.509 certificate")
+        yield Problem(*where, "CERT-invalid",
+                      "not a PEM X.509 certificate: exactly one CERTIFICATE block, nothing around it")
         return
     fingerprint = cert.sha256
     if fingerprint in seen and seen[fingerprint] != owner:

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from compiler.errors import excerpt
+
 MAX_BYTES = 1024 * 1024
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _TAG_PREFIX = "tag:yaml.org,2002:"
@@ -173,7 +175,7 @@ class _Builder:
                                    "this anchored node is reused by an alias (*name): aliases are not allowed"))
             seen.add(id(node))
         if node.tag not in _STANDARD_TAGS:
-            raise _Refused(_at(node, "YAML-tag", f"tag {node.tag!r} is not allowed"))
+            raise _Refused(_at(node, "YAML-tag", f"tag {excerpt(node.tag)} is not allowed"))
 
     def _scalar_at(self, node: yaml.ScalarNode, path: Path_) -> Any:
         """`build` for a scalar without the type dispatch: most nodes are scalars."""
@@ -197,7 +199,7 @@ class _Builder:
                 first = keys[child]
                 self.problems.append(_at(
                     key_node, "YAML-duplicate-key",
-                    f"duplicate key {key!r} (first at line {first[0]}): the later value would win"))
+                    f"duplicate key {excerpt(key)} (first at line {first[0]}): the later value would win"))
                 continue
             mark = key_node.start_mark
             keys[child] = (mark.line + 1, mark.column + 1)

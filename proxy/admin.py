@@ -1,10 +1,11 @@
 """The admin listener, on its own port: /healthz, /readyz, /metrics (DESIGN §7, R12).
 
+/journal/anchor: the journal's latest checkpoint (`proxy.journal.anchor`), 404 before the first.
 /healthz: the proxy is up (503 "starting" until mitmproxy listens). /readyz: 200 only with a bundle
 in force and a healthy journal, otherwise 503 and the reason in the body. /metrics: Prometheus text
 from a registry of our own (several sidecars may live in one test process).
 
-A tiny asyncio HTTP/1.1 server on the sidecar's event loop: three GET endpoints do not justify a
+A tiny asyncio HTTP/1.1 server on the sidecar's event loop: four GET endpoints do not justify a
 web framework or a thread.
 """
 
@@ -54,8 +55,10 @@ class AdminServer:
     """Serves the three endpoints; `ready()` returns None when ready, else the reason."""
 
     def __init__(self, host: str, port: int, metrics: SidecarMetrics,
-                 ready: Callable[[], str | None], live: Callable[[], bool] = lambda: True) -> None:
+                 ready: Callable[[], str | None], live: Callable[[], bool] = lambda: True,
+                 anchor: Callable[[], str | None] = lambda: None) -> None:
         self.host, self.port = host, port
+        self.anchor = anchor
         self.metrics = metrics
         self.ready = ready
         self.live = live
@@ -102,4 +105,9 @@ class AdminServer:
             return "503 Service Unavailable", text, f"not ready: {reason}\n".encode()
         if path == "/metrics":
             return "200 OK", CONTENT_TYPE_LATEST, self.metrics.render()
+        if path == "/journal/anchor":  # the latest checkpoint, for collectors (proxy.journal.anchor)
+            anchor = self.anchor()
+            if anchor is None:
+                return "404 Not Found", text, b"no checkpoint yet\n"
+            return "200 OK", "application/json", anchor.encode() + b"\n"
         return "404 Not Found", text, b"not found\n"

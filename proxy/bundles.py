@@ -37,6 +37,10 @@ from proxy.policy import Policy, parse_policy
 
 BUNDLE_FILE = "bundle.json"
 STATE_FILE = "state.json"
+# Largest bundle a source may deliver, checked before it is read (issue 10, finding 15: a 100 MB
+# file was read whole, +100 MiB of memory, before it was refused). The largest bundle of the
+# 2,000-participant benchmark registry is 1.5 MiB; the config's `bundle.max_bytes` overrides it.
+MAX_BUNDLE_BYTES = 32 * 1024 * 1024
 
 # TrustError subclass name -> stable refusal code (status output, logs, metrics)
 _REFUSAL_CODES = {
@@ -80,8 +84,9 @@ class BundleStore:
     """The bundle in force, the highest serial seen, the last refusal; persisted in `state_dir`."""
 
     def __init__(self, participant: str, trusted_keys: Sequence[Ed25519PublicKey], threshold: int,
-                 state_dir: Path) -> None:
+                 state_dir: Path, max_bytes: int = MAX_BUNDLE_BYTES) -> None:
         self.participant = participant
+        self.max_bytes = max_bytes
         self.trusted_keys = tuple(trusted_keys)
         self.threshold = threshold
         self.state_dir = Path(state_dir)
@@ -106,7 +111,11 @@ class BundleStore:
             self.last_refusal = Refusal(**state["last_refusal"])
         path = self.state_dir / BUNDLE_FILE
         if path.exists():
-            self.offer(path.read_bytes(), f"state:{path}", now=now)
+            try:
+                data = read_capped(path, self.max_bytes)
+            except (OSError, BundleSourceError) as e:
+                raise StateDirError(f"{path}: cannot read the saved bundle: {e}") from e
+            self.offer(data, f"state:{path}", now=now)
 
     # --- acceptance -------------------------------------------------------------------------
 
@@ -212,10 +221,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class FileSource:
-    """A bundle file on disk; yields its bytes when they change."""
+    """A bundle file on disk; yields its bytes when they change. A file over `max_bytes` is refused
+    from its size, and never more than `max_bytes` + 1 bytes are read."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = MAX_BUNDLE_BYTES) -> None:
         self.path = Path(path)
+        self.max_bytes = max_bytes
         self._seen: str | None = None
 
     @property
@@ -224,7 +235,7 @@ class FileSource:
 
     async def fetch(self) -> bytes | None:
         try:
-            data = await asyncio.to_thread(self.path.read_bytes)
+            data = await asyncio.to_thread(read_capped, self.path, self.max_bytes)
         except OSError as e:
             raise BundleSourceError(f"{self.path}: {e.strerror}") from e
         digest = hashlib.sha256(data).hexdigest()
@@ -234,11 +245,24 @@ class FileSource:
         return data
 
 
-class UrlSource:
-    """An http(s) URL polled with If-None-Match; a 304 means nothing new."""
+def read_capped(path: Path, max_bytes: int) -> bytes:
+    """The bytes of `path`; BundleSourceError, without reading it, if it is over `max_bytes`."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(max_bytes + 1) if size <= max_bytes else b""
+    if size > max_bytes or len(data) > max_bytes:
+        raise BundleSourceError(f"{path}: {max(size, len(data))} bytes, over the bundle limit "
+                                f"of {max_bytes}")
+    return data
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+
+class UrlSource:
+    """An http(s) URL polled with If-None-Match; a 304 means nothing new. A body over
+    `max_bytes` is refused from its Content-Length, or once that many bytes have arrived."""
+
+    def __init__(self, url: str, timeout: float = 10.0, max_bytes: int = MAX_BUNDLE_BYTES) -> None:
         self.url = url
+        self.max_bytes = max_bytes
         self._etag: str | None = None
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
@@ -249,22 +273,34 @@ class UrlSource:
     async def fetch(self) -> bytes | None:
         headers = {"If-None-Match": self._etag} if self._etag else {}
         try:
-            resp = await self._client.get(self.url, headers=headers)
+            async with self._client.stream("GET", self.url, headers=headers) as resp:
+                if resp.status_code == 304:
+                    return None
+                if resp.status_code != 200:
+                    raise BundleSourceError(f"{self.url}: HTTP {resp.status_code}")
+                declared = resp.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > self.max_bytes:
+                    raise BundleSourceError(f"{self.url}: {declared} bytes, over the bundle limit "
+                                            f"of {self.max_bytes}")
+                body = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) > self.max_bytes:
+                        raise BundleSourceError(f"{self.url}: over the bundle limit of "
+                                                f"{self.max_bytes} bytes")
         except httpx.HTTPError as e:
             raise BundleSourceError(f"{self.url}: {type(e).__name__}: {e}") from e
-        if resp.status_code == 304:
-            return None
-        if resp.status_code != 200:
-            raise BundleSourceError(f"{self.url}: HTTP {resp.status_code}")
         self._etag = resp.headers.get("ETag")
-        return resp.content
+        return bytes(body)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-def make_source(source: str) -> FileSource | UrlSource:
-    return UrlSource(source) if source.startswith(("http://", "https://")) else FileSource(Path(source))
+def make_source(source: str, max_bytes: int = MAX_BUNDLE_BYTES) -> FileSource | UrlSource:
+    if source.startswith(("http://", "https://")):
+        return UrlSource(source, max_bytes=max_bytes)
+    return FileSource(Path(source), max_bytes)
 
 
 async def poll_once(store: BundleStore, source: FileSource | UrlSource) -> bool:

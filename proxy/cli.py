@@ -77,16 +77,39 @@ def journal_group() -> None:
 @KEYS
 @click.option("--archives", type=click.Path(file_okay=False, path_type=Path),
               help="Also prove the chain from record 1 through these archives into the journal.")
+@click.option("--anchor", "anchor_source", metavar="FILE|URL",
+              help="A checkpoint exported earlier (anchor file, or the admin /journal/anchor): fail "
+                   "if the journal ends before it or differs at it.")
+@click.option("--max-unsealed-age", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Fail if the oldest unsealed record is older than this (default: twice the "
+                   "writer's checkpoint interval).")
 @_clean_errors
 def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...],
-                           archives: Path | None) -> None:
-    """Check the hash chain and signed checkpoints; exit 1 naming the first bad record."""
+                           archives: Path | None, anchor_source: str | None,
+                           max_unsealed_age: float | None) -> None:
+    """Check the hash chain and signed checkpoints, that the journal reaches the anchor and has
+    no stale unsealed tail; exit 1 naming the first problem."""
+    from proxy.journal import anchor as anchors
     from proxy.journal.verify import verify_store
+    from proxy.journal.writer import CHECKPOINT_INTERVAL
 
     store = _store(path, dsn)
-    reports = verify_store(store, [load_public_key(k) for k in key_paths], archives=archives)
+    keys = [load_public_key(k) for k in key_paths]
+    anchor = anchors.parse_anchor(anchors.load_anchor(anchor_source), keys) if anchor_source else None
+    reports = verify_store(store, keys, archives=archives)
+    max_age = 2 * CHECKPOINT_INTERVAL if max_unsealed_age is None else max_unsealed_age
     bad = False
     for report in reports:
+        at = anchor.upto if anchor is not None and anchor.chain == report.chain else None
+        end = anchors.chain_end(store, report.chain, report.last_record,
+                                max(report.last_sealed_record, report.pruned), at)
+        cut = [*(anchors.anchor_problems(anchor, end, report.pruned) if anchor and at is not None else []),
+               *filter(None, [anchors.tail_problem(end, max_age)])]
+        if cut:
+            bad = True
+            label = report.path if report.chain is None else f"{report.path}: chain {report.chain}"
+            for why in cut:
+                click.echo(f"{label}: SHORTENED: {why}")
         name = report.path if report.chain is None else f"{report.path}: chain {report.chain}"
         summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
                    f"{report.last_sealed_record}, unsealed tail {report.unsealed_tail}"
@@ -105,6 +128,9 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
         click.echo(summary)
     if not reports:
         click.echo(f"{store.label}: no chains")
+    if anchor is not None and anchor.chain not in {r.chain for r in reports}:
+        click.echo(f"{store.label}: SHORTENED: the anchor's chain {anchor.chain!r} is not in the journal")
+        bad = True
     if bad:
         sys.exit(1)
 

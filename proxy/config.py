@@ -16,6 +16,7 @@ Relative paths are resolved against the directory of the config file. Format::
       poll_seconds: 30
       trusted_keys: [keys/operator.pub]          # Ed25519 public keys (PEM) of the operator
       threshold: 1
+      max_bytes: 33554432             # a larger bundle is refused before it is read
     state_dir: state                  # last good bundle, highest serial seen, last refusal
     journal:
       backend: sqlite                 # sqlite (default) | postgres
@@ -37,6 +38,8 @@ Relative paths are resolved against the directory of the config file. Format::
       listen: {host: 127.0.0.1, port: 8088}
       client_bundle: tls/client.pem   # our key + certificate presented to providers
       provider_ca: tls/ca.pem         # CA that issued the providers' server certificates
+      clients:                        # the agency's systems that may call out (mTLS, required)
+        - {name: billing, certificate: tls/billing.crt}   # PEM, exactly one certificate
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class BundleConfig(BaseModel):
     poll_seconds: float = Field(default=30.0, gt=0)
     trusted_keys: list[Path] = Field(min_length=1)
     threshold: int = Field(default=1, ge=1)
+    max_bytes: int = Field(default=32 * 1024 * 1024, gt=0)  # larger bundles refused unread
 
     @property
     def is_url(self) -> bool:
@@ -89,6 +93,7 @@ class JournalConfig(BaseModel):
     chain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
     signing_key: Path
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    anchor_file: Path | None = None  # the latest checkpoint, kept outside the journal (anchor)
 
     @model_validator(mode="after")
     def _backend_fields(self) -> JournalConfig:
@@ -120,11 +125,20 @@ class PayloadConfig(BaseModel):
     responses: Literal["enforce", "record", "off"] = "record"
 
 
+class InternalClient(BaseModel):
+    """An agency system allowed to call out through the sidecar, by its TLS client certificate."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, max_length=100)
+    certificate: Path  # PEM, exactly one certificate
+
+
 class OutboundConfig(BaseModel):
     model_config = _STRICT
     listen: Listen
     client_bundle: Path
     provider_ca: Path
+    clients: list[InternalClient] = Field(min_length=1)  # who may use the outbound listener
 
 
 class SidecarConfig(BaseModel):
@@ -153,6 +167,7 @@ class SidecarConfig(BaseModel):
 
 _PATH_FIELDS = (
     ("tls", "server_bundle"), ("state_dir",), ("journal", "path"), ("journal", "signing_key"),
+    ("journal", "anchor_file"),
     ("outbound", "client_bundle"), ("outbound", "provider_ca"),
 )
 
@@ -213,6 +228,11 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(fields[-1]), str):
             node[fields[-1]] = str(base / node[fields[-1]])
+    outbound = raw.get("outbound")
+    clients = outbound.get("clients") if isinstance(outbound, dict) else None
+    for client in clients if isinstance(clients, list) else []:
+        if isinstance(client, dict) and isinstance(client.get("certificate"), str):
+            client["certificate"] = str(base / client["certificate"])
     bundle = raw.get("bundle")
     if isinstance(bundle, dict):
         keys = bundle.get("trusted_keys")

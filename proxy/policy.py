@@ -117,6 +117,7 @@ class Grant:
     profile: Profile = "plain"
     classification: str | None = None
     by_element: Mapping[str, Operation] = field(default_factory=dict)
+    provider_certificates: frozenset[str] = frozenset()  # outbound TLS accepts only these (sha256)
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
         return Policy(audience=participant["id"], status=participant.get("status", "active"),
                       ends_on=_date(participant.get("ends_on")),
                       services=services, certificates=certificates,
-                      grants={sid: _grant(sid, g) for sid, g in (signed.get("grants") or {}).items()})
+                      grants={sid: _grant(sid, g, table) for sid, g in (signed.get("grants") or {}).items()})
     except (KeyError, TypeError, ValueError, AttributeError, re.error, TrustError,
             TemplateError) as e:
         raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
@@ -208,17 +209,19 @@ def _add_certs(into: dict[str, CertInfo], table: Mapping[str, CertInfo], partici
         into[info.sha256] = info
 
 
-def _grant(sid: str, g: Mapping[str, Any]) -> Grant:
+def _grant(sid: str, g: Mapping[str, Any], table: Mapping[str, CertInfo]) -> Grant:
     ops = g.get("operations")
     defs = tuple(_operation(n, op) for n, op in sorted((g.get("operation_defs") or {}).items()))
     profile = _profile(g)
+    pinned: dict[str, CertInfo] = {}
+    _add_certs(pinned, table, g["provider"], g.get("provider_certificates") or [])
     return Grant(sid=sid, provider=g["provider"], provider_sidecar=str(g["provider_sidecar"]).rstrip("/"),
                  protocol=g.get("protocol", "rest"), access=g["access"],
                  operations=frozenset(ops) if ops is not None else None,
                  operation_defs=defs,
                  grant=g.get("grant") or "", valid_until=_date(g.get("valid_until")),
                  profile=profile, classification=g.get("classification"),
-                 by_element=_by_element(sid, profile, defs))
+                 by_element=_by_element(sid, profile, defs), provider_certificates=frozenset(pinned))
 
 
 def _profile(svc: Mapping[str, Any]) -> Profile:

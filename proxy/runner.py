@@ -59,19 +59,23 @@ from mitmproxy import options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
 from mitmproxy.master import Master
 
+from compiler import certs
 from compiler.trust import KeyFileError, load_private_key, load_public_key
 from proxy.addons.enforce import Enforce
 from proxy.addons.hygiene import Hygiene
 from proxy.addons.journaling import Journaling
 from proxy.addons.metrics import Metrics
 from proxy.addons.outbound import OutboundEnforce
+from proxy.addons.outbound_tls import ProviderPinning
 from proxy.addons.responses import ResponseCheck
+from proxy.addons.timeouts import Timeouts
 from proxy.admin import AdminServer, SidecarMetrics
 from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
 from proxy.config import SidecarConfig, load_config
 from proxy.errors import ConfigError, SidecarError
 from proxy.headers import HeadLimits
 from proxy.journal import Journal, JournalError
+from proxy.journal.anchor import AnchorExporter
 from proxy.journal.target import store_for as journal_store
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
@@ -104,13 +108,15 @@ class Sidecar:
             if not config.outbound.provider_ca.is_file():
                 raise ConfigError(f"config: outbound.provider_ca: {config.outbound.provider_ca}: "
                                   "no such file")
+        self.internal_clients = _internal_clients(config)
         self.store = BundleStore(config.participant, self.trusted, config.bundle.threshold,
-                                 config.state_dir)
+                                 config.state_dir, config.bundle.max_bytes)
         self.store.load_state()
-        self.source = make_source(config.bundle.source)
+        self.source = make_source(config.bundle.source, config.bundle.max_bytes)
         self.journal: Journal | None = None
         self.master: Any = None  # mitmproxy's Master; its API is only partly typed
         self.admin: AdminServer | None = None
+        self.anchors: AnchorExporter | None = None
         self.started = threading.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -130,23 +136,27 @@ class Sidecar:
             await poll_once(self.store, self.source)
             journal = self.journal
             metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth))
+            self.anchors = AnchorExporter(lambda: journal.latest_checkpoint, cfg.journal.anchor_file)
+            anchors = self.anchors
             self.admin = AdminServer(cfg.admin.host, cfg.admin.port, metrics, self.ready,
-                                     live=self.started.is_set)
+                                     live=self.started.is_set, anchor=lambda: anchors.current)
             try:
                 await self.admin.start()  # before mitmproxy, so a busy port is a clean error
             except OSError as e:
                 raise SidecarStartError(
                     f"admin listener {cfg.admin.host}:{cfg.admin.port}: {e.strerror}") from e
             modes = [f"reverse:{cfg.upstream}"]
-            addons: list[Any] = [_Lifecycle(self)]
+            lim = cfg.limits
+            addons: list[Any] = [_Lifecycle(self),
+                                 Timeouts(lim.header_timeout_seconds, lim.idle_timeout_seconds)]
             extra: dict[str, Any] = {}
             if cfg.outbound is not None:  # consumer side: a second listener, same process
                 out = cfg.outbound
                 modes.append(f"reverse:https://{_PLACEHOLDER}@{out.listen.host}:{out.listen.port}")
-                addons.append(OutboundEnforce(self.store, modes[-1]))
+                addons += [OutboundEnforce(self.store, modes[-1], self.internal_clients),
+                           ProviderPinning(self.store, modes[-1])]
                 extra = {"client_certs": str(out.client_bundle),
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
-            lim = cfg.limits
             addons += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
                        Enforce(self.store), ResponseCheck(cfg.payloads.responses),
                        Journaling(journal, cfg.participant), Metrics(metrics)]
@@ -159,7 +169,8 @@ class Sidecar:
             self.master.options.update(
                 certs=[f"*={cfg.tls.server_bundle}"], request_client_cert=True, connection_strategy="lazy",
                 # mitmproxy's own hard cap; between limit and cap we answer a proper 413 ourselves
-                body_size_limit=str(2 * limit + 65536), reestr_max_body_bytes=limit, **extra)
+                body_size_limit=str(2 * limit + 65536), reestr_max_body_bytes=limit,
+                tcp_timeout=max(1, round(lim.idle_timeout_seconds)), **extra)
             checker = self.master.addons.get("errorcheck")
             if checker is not None:
                 checker.repeat_errors_on_stderr = True
@@ -176,10 +187,14 @@ class Sidecar:
                 self.journal.close()
             except JournalError as e:  # the process is ending anyway: say so, do not hide it
                 print(f"reestr-sidecar: journal: {e}", file=sys.stderr)
+            if self.anchors is not None:
+                self.anchors.export(force_log=True)  # the final checkpoint close() wrote
 
     async def _on_running(self) -> None:
         self._tasks.append(asyncio.create_task(
             poll_forever(self.store, self.source, self.config.bundle.poll_seconds)))
+        if self.anchors is not None:
+            self._tasks.append(asyncio.create_task(self.anchors.run()))
         self.started.set()
 
     def shutdown(self) -> None:
@@ -213,6 +228,24 @@ class _Lifecycle:
 
     async def running(self) -> None:
         await self.sidecar._on_running()
+
+
+def _internal_clients(config: SidecarConfig) -> dict[str, str]:
+    """sha256 -> name of the systems allowed on the outbound listener; ConfigError if a
+    certificate file is unreadable, not exactly one certificate, or listed twice."""
+    clients: dict[str, str] = {}
+    for i, client in enumerate(config.outbound.clients if config.outbound else []):
+        where = f"config: outbound.clients.{i}.certificate: {client.certificate}"
+        try:
+            cert = certs.read(client.certificate.read_text(encoding="ascii"))
+        except OSError as e:
+            raise ConfigError(f"{where}: {e.strerror}") from e
+        except ValueError as e:  # UnicodeDecodeError included
+            raise ConfigError(f"{where}: not one PEM certificate") from e
+        if cert.sha256 in clients:
+            raise ConfigError(f"{where}: the same certificate as {clients[cert.sha256]!r}")
+        clients[cert.sha256] = client.name
+    return clients
 
 
 def _check_pem_bundle(path: Path, name: str) -> None:

@@ -16,6 +16,13 @@ and what the message layer read — the profile, the payload's qualified name, t
 `MessageID` / `ReferenceMessageID` / `TransactionCode` and the payload schema check — of the
 request on request records and of the upstream's answer on response records (for an answer
 refused by `payloads.responses: enforce`, of the answer that was refused).
+
+Records of calls that were not allowed keep bounded fields (issue 10, finding 2): a client with no
+certificate sent long request targets, each journaled in full in two records, and grew the journal
+by megabytes per request. On a deny or error record, `method`, `path` and `sid` longer than
+`BOUNDS` are stored as their first characters plus `…sha256:<hex>` of the whole value (UTF-8), so
+an auditor can still match a value he holds, and the journal grows by a bounded amount per refusal.
+Allowed calls come from authenticated callers with targets under the sidecar's cap: kept whole.
 """
 
 from __future__ import annotations
@@ -120,14 +127,19 @@ class Journaling:
         outbound = flow.metadata.get(DIRECTION) == "outbound"
         verdict: Literal["allow", "deny", "error"] = "error" if kind == "error" else (
             "allow" if decision is not None and decision.allowed else "deny")
+        method, path = flow.request.method, flow.request.path
+        sid = decision.sid if decision else None
+        if verdict != "allow":  # bounded: nothing a stranger sends is journaled at length
+            method, path = bounded(method, BOUNDS["method"]), bounded(path, BOUNDS["path"])
+            sid = bounded(sid, BOUNDS["sid"]) if sid is not None else None
         return sidecar_record(  # keyword arguments; see sidecar_record for what is not re-checked
             time=utc_now(), direction="outbound" if outbound else "inbound",
             kind="request" if kind == "request" else "response", exchange=flow.id, decision=verdict,
-            method=flow.request.method, path=flow.request.path, size=len(body),
+            method=method, path=path, size=len(body),
             body_sha256=hashlib.sha256(body).hexdigest(),
             consumer=decision.consumer if decision else None,
             provider=(decision.provider if decision else None) or (None if outbound else self.participant),
-            sid=decision.sid if decision else None,
+            sid=sid,
             operation=decision.operation if decision else None,
             reason=(decision.reason if decision else None) if kind != "error" else (
                 decision.reason if decision and decision.reason else "upstream-error"),
@@ -159,10 +171,24 @@ def _message_fields(flow: http.HTTPFlow, decision: Decision | None,
         fields["profile"] = decision.message.content.profile if decision.message else None
     if message is not None:
         content = message.content
-        fields.update(profile=content.profile, payload=content.element, message_id=content.message_id,
+        payload = bounded(content.element, BOUNDS["path"]) if content.element is not None else None  # a caller's name
+        fields.update(profile=content.profile, payload=payload, message_id=content.message_id,
                       reference_message_id=content.reference_message_id,
                       transaction_code=content.transaction_code)
     return fields
+
+
+BOUNDS = {"method": 96, "path": 256, "sid": 96}  # characters kept on deny and error records
+_DIGEST_MARK = "…sha256:"
+
+
+def bounded(text: str, limit: int) -> str:
+    """`text` if it has at most `limit` characters, else its first characters and the SHA-256 of
+    all of it (UTF-8; bytes mitmproxy kept with surrogateescape as they came), `limit` in total."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return text[: max(0, limit - len(_DIGEST_MARK) - len(digest))] + _DIGEST_MARK + digest
 
 
 def _ids(decision: Decision | None) -> dict[str, Any]:

@@ -44,6 +44,9 @@ _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 5.0
 _STOP = object()
 
+CHECKPOINT_INTERVAL = 10.0
+"""Seconds between checkpoints when records keep coming or not (`proxy.journal.anchor`: tail age)."""
+
 
 @dataclass(frozen=True, slots=True)
 class _AsyncWaiter:
@@ -64,7 +67,7 @@ class Journal:
     """
 
     def __init__(self, target: Store | str | Path, signing_key: Ed25519PrivateKey, *, synchronous: str = "FULL",
-                 checkpoint_every: int = 1000, checkpoint_interval: float = 10.0,
+                 checkpoint_every: int = 1000, checkpoint_interval: float = CHECKPOINT_INTERVAL,
                  busy_timeout: float = 5.0) -> None:
         if checkpoint_every < 1 or checkpoint_interval <= 0:
             raise JournalError("need checkpoint_every ≥ 1, checkpoint_interval > 0")
@@ -88,6 +91,8 @@ class Journal:
         self.commits = 0
         """Transactions committed that carried records: fewer than records means group commit works."""
         self.checkpoints_written = 0
+        self.latest_checkpoint: Checkpoint | None = None
+        """The last checkpoint this writer made durable: what `proxy.journal.anchor` exports."""
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -285,6 +290,7 @@ class Journal:
         self._sealed_id = cp.upto
         self._sealed_at = time.monotonic()
         self.checkpoints_written += 1
+        self.latest_checkpoint = cp  # replaced whole: the event loop may read it at any time
 
     def _sign(self, checkpoint_id: int, upto: int, head: str) -> Checkpoint:
         return Checkpoint.sign(self._key, checkpoint_id, upto, head, utc_now(), self.store.chain)

@@ -48,6 +48,10 @@ def assemble(case: str, tmp: Path) -> Path:
         if src.is_dir() or rel.parts[0] not in ("registry", "schemas", ".github"):
             continue
         target = tmp / rel
+        if src.name.endswith(".symlink"):  # a symbolic link to the path the file holds
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.with_name(src.name.removesuffix(".symlink")).symlink_to(src.read_text().strip())
+            continue
         if src.name.endswith(".delete"):
             target.with_name(src.name.removesuffix(".delete")).unlink()
             continue

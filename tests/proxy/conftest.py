@@ -52,6 +52,12 @@ class Issued:
     def sha256(self) -> str:
         return self.cert.fingerprint(hashes.SHA256()).hex()
 
+    def cert_only(self) -> Path:
+        """The certificate alone, PEM, beside the key + chain file."""
+        path = self.pem.with_suffix(".crt")
+        path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
     def entry(self, participant: str) -> dict[str, str]:
         """The <certificate> object of the bundle format (an entry of its `certificates` table)."""
         return {"participant": participant, "subject": self.cert.subject.rfc4514_string(),
@@ -111,8 +117,9 @@ def make_pki(directory: Path) -> Pki:
     ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     pki = Pki(directory, ca_cert, ca_key, ca_pem, server=None)  # type: ignore[arg-type]
     pki.server = pki.issue("server", server=True)
-    for who in PARTICIPANTS:
-        pki.clients[who] = pki.issue(who)
+    for who in PARTICIPANTS:  # ved3's doubles as its sidecar's server certificate (outbound pinning)
+        pki.clients[who] = pki.issue(who, server=who == "ved3")
+    pki.clients["internal"] = pki.issue("internal")  # an agency system calling out through ved1
     pki.clients["expired"] = pki.issue("expired", not_before=NOW - dt.timedelta(days=10),
                                        not_after=NOW - dt.timedelta(days=1))
     return pki

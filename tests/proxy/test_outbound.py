@@ -37,9 +37,13 @@ class Pair:
     provider_proc: ProcessHandle
     upstream: Upstream
 
+    pki: Pki
+
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """A call from ved1's internal system, authenticated by its client certificate."""
         port = self.consumer.outbound.listen.port  # type: ignore[union-attr]
-        return httpx.request(method, f"http://127.0.0.1:{port}{path}", timeout=10, **kw)
+        return httpx.request(method, f"https://127.0.0.1:{port}{path}", timeout=10,
+                             verify=self.pki.client_context("internal"), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +51,24 @@ def pair(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys,
          upstream: Upstream) -> Iterator[Pair]:
     d = tmp_path_factory.mktemp("outbound")
     (d / "ved3.json").write_bytes(sign(signed_bundle(pki), keys.operator))
-    provider = write_config(d / "ved3", pki, keys, upstream.url, str(d / "ved3.json"))
+    provider = write_config(d / "ved3", pki, keys, upstream.url, str(d / "ved3.json"),
+                            tls={"server_bundle": str(pki.clients["ved3"].pem)})
     provider_cfg = load_config(provider)
     (d / "ved1.json").write_bytes(sign(signed_consumer_bundle(
         pki, f"https://127.0.0.1:{provider_cfg.listen.port}"), keys.operator))
     consumer = write_config(
         d / "ved1", pki, keys, "http://127.0.0.1:9", str(d / "ved1.json"), participant="ved1",
         outbound={"listen": {"host": "127.0.0.1", "port": free_port()},
-                  "client_bundle": str(pki.clients["ved1"].pem), "provider_ca": str(pki.ca_pem)})
+                  "client_bundle": str(pki.clients["ved1"].pem), "provider_ca": str(pki.ca_pem),
+                  "clients": [{"name": "internal-app",
+                               "certificate": str(pki.clients["internal"].cert_only())}]})
     proc = start_subprocess(provider)
     try:
         handle = start_in_thread(load_config(consumer))
     except BaseException:
         proc.stop()
         raise
-    yield Pair(load_config(consumer), provider_cfg, handle, proc, upstream)
+    yield Pair(load_config(consumer), provider_cfg, handle, proc, upstream, pki)
     handle.stop()
     proc.stop()
 
@@ -76,6 +83,7 @@ def test_granted_call_goes_through_both_sidecars(pair: Pair, pki: Pki) -> None:
     mine = {x["id"]: x for x in export(pair.consumer.journal.path)}[ours]
     assert (mine["direction"], mine["consumer"], mine["provider"], mine["decision"]) == (
         "outbound", "ved1", "ved3", "allow")
+    assert mine["client_fingerprint"] == pki.clients["internal"].sha256  # which system called
     provider_rec = {x["id"]: x for x in export(pair.provider.journal.path)}[theirs]
     assert (provider_rec["direction"], provider_rec["consumer"], provider_rec["client_fingerprint"]) == (
         "inbound", "ved1", pki.clients["ved1"].sha256)
