@@ -14,7 +14,6 @@ mitmproxy never opens an upstream connection (connection_strategy=lazy). The ver
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -36,7 +35,7 @@ from proxy.addons._responses import (
 from proxy.bundles import ActiveBundle, BundleStore
 from proxy.identity import identify
 from proxy.payloads import Violation
-from proxy.policy import Decision, deny, evaluate
+from proxy.policy import Decision, deny, evaluate, replace
 from proxy.soap.signatures import check_soap_signature, requires_signature
 
 FORWARDED_CONSUMER = "Reestr-Consumer"

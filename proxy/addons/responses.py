@@ -15,7 +15,7 @@ payload name go to the journal (`RESPONSE_PAYLOAD` in the flow's metadata).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from mitmproxy import http
@@ -30,7 +30,7 @@ from proxy.addons._responses import (
 )
 from proxy.bundles import ActiveBundle
 from proxy.payloads import Violation
-from proxy.policy import Decision
+from proxy.policy import Decision, replace
 from proxy.soap.errors import MessageError
 from proxy.soap.message import Message, read_message
 
@@ -75,6 +75,10 @@ class ResponseCheck:
                 return ResponseFacts(message=None, check=None)
             return ResponseFacts(message=None, check=_result(bundle.payloads.check_json(key, body)))
         profile = decision.message.content.profile if decision.message else "plain"
+        if profile == "smev3" and b"SenderProvided" not in body:
+            # an SMEV 3 answer without sender-provided data (the transport's acknowledgement,
+            # SendRequestResponse; a status) holds no payload and no identifiers: nothing to read
+            return ResponseFacts(message=None, check=None)
         try:
             message = read_message(body, response.headers.get("content-type"), [], profile)
         except MessageError:

@@ -35,7 +35,7 @@ SMEV3_BASIC = tuple(f"urn://x-artefacts-smev-gov-ru/services/message-exchange/ty
 _SENDER_DATA = frozenset(f"{{{ns}}}{name}" for ns in SMEV3_TYPES
                          for name in ("SenderProvidedRequestData", "SenderProvidedResponseData"))
 _PRIMARY = frozenset(f"{{{ns}}}MessagePrimaryContent" for ns in SMEV3_BASIC)
-_IDENTIFIERS = ("MessageID", "ReferenceMessageID", "TransactionCode")
+_IDENTIFIERS = frozenset({"MessageID", "ReferenceMessageID", "TransactionCode"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,36 +61,37 @@ def read_content(envelope: Envelope, profile: Profile) -> Content:
 
 def _smev3(transport_el: etree._Element) -> Content:
     tag = transport_el.tag
-    namespace = etree.QName(tag).namespace
-    if namespace not in SMEV3_TYPES:
+    if tag[1:].partition("}")[0] not in SMEV3_TYPES:
         raise MessageError("not an SMEV 3 message-exchange element in the Body")
-    holders = [el for el in transport_el.iter(*_SENDER_DATA)]
+    holders = list(transport_el.iter(*_SENDER_DATA))  # anywhere below: a second one is ambiguous
     if not holders:
         return Content(profile="smev3", element=None, payload=None, transport=tag)
     if len(holders) > 1:
         raise MessageError(f"{len(holders)} sender-provided data elements in one SMEV 3 message")
     data = holders[0]
-    ids = {name: _text(data, f"{{{etree.QName(data).namespace}}}{name}") for name in _IDENTIFIERS}
-    primary = [child for child in data if child.tag in _PRIMARY]
-    if not primary:
-        return Content(profile="smev3", element=None, payload=None, transport=tag,
-                       message_id=ids["MessageID"], reference_message_id=ids["ReferenceMessageID"],
-                       transaction_code=ids["TransactionCode"])
-    payloads = [child for child in primary[0] if isinstance(child.tag, str)] if len(primary) == 1 else []
-    if len(primary) != 1 or len(payloads) != 1 or (primary[0].text or "").strip():
+    prefix = data.tag[: data.tag.index("}") + 1]
+    ids: dict[str, str] = {}
+    primary: list[etree._Element] = []
+    for child in data:  # one pass over the sender-provided data's children
+        name = child.tag
+        if name in _PRIMARY:
+            primary.append(child)
+        elif name.__class__ is str and name.startswith(prefix) and name[len(prefix):] in _IDENTIFIERS:
+            local = name[len(prefix):]
+            if local in ids:
+                raise MessageError(f"{local} occurs more than once")
+            ids[local] = _identifier(local, child.text)
+    payloads = [c for c in primary[0] if c.tag.__class__ is str] if len(primary) == 1 else []
+    if primary and (len(primary) != 1 or len(payloads) != 1 or (primary[0].text or "").strip()):
         raise MessageError("MessagePrimaryContent must occur once and hold exactly one element")
-    return Content(profile="smev3", element=payloads[0].tag, payload=payloads[0], transport=tag,
-                   message_id=ids["MessageID"], reference_message_id=ids["ReferenceMessageID"],
-                   transaction_code=ids["TransactionCode"])
+    return Content(profile="smev3", element=payloads[0].tag if payloads else None,
+                   payload=payloads[0] if payloads else None, transport=tag,
+                   message_id=ids.get("MessageID"), reference_message_id=ids.get("ReferenceMessageID"),
+                   transaction_code=ids.get("TransactionCode"))
 
 
-def _text(parent: etree._Element, tag: str) -> str | None:
-    found = parent.findall(tag)
-    if len(found) > 1:
-        raise MessageError(f"{etree.QName(tag).localname} occurs {len(found)} times")
-    if not found:
-        return None
-    value = (found[0].text or "").strip()
+def _identifier(name: str, text: str | None) -> str:
+    value = (text or "").strip()
     if not value or len(value) > 200:
-        raise MessageError(f"{etree.QName(tag).localname} is empty or too long")
+        raise MessageError(f"{name} is empty or too long")
     return value
