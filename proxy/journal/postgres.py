@@ -216,10 +216,21 @@ class PostgresStore(Store):
     def append(self, rows: Sequence[Row]) -> None:
         """One binary COPY: a single statement, so in autocommit mode a single transaction that is
         committed (and acknowledged) when the copy ends; about twice the rows/s of
-        `INSERT … SELECT FROM unnest(…)` here (bench/journal_bench.py)."""
-        conn = self._connection()
+        `INSERT … SELECT FROM unnest(…)` here (bench/journal_bench.py).
+
+        A connection found dead (the server restarted, an idle session was closed) is replaced and
+        the batch sent once more: if the first attempt did commit, its ids are taken and the
+        second fails, so a batch is never written twice and the chain never forks."""
+        with self._errors(JournalWriteError):
+            try:
+                self._copy(self._connection(), rows)
+            except psycopg.OperationalError:
+                self.reset()
+                self._copy(self._connection(), rows)
+
+    def _copy(self, conn: psycopg.Connection[Any], rows: Sequence[Row]) -> None:
         chain = self.chain
-        with self._errors(JournalWriteError), conn.cursor() as cursor, cursor.copy(_APPEND) as copy:
+        with conn.cursor() as cursor, cursor.copy(_APPEND) as copy:
             copy.set_types(list(_APPEND_TYPES))
             for row in rows:
                 copy.write_row((chain, *row))
