@@ -41,7 +41,6 @@ from proxy.journal.record import JournalError
 from proxy.journal.sqlite import SqliteStore
 from proxy.journal.store import ChainInput, Store
 
-_BATCH = 4096
 _MAX_PROBLEMS = 1000
 
 
