@@ -193,7 +193,8 @@ def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[P
 
 
 @main.command("stats")
-@click.option("--journal", "path", type=click.Path(dir_okay=False, path_type=Path), help="A journal file.")
+@click.option("--journal", "paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A journal file; repeat to count the journals of several sidecars together.")
 @DSN
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="A sidecar config: its journal (unless --journal/--dsn), and for --priced its bundle in force.")
@@ -209,7 +210,7 @@ def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[P
 @click.option("--threshold", type=int, help="For --bundle: signatures required (default 1, or the config's).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
-def stats_command(path: Path | None, dsn: str | None, config_path: Path | None, since: str | None,
+def stats_command(paths: tuple[Path, ...], dsn: str | None, config_path: Path | None, since: str | None,
                   until: str | None, provider: str | None, archives: Path | None, priced: bool,
                   bundle_path: Path | None, trusted: tuple[Path, ...], threshold: int | None, fmt: str) -> None:
     """Calls per service, operation, consumer and decision over a period (R12); --priced: what they cost (R13)."""
@@ -218,14 +219,17 @@ def stats_command(path: Path | None, dsn: str | None, config_path: Path | None, 
         from proxy.config import load_config
 
         config = load_config(config_path)
-    if path is None and dsn is None and config is not None:
+    stores: list[Store]
+    if not paths and dsn is None and config is not None:
         from proxy.journal.target import store_for
 
-        store = store_for(config)
+        stores = [store_for(config)]
+    elif len(paths) > 1 and dsn is None:
+        stores = [_store(path, None) for path in paths]
     else:
-        store = _store(path, dsn)
+        stores = [_store(paths[0] if paths else None, dsn)]
     if not priced:
-        _print_stats(store, since, until, provider, archives, fmt)
+        _print_stats(stores, since, until, provider, archives, fmt)
         return
     if config is not None:
         bundle_path = bundle_path or config.state_dir / "bundle.json"
@@ -233,10 +237,10 @@ def stats_command(path: Path | None, dsn: str | None, config_path: Path | None, 
         threshold = threshold or config.bundle.threshold
     if bundle_path is None or not trusted:
         raise click.UsageError("--priced needs --bundle and --trusted-key, or --config")
-    _print_priced(store, since, until, provider, archives, fmt, bundle_path, trusted, threshold or 1)
+    _print_priced(stores, since, until, provider, archives, fmt, bundle_path, trusted, threshold or 1)
 
 
-def _print_stats(store: Store, since: str | None, until: str | None, provider: str | None,
+def _print_stats(store: Store | list[Store], since: str | None, until: str | None, provider: str | None,
                  archives: Path | None, fmt: str) -> None:
     from dataclasses import asdict
 
@@ -294,7 +298,7 @@ def status_command(config_path: Path, fmt: str) -> None:
     click.echo(json.dumps(state, indent=2) if fmt == "json" else render_status(state))
 
 
-def _print_priced(store: Store, since: str | None, until: str | None, provider: str | None, archives: Path | None,
+def _print_priced(store: list[Store], since: str | None, until: str | None, provider: str | None, archives: Path | None,
                   fmt: str, bundle_path: Path, trusted: tuple[Path, ...], threshold: int) -> None:
     from datetime import UTC, datetime
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -217,3 +218,14 @@ def test_prune_refuses_with_exit_1_when_the_journal_does_not_verify(journal: Pat
     result = run("journal", "prune", journal, "--key", keys[1], "--archives", archives, "--before", "2027-01-01")
     assert result.returncode == 1 and "refusing to prune" in result.stderr and "record 4" in result.stderr
     assert len(run("journal", "export", journal).stdout.splitlines()) == 12
+
+
+def test_stats_counts_the_journals_of_several_sidecars_together(journal: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    shutil.copyfile(journal, other)
+    one = json.loads(run("stats", "--journal", journal, "--format", "json").stdout)
+    both = run("stats", "--journal", journal, "--journal", other, "--format", "json")
+    assert both.returncode == 0, both.stderr
+    assert json.loads(both.stdout) == [{**row, "calls": 2 * row["calls"]} for row in one]
+    ambiguous = run("stats", "--journal", journal, "--journal", other, "--archives", tmp_path)
+    assert ambiguous.returncode == 2 and "--archives belongs to one journal" in ambiguous.stderr
