@@ -124,7 +124,7 @@ class PostgresStore(Store):
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._timeout,
                                    application_name="reestr-sidecar")
         except psycopg.Error as e:
-            raise JournalWriteError(f"{self.label}: cannot connect: {_first_line(e)}") from e
+            raise JournalWriteError(f"{self.label}: cannot connect: {_first_line(e, self.dsn)}") from e
         return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -169,7 +169,7 @@ class PostgresStore(Store):
         try:
             yield
         except psycopg.Error as e:
-            raise kind(f"{self.label}: {_first_line(e)}") from e
+            raise kind(f"{self.label}: {_first_line(e, self.dsn)}") from e
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class PostgresStore(Store):
                                    application_name="reestr-sidecar-reader",
                                    options="-c default_transaction_read_only=on")
         except psycopg.Error as e:
-            raise JournalError(f"{self.label}: cannot connect: {_first_line(e)}") from e
+            raise JournalError(f"{self.label}: cannot connect: {_first_line(e, self.dsn)}") from e
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -405,6 +405,12 @@ def _schema_problem(conn: psycopg.Connection[Any]) -> str | None:
     return f"schema objects changed by hand: {', '.join(problems)}" if problems else None
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException, dsn: str = "") -> str:
+    """The first line of a driver error, with anything that could be a password removed: libpq
+    quotes an unparsable DSN whole in its message."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    if dsn:
+        line = line.replace(dsn, "<dsn>")
+    line = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", line)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", line, flags=re.IGNORECASE)

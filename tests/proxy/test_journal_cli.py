@@ -149,6 +149,11 @@ def test_archive_verify_prune_export_with_archives(journal: Path, keys: tuple[Pa
                  "no such directory", id="prune-without-archives"),
     pytest.param(["journal", "verify", "--dsn", "postgresql://reestr:s3cret@127.0.0.1:1/x", "--key", "{pub}"],
                  "cannot connect", id="dsn-unreachable"),
+    pytest.param(["journal", "export", "--dsn", "postgresql://reestr:s3cret@[::1"], "cannot connect",
+                 id="dsn-unparsable-uri"),
+    pytest.param(["journal", "export", "--dsn", "host=127.0.0.1 port=1 password=s3cret sslmode=bogus"],
+                 "cannot connect", id="dsn-bad-option"),
+    pytest.param(["stats", "--dsn", "garbage=1 password=s3cret"], "cannot connect", id="dsn-unknown-option"),
 ])
 def test_journal_target_errors_exit_2(journal: Path, keys: tuple[Path, Path], tmp_path: Path, args: list[str],
                                       message: str) -> None:
