@@ -30,12 +30,11 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from proxy.journal.chain import GENESIS_HASH, Checkpoint
+from proxy.journal.chain import CHAIN_RE, GENESIS_HASH, Checkpoint
 from proxy.journal.record import JournalError, JournalFormatError, JournalWriteError
 from proxy.journal.store import Filter, Row, StatsKey, Store
 
 FORMAT = "2"
-CHAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _BATCH = 4096
 _BACKOFF_FIRST = 0.1  # seconds between reconnect attempts, doubling up to _BACKOFF_MAX
 _BACKOFF_MAX = 5.0
