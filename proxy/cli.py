@@ -63,6 +63,13 @@ def _store(path: Path | None, dsn: str | None) -> Store:
     return SqliteStore(path) if path is not None else PostgresStore(str(dsn))
 
 
+def _shown(chain: str) -> str:
+    """A chain name as printed: quoted if it is not one a sidecar can have (control characters…)."""
+    from proxy.journal.chain import CHAIN_RE
+
+    return chain if CHAIN_RE.fullmatch(chain) else repr(chain)
+
+
 # --- journal (issues 3, 12) ---------------------------------------------------------------------
 
 
@@ -87,7 +94,7 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
     reports = verify_store(store, [load_public_key(k) for k in key_paths], archives=archives)
     bad = False
     for report in reports:
-        name = report.path if report.chain is None else f"{report.path}: chain {report.chain}"
+        name = report.path if report.chain is None else f"{report.path}: chain {_shown(report.chain)}"
         summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
                    f"{report.last_sealed_record}, unsealed tail {report.unsealed_tail}"
                    + (f", records 1–{report.pruned} pruned" if report.pruned else "")
