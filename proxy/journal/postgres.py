@@ -121,7 +121,8 @@ class PostgresStore(Store):
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._timeout,
-                                   application_name="reestr-sidecar")
+                                   application_name="reestr-sidecar", keepalives=1, keepalives_idle=10,
+                                   keepalives_interval=5, keepalives_count=3)
         except psycopg.Error as e:
             raise JournalWriteError(f"{self.label}: cannot connect: {_first_line(e, self.dsn)}") from e
         return conn
@@ -157,6 +158,11 @@ class PostgresStore(Store):
         with self._errors(JournalWriteError):
             if str(conn.execute("SHOW synchronous_commit").fetchone()[0]) == "off":  # type: ignore[index]
                 conn.execute("SET synchronous_commit = on")
+            # The chain's lock dies with this session: let the server notice a vanished sidecar
+            # host within about 25 s, so its restart can claim the chain again.
+            conn.execute("SET tcp_keepalives_idle = 10")
+            conn.execute("SET tcp_keepalives_interval = 5")
+            conn.execute("SET tcp_keepalives_count = 3")
             got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
                                (f"reestr-journal:{self.chain}",)).fetchone()
         if not got or not got[0]:
