@@ -83,15 +83,24 @@ def journal_group() -> None:
 @DSN
 @KEYS
 @click.option("--archives", type=click.Path(file_okay=False, path_type=Path),
-              help="Also prove the chain from record 1 through these archives into the journal.")
+              help="Also prove the chain from record 1 through these archives into the journal (alone: the archives).")
 @_clean_errors
 def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...],
                            archives: Path | None) -> None:
-    """Check the hash chain and signed checkpoints; exit 1 naming the first bad record."""
+    """Check the hash chain and signed checkpoints; exit 1 naming the first bad record.
+
+    With --archives and no journal, the archive directory alone: every chain from record 1 through
+    its last archive."""
     from proxy.journal.verify import verify_store
 
-    store = _store(path, dsn)
-    reports = verify_store(store, [load_public_key(k) for k in key_paths], archives=archives)
+    keys = [load_public_key(k) for k in key_paths]
+    if path is None and dsn is None and archives is not None:  # the archives alone
+        from proxy.journal.verify import verify_archives
+
+        reports, label = verify_archives(archives, keys), str(archives)
+    else:
+        store = _store(path, dsn)
+        reports, label = verify_store(store, keys, archives=archives), store.label
     bad = False
     for report in reports:
         name = report.path if report.chain is None else f"{report.path}: chain {_shown(report.chain)}"
@@ -111,7 +120,7 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
             click.echo(f"  … and {report.problem_count - _SHOWN} more problem(s)")
         click.echo(summary)
     if not reports:
-        click.echo(f"{store.label}: no chains")
+        click.echo(f"{label}: no chains")
     if bad:
         sys.exit(1)
 

@@ -135,10 +135,14 @@ def test_archive_verify_prune_export_with_archives(journal: Path, keys: tuple[Pa
     assert json.loads(run("stats", "--journal", journal, "--archives", archives, "--format", "json").stdout)
     again = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
     assert again.returncode == 0 and "records 1–12 pruned" in again.stdout
+    alone = run("journal", "verify", "--key", keys[1], "--archives", archives)  # the journal not needed
+    assert alone.returncode == 0 and "2 archive(s) up to record 12" in alone.stdout, alone.stdout
     for manifest in archives.glob("*-000000000001-*.manifest.json"):
         manifest.unlink()
     broken = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
     assert broken.returncode == 1 and "archive-missing" in broken.stdout
+    alone = run("journal", "verify", "--key", keys[1], "--archives", archives)
+    assert alone.returncode == 1 and "first bad record 1: archive-missing" in alone.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
