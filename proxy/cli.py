@@ -139,11 +139,14 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
 @_clean_errors
 def journal_export_command(path: Path | None, dsn: str | None, fmt: str, since: str | None, until: str | None,
                            message_id: str | None, archives: Path | None, output: TextIO) -> None:
-    """Write records (with their hashes) as JSON lines, in id order (chain by chain)."""
-    from proxy.journal.query import export
+    """Write records (with their hashes) as JSON lines, in id order (chain by chain); with --archives
+    and no journal, the archived records alone."""
+    from proxy.journal.query import export, export_archives
 
-    for record in export(_store(path, dsn), since=since, until=until, message_id=message_id,
-                         archives=archives):
+    records = (export_archives(archives, since=since, until=until, message_id=message_id)
+               if path is None and dsn is None and archives is not None else
+               export(_store(path, dsn), since=since, until=until, message_id=message_id, archives=archives))
+    for record in records:
         output.write(canonical_json(record).decode("utf-8") + "\n")
 
 

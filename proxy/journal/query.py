@@ -21,7 +21,7 @@ from proxy.journal.record import JournalError, parse_bound, record_data
 from proxy.journal.sqlite import SqliteStore
 from proxy.journal.store import Filter, Row, StatsKey, StatsRow, Store
 
-__all__ = ["StatsRow", "export", "make_filter", "stats", "stats_rows"]
+__all__ = ["StatsRow", "export", "export_archives", "make_filter", "stats", "stats_rows"]
 
 
 def make_filter(since: str | None = None, until: str | None = None, message_id: str | None = None,
@@ -64,6 +64,18 @@ def export(target: str | Path | Store, since: str | None = None, until: str | No
                         yield row_data(prev_hash, digest, text, name)
     finally:
         store.close()
+
+
+def export_archives(directory: Path, since: str | None = None, until: str | None = None,
+                    message_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """`export` of an archive directory alone (its journal gone or elsewhere), chain by chain."""
+    where = make_filter(since, until, message_id)
+    archived = load_archives(directory)
+    for chain in sorted(archived, key=lambda c: (c is not None, c or "")):
+        archives = archived[chain]
+        for batch in _archived_rows(archives, archives[-1].last, where):
+            for _, prev_hash, digest, text in batch:
+                yield row_data(prev_hash, digest, text, chain)
 
 
 def _archived_rows(archives: list[Archive], pruned: int, where: Filter) -> Iterator[list[Row]]:

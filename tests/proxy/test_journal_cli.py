@@ -137,6 +137,9 @@ def test_archive_verify_prune_export_with_archives(journal: Path, keys: tuple[Pa
     assert again.returncode == 0 and "records 1–12 pruned" in again.stdout
     alone = run("journal", "verify", "--key", keys[1], "--archives", archives)  # the journal not needed
     assert alone.returncode == 0 and "2 archive(s) up to record 12" in alone.stdout, alone.stdout
+    from_archives = [json.loads(line) for line in run("journal", "export", "--archives", archives,
+                                                       "--since", "2026-03-01T10:00:03Z").stdout.splitlines()]
+    assert [r["id"] for r in from_archives] == list(range(4, 13))
     for manifest in archives.glob("*-000000000001-*.manifest.json"):
         manifest.unlink()
     broken = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
