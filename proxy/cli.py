@@ -63,6 +63,13 @@ def _store(path: Path | None, dsn: str | None) -> Store:
     return SqliteStore(path) if path is not None else PostgresStore(str(dsn))
 
 
+def _shown(chain: str) -> str:
+    """A chain name as printed: quoted if it is not one a sidecar can have (control characters…)."""
+    from proxy.journal.chain import CHAIN_RE
+
+    return chain if CHAIN_RE.fullmatch(chain) else repr(chain)
+
+
 # --- journal (issues 3, 12) ---------------------------------------------------------------------
 
 
@@ -76,7 +83,8 @@ def journal_group() -> None:
 @DSN
 @KEYS
 @click.option("--archives", type=click.Path(file_okay=False, path_type=Path),
-              help="Also prove the chain from record 1 through these archives into the journal.")
+              help="Also prove the chain from record 1 through these archives into the journal "
+                   "(alone: the archives).")
 @click.option("--anchor", "anchor_source", metavar="FILE|URL",
               help="A checkpoint exported earlier (anchor file, or the admin /journal/anchor): fail "
                    "if the journal ends before it or differs at it.")
@@ -88,29 +96,37 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
                            archives: Path | None, anchor_source: str | None,
                            max_unsealed_age: float | None) -> None:
     """Check the hash chain and signed checkpoints, that the journal reaches the anchor and has
-    no stale unsealed tail; exit 1 naming the first problem."""
+    no stale unsealed tail; exit 1 naming the first problem.
+
+    With --archives and no journal, the archive directory alone: every chain from record 1 through
+    its last archive."""
     from proxy.journal import anchor as anchors
     from proxy.journal.verify import verify_store
     from proxy.journal.writer import CHECKPOINT_INTERVAL
 
-    store = _store(path, dsn)
     keys = [load_public_key(k) for k in key_paths]
     anchor = anchors.parse_anchor(anchors.load_anchor(anchor_source), keys) if anchor_source else None
-    reports = verify_store(store, keys, archives=archives)
+    store = None
+    if path is None and dsn is None and archives is not None:  # the archives alone
+        from proxy.journal.verify import verify_archives
+
+        reports, label = verify_archives(archives, keys), str(archives)
+    else:
+        store = _store(path, dsn)
+        reports, label = verify_store(store, keys, archives=archives), store.label
     max_age = 2 * CHECKPOINT_INTERVAL if max_unsealed_age is None else max_unsealed_age
     bad = False
     for report in reports:
-        at = anchor.upto if anchor is not None and anchor.chain == report.chain else None
-        end = anchors.chain_end(store, report.chain, report.last_record,
-                                max(report.last_sealed_record, report.pruned), at)
-        cut = [*(anchors.anchor_problems(anchor, end, report.pruned) if anchor and at is not None else []),
-               *filter(None, [anchors.tail_problem(end, max_age)])]
-        if cut:
-            bad = True
-            label = report.path if report.chain is None else f"{report.path}: chain {report.chain}"
+        name = report.path if report.chain is None else f"{report.path}: chain {_shown(report.chain)}"
+        if store is not None:  # truncation of a live journal: anchor and unsealed tail (issue 10)
+            at = anchor.upto if anchor is not None and anchor.chain == report.chain else None
+            end = anchors.chain_end(store, report.chain, report.last_record,
+                                    max(report.last_sealed_record, report.pruned), at)
+            cut = [*(anchors.anchor_problems(anchor, end, report.pruned) if anchor and at is not None else []),
+                   *filter(None, [anchors.tail_problem(end, max_age)])]
             for why in cut:
-                click.echo(f"{label}: SHORTENED: {why}")
-        name = report.path if report.chain is None else f"{report.path}: chain {report.chain}"
+                bad = True
+                click.echo(f"{name}: SHORTENED: {why}")
         summary = (f"{report.records} records, {report.checkpoints} checkpoints, sealed up to record "
                    f"{report.last_sealed_record}, unsealed tail {report.unsealed_tail}"
                    + (f", records 1–{report.pruned} pruned" if report.pruned else "")
@@ -127,9 +143,9 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
             click.echo(f"  … and {report.problem_count - _SHOWN} more problem(s)")
         click.echo(summary)
     if not reports:
-        click.echo(f"{store.label}: no chains")
+        click.echo(f"{label}: no chains")
     if anchor is not None and anchor.chain not in {r.chain for r in reports}:
-        click.echo(f"{store.label}: SHORTENED: the anchor's chain {anchor.chain!r} is not in the journal")
+        click.echo(f"{label}: SHORTENED: the anchor's chain {anchor.chain!r} is not in the journal")
         bad = True
     if bad:
         sys.exit(1)
@@ -149,11 +165,14 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
 @_clean_errors
 def journal_export_command(path: Path | None, dsn: str | None, fmt: str, since: str | None, until: str | None,
                            message_id: str | None, archives: Path | None, output: TextIO) -> None:
-    """Write records (with their hashes) as JSON lines, in id order (chain by chain)."""
-    from proxy.journal.query import export
+    """Write records (with their hashes) as JSON lines, in id order (chain by chain); with --archives
+    and no journal, the archived records alone."""
+    from proxy.journal.query import export, export_archives
 
-    for record in export(_store(path, dsn), since=since, until=until, message_id=message_id,
-                         archives=archives):
+    records = (export_archives(archives, since=since, until=until, message_id=message_id)
+               if path is None and dsn is None and archives is not None else
+               export(_store(path, dsn), since=since, until=until, message_id=message_id, archives=archives))
+    for record in records:
         output.write(canonical_json(record).decode("utf-8") + "\n")
 
 
@@ -219,7 +238,8 @@ def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[P
 
 
 @main.command("stats")
-@click.option("--journal", "path", type=click.Path(dir_okay=False, path_type=Path), help="A journal file.")
+@click.option("--journal", "paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A journal file; repeat to count the journals of several sidecars together.")
 @DSN
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="A sidecar config: its journal (unless --journal/--dsn), and for --priced its bundle in force.")
@@ -235,7 +255,7 @@ def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[P
 @click.option("--threshold", type=int, help="For --bundle: signatures required (default 1, or the config's).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
-def stats_command(path: Path | None, dsn: str | None, config_path: Path | None, since: str | None,
+def stats_command(paths: tuple[Path, ...], dsn: str | None, config_path: Path | None, since: str | None,
                   until: str | None, provider: str | None, archives: Path | None, priced: bool,
                   bundle_path: Path | None, trusted: tuple[Path, ...], threshold: int | None, fmt: str) -> None:
     """Calls per service, operation, consumer and decision over a period (R12); --priced: what they cost (R13)."""
@@ -244,14 +264,17 @@ def stats_command(path: Path | None, dsn: str | None, config_path: Path | None, 
         from proxy.config import load_config
 
         config = load_config(config_path)
-    if path is None and dsn is None and config is not None:
+    stores: list[Store]
+    if not paths and dsn is None and config is not None:
         from proxy.journal.target import store_for
 
-        store = store_for(config)
+        stores = [store_for(config)]
+    elif len(paths) > 1 and dsn is None:
+        stores = [_store(path, None) for path in paths]
     else:
-        store = _store(path, dsn)
+        stores = [_store(paths[0] if paths else None, dsn)]
     if not priced:
-        _print_stats(store, since, until, provider, archives, fmt)
+        _print_stats(stores, since, until, provider, archives, fmt)
         return
     if config is not None:
         bundle_path = bundle_path or config.state_dir / "bundle.json"
@@ -259,10 +282,10 @@ def stats_command(path: Path | None, dsn: str | None, config_path: Path | None, 
         threshold = threshold or config.bundle.threshold
     if bundle_path is None or not trusted:
         raise click.UsageError("--priced needs --bundle and --trusted-key, or --config")
-    _print_priced(store, since, until, provider, archives, fmt, bundle_path, trusted, threshold or 1)
+    _print_priced(stores, since, until, provider, archives, fmt, bundle_path, trusted, threshold or 1)
 
 
-def _print_stats(store: Store, since: str | None, until: str | None, provider: str | None,
+def _print_stats(store: Store | list[Store], since: str | None, until: str | None, provider: str | None,
                  archives: Path | None, fmt: str) -> None:
     from dataclasses import asdict
 
@@ -320,7 +343,7 @@ def status_command(config_path: Path, fmt: str) -> None:
     click.echo(json.dumps(state, indent=2) if fmt == "json" else render_status(state))
 
 
-def _print_priced(store: Store, since: str | None, until: str | None, provider: str | None, archives: Path | None,
+def _print_priced(store: list[Store], since: str | None, until: str | None, provider: str | None, archives: Path | None,
                   fmt: str, bundle_path: Path, trusted: tuple[Path, ...], threshold: int) -> None:
     from datetime import UTC, datetime
 

@@ -36,7 +36,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from compiler.trust import canonical_json
-from proxy.journal.chain import Checkpoint, chain_hash
+from proxy.journal.chain import CHAIN_RE, Checkpoint, chain_hash
 from proxy.journal.record import JournalError
 from proxy.journal.store import ChainInput, Row, Store
 
@@ -172,6 +172,9 @@ def archive(store: Store, directory: Path, before: str | None = None) -> list[Ar
 
 def _archive_chain(store: Store, chain: str | None, directory: Path, done: list[Archive],
                    before: str | None) -> Archive | None:
+    if chain is not None and not CHAIN_RE.fullmatch(chain):
+        raise ArchiveError(f"{store.label}: refusing to archive a chain named {chain!r}: not a chain name a "
+                           "sidecar can have (written into the database by hand?)")
     after, prev = (done[-1].last, done[-1].last_hash) if done else store.pruned(chain)
     if not done and after:
         raise ArchiveError(f"{store.label}: chain {chain_file_name(chain)} was pruned up to record {after} "
@@ -181,6 +184,8 @@ def _archive_chain(store: Store, chain: str | None, directory: Path, done: list[
         return None
     name = f"{chain_file_name(chain)}-{after + 1:012d}-{target.upto:012d}"
     data_path, manifest_path = directory / f"{name}.jsonl.gz", directory / f"{name}.manifest.json"
+    if data_path.exists() or manifest_path.exists():  # never overwrite an archive (another journal's?)
+        raise ArchiveError(f"{data_path}: exists already: give each SQLite journal its own archive directory")
     temporary = data_path.with_suffix(".tmp")
     start_prev = prev
     count, first_time, last_time, expected = 0, "", "", after + 1

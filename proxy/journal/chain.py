@@ -10,6 +10,7 @@ SQLite file) has the chain `None` and signs exactly what format 1 signed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -19,6 +20,8 @@ from compiler.trust import canonical_json, keyid, sha256_hex
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_TYPE = "reestr-journal-checkpoint"
+CHAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
+"""A chain's name: also a file name of its archives, so no separators, no leading dot."""
 
 
 def chain_hash(prev_hash: str, text: str) -> str:

@@ -30,12 +30,11 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from proxy.journal.chain import GENESIS_HASH, Checkpoint
+from proxy.journal.chain import CHAIN_RE, GENESIS_HASH, Checkpoint
 from proxy.journal.record import JournalError, JournalFormatError, JournalWriteError
 from proxy.journal.store import Filter, Row, StatsKey, Store
 
 FORMAT = "2"
-CHAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _BATCH = 4096
 _BACKOFF_FIRST = 0.1  # seconds between reconnect attempts, doubling up to _BACKOFF_MAX
 _BACKOFF_MAX = 5.0
@@ -122,9 +121,10 @@ class PostgresStore(Store):
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self._timeout,
-                                   application_name="reestr-sidecar")
+                                   application_name="reestr-sidecar", keepalives=1, keepalives_idle=10,
+                                   keepalives_interval=5, keepalives_count=3)
         except psycopg.Error as e:
-            raise JournalWriteError(f"{self.label}: cannot connect: {_first_line(e)}") from e
+            raise JournalWriteError(f"{self.label}: cannot connect: {_first_line(e, self.dsn)}") from e
         return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -158,6 +158,11 @@ class PostgresStore(Store):
         with self._errors(JournalWriteError):
             if str(conn.execute("SHOW synchronous_commit").fetchone()[0]) == "off":  # type: ignore[index]
                 conn.execute("SET synchronous_commit = on")
+            # The chain's lock dies with this session: let the server notice a vanished sidecar
+            # host within about 25 s, so its restart can claim the chain again.
+            conn.execute("SET tcp_keepalives_idle = 10")
+            conn.execute("SET tcp_keepalives_interval = 5")
+            conn.execute("SET tcp_keepalives_count = 3")
             got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
                                (f"reestr-journal:{self.chain}",)).fetchone()
         if not got or not got[0]:
@@ -169,7 +174,7 @@ class PostgresStore(Store):
         try:
             yield
         except psycopg.Error as e:
-            raise kind(f"{self.label}: {_first_line(e)}") from e
+            raise kind(f"{self.label}: {_first_line(e, self.dsn)}") from e
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -216,10 +221,21 @@ class PostgresStore(Store):
     def append(self, rows: Sequence[Row]) -> None:
         """One binary COPY: a single statement, so in autocommit mode a single transaction that is
         committed (and acknowledged) when the copy ends; about twice the rows/s of
-        `INSERT … SELECT FROM unnest(…)` here (bench/journal_bench.py)."""
-        conn = self._connection()
+        `INSERT … SELECT FROM unnest(…)` here (bench/journal_bench.py).
+
+        A connection found dead (the server restarted, an idle session was closed) is replaced and
+        the batch sent once more: if the first attempt did commit, its ids are taken and the
+        second fails, so a batch is never written twice and the chain never forks."""
+        with self._errors(JournalWriteError):
+            try:
+                self._copy(self._connection(), rows)
+            except psycopg.OperationalError:
+                self.reset()
+                self._copy(self._connection(), rows)
+
+    def _copy(self, conn: psycopg.Connection[Any], rows: Sequence[Row]) -> None:
         chain = self.chain
-        with self._errors(JournalWriteError), conn.cursor() as cursor, cursor.copy(_APPEND) as copy:
+        with conn.cursor() as cursor, cursor.copy(_APPEND) as copy:
             copy.set_types(list(_APPEND_TYPES))
             for row in rows:
                 copy.write_row((chain, *row))
@@ -269,7 +285,7 @@ class PostgresStore(Store):
                                    application_name="reestr-sidecar-reader",
                                    options="-c default_transaction_read_only=on")
         except psycopg.Error as e:
-            raise JournalError(f"{self.label}: cannot connect: {_first_line(e)}") from e
+            raise JournalError(f"{self.label}: cannot connect: {_first_line(e, self.dsn)}") from e
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -394,6 +410,12 @@ def _schema_problem(conn: psycopg.Connection[Any]) -> str | None:
     return f"schema objects changed by hand: {', '.join(problems)}" if problems else None
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException, dsn: str = "") -> str:
+    """The first line of a driver error, with anything that could be a password removed: libpq
+    quotes an unparsable DSN whole in its message."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    if dsn:
+        line = line.replace(dsn, "<dsn>")
+    line = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", line)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", line, flags=re.IGNORECASE)

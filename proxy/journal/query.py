@@ -12,16 +12,16 @@ holds several chains.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from proxy.journal.archive import Archive, load_archives, read_archive
-from proxy.journal.record import parse_bound, record_data
+from proxy.journal.record import JournalError, parse_bound, record_data
 from proxy.journal.sqlite import SqliteStore
 from proxy.journal.store import Filter, Row, StatsKey, StatsRow, Store
 
-__all__ = ["StatsRow", "export", "make_filter", "stats", "stats_rows"]
+__all__ = ["StatsRow", "export", "export_archives", "make_filter", "stats", "stats_rows"]
 
 
 def make_filter(since: str | None = None, until: str | None = None, message_id: str | None = None,
@@ -64,6 +64,18 @@ def export(target: str | Path | Store, since: str | None = None, until: str | No
                         yield row_data(prev_hash, digest, text, name)
     finally:
         store.close()
+
+
+def export_archives(directory: Path, since: str | None = None, until: str | None = None,
+                    message_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """`export` of an archive directory alone (its journal gone or elsewhere), chain by chain."""
+    where = make_filter(since, until, message_id)
+    archived = load_archives(directory)
+    for chain in sorted(archived, key=lambda c: (c is not None, c or "")):
+        archives = archived[chain]
+        for batch in _archived_rows(archives, archives[-1].last, where):
+            for _, prev_hash, digest, text in batch:
+                yield row_data(prev_hash, digest, text, chain)
 
 
 def _archived_rows(archives: list[Archive], pruned: int, where: Filter) -> Iterator[list[Row]]:
@@ -131,11 +143,21 @@ def stats_rows(counts: dict[StatsKey, int]) -> list[StatsRow]:
             sorted(counts.items(), key=lambda item: tuple((v is not None, v or "") for v in item[0]))]
 
 
-def stats(target: str | Path | Store, since: str | None = None, until: str | None = None,
-          provider: str | None = None, archives: Path | None = None) -> list[StatsRow]:
+def stats(target: str | Path | Store | Sequence[str | Path | Store], since: str | None = None,
+          until: str | None = None, provider: str | None = None, archives: Path | None = None) -> list[StatsRow]:
     """Count requests per sid, operation, consumer and decision; `provider` keeps one owner's services.
 
     What a service owner is entitled to see about its services (R12): who calls what, how often,
-    and how it was decided. Responses are not counted: one call is one request record.
+    and how it was decided. Responses are not counted: one call is one request record. Several
+    targets (the journals of several sidecars) are counted together; `archives` belongs to a
+    single target.
     """
-    return stats_rows(stats_counts(target, make_filter(since, until, provider=provider), archives))
+    targets = list(target) if isinstance(target, Sequence) and not isinstance(target, str) else [target]
+    if archives is not None and len(targets) != 1:
+        raise JournalError("--archives belongs to one journal: count several journals without it, or one with it")
+    where = make_filter(since, until, provider=provider)
+    total: dict[StatsKey, int] = {}
+    for one in targets:
+        for key, calls in stats_counts(one, where, archives).items():
+            total[key] = total.get(key, 0) + calls
+    return stats_rows(total)

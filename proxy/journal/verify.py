@@ -41,7 +41,6 @@ from proxy.journal.record import JournalError
 from proxy.journal.sqlite import SqliteStore
 from proxy.journal.store import ChainInput, Store
 
-_BATCH = 4096
 _MAX_PROBLEMS = 1000
 
 
@@ -134,6 +133,21 @@ def verify_store(store: Store, public_keys: Sequence[Ed25519PublicKey],
                     for chain in chains]
     finally:
         store.close()
+
+
+def verify_archives(directory: Path, public_keys: Sequence[Ed25519PublicKey]) -> list[VerifyReport]:
+    """Verify an archive directory alone (the journal it came from is gone or elsewhere): every
+    chain from record 1 through its last archive."""
+    reports = []
+    for chain, archives in sorted(load_archives(directory).items(), key=lambda i: (i[0] is not None, i[0] or "")):
+        walk = Walk()
+        last = _walk_archives(archives, chain, walk, public_keys)
+        problems = sorted(walk.problems, key=lambda p: (p.record_id, p.checkpoint_id or 0))
+        reports.append(VerifyReport(path=str(directory), records=0, last_record=last, checkpoints=0,
+                                    last_sealed_record=last, problems=tuple(problems),
+                                    problem_count=walk.problem_count, chain=chain, pruned=0,
+                                    archives=len(archives), archived=last))
+    return reports
 
 
 def _verify_chain(store: Store, chain: str | None, public_keys: Sequence[Ed25519PublicKey],

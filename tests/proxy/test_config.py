@@ -85,3 +85,29 @@ def test_not_a_config(tmp_path: Path, text: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_postgres_journal(config_path: Path) -> None:
+    edit(config_path, {"journal.path": ..., "journal.synchronous": ..., "journal.backend": "postgres",
+                       "journal.dsn": "postgresql://reestr@db/journal", "journal.chain": "ved3-a"})
+    cfg = load_config(config_path)
+    assert (cfg.journal.backend, cfg.journal.dsn, cfg.journal.chain, cfg.journal.path) == (
+        "postgres", "postgresql://reestr@db/journal", "ved3-a", None)
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param({"journal.backend": "postgres"}, id="postgres-without-dsn"),
+    pytest.param({"journal.backend": "postgres", "journal.dsn": "postgresql://db/j", "journal.synchronous": ...},
+                 id="postgres-with-a-path"),
+    pytest.param({"journal.backend": "postgres", "journal.dsn": "postgresql://db/j", "journal.path": ...},
+                 id="postgres-with-synchronous"),
+    pytest.param({"journal.dsn": "postgresql://db/j"}, id="sqlite-with-a-dsn"),
+    pytest.param({"journal.path": ...}, id="sqlite-without-a-path"),
+    pytest.param({"journal.backend": "mysql"}, id="unknown-backend"),
+    pytest.param({"journal.backend": "postgres", "journal.dsn": "postgresql://db/j", "journal.path": ...,
+                  "journal.synchronous": ..., "journal.chain": "a b"}, id="chain-name"),
+])
+def test_journal_backend_fields_must_fit_the_backend(config_path: Path, change: dict[str, object]) -> None:
+    edit(config_path, change)
+    with pytest.raises(ConfigError, match=r"journal"):
+        load_config(config_path)

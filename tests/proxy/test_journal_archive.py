@@ -201,3 +201,27 @@ def test_a_missing_archive_after_pruning_is_detected(backend: Backend, archived:
     _remove(0)(archived)  # now also 1–20: the pruned prefix is in no archive
     codes = [p.code for p in verify_store(backend.reader(), PUBLIC, archives=archived)[0].problems]
     assert "archive-live-mismatch" in codes and "archive-missing" in codes
+
+
+def test_a_chain_name_that_is_not_a_file_name_is_refused(pg_dsn: str, tmp_path: Path) -> None:
+    with Journal(PostgresStore(pg_dsn, "a"), KEY):
+        pass
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO journal_checkpoints VALUES ('../../escape', 1, 0, %s, 't', 'k', 's')", ("0" * 64,))
+    with pytest.raises(ArchiveError, match="refusing to archive a chain named"):
+        archive(PostgresStore(pg_dsn), tmp_path / "a")
+    assert not list(tmp_path.rglob("*escape*"))
+
+
+def test_an_archive_is_never_overwritten(tmp_path: Path) -> None:
+    """Two SQLite journals have the same chain name: sharing a directory is refused, not merged."""
+    first, second = Backend("sqlite", str(tmp_path / "one.sqlite")), Backend("sqlite", str(tmp_path / "two.sqlite"))
+    write(first, 1, 10)
+    write(second, 1, 10)
+    archive(first.reader(), tmp_path / "a")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
+    shutil.move(str(next((tmp_path / "a").glob("*.manifest.json"))), tmp_path / "moved.json")
+    with pytest.raises(ArchiveError, match="exists already"):
+        archive(second.reader(), tmp_path / "a")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == {
+        k: v for k, v in before.items() if not k.endswith(".manifest.json")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -134,10 +135,17 @@ def test_archive_verify_prune_export_with_archives(journal: Path, keys: tuple[Pa
     assert json.loads(run("stats", "--journal", journal, "--archives", archives, "--format", "json").stdout)
     again = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
     assert again.returncode == 0 and "records 1–12 pruned" in again.stdout
+    alone = run("journal", "verify", "--key", keys[1], "--archives", archives)  # the journal not needed
+    assert alone.returncode == 0 and "2 archive(s) up to record 12" in alone.stdout, alone.stdout
+    from_archives = [json.loads(line) for line in run("journal", "export", "--archives", archives,
+                                                       "--since", "2026-03-01T10:00:03Z").stdout.splitlines()]
+    assert [r["id"] for r in from_archives] == list(range(4, 13))
     for manifest in archives.glob("*-000000000001-*.manifest.json"):
         manifest.unlink()
     broken = run("journal", "verify", journal, "--key", keys[1], "--archives", archives)
     assert broken.returncode == 1 and "archive-missing" in broken.stdout
+    alone = run("journal", "verify", "--key", keys[1], "--archives", archives)
+    assert alone.returncode == 1 and "first bad record 1: archive-missing" in alone.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -148,6 +156,11 @@ def test_archive_verify_prune_export_with_archives(journal: Path, keys: tuple[Pa
                  "no such directory", id="prune-without-archives"),
     pytest.param(["journal", "verify", "--dsn", "postgresql://reestr:s3cret@127.0.0.1:1/x", "--key", "{pub}"],
                  "cannot connect", id="dsn-unreachable"),
+    pytest.param(["journal", "export", "--dsn", "postgresql://reestr:s3cret@[::1"], "cannot connect",
+                 id="dsn-unparsable-uri"),
+    pytest.param(["journal", "export", "--dsn", "host=127.0.0.1 port=1 password=s3cret sslmode=bogus"],
+                 "cannot connect", id="dsn-bad-option"),
+    pytest.param(["stats", "--dsn", "garbage=1 password=s3cret"], "cannot connect", id="dsn-unknown-option"),
 ])
 def test_journal_target_errors_exit_2(journal: Path, keys: tuple[Path, Path], tmp_path: Path, args: list[str],
                                       message: str) -> None:
@@ -217,3 +230,14 @@ def test_prune_refuses_with_exit_1_when_the_journal_does_not_verify(journal: Pat
     result = run("journal", "prune", journal, "--key", keys[1], "--archives", archives, "--before", "2027-01-01")
     assert result.returncode == 1 and "refusing to prune" in result.stderr and "record 4" in result.stderr
     assert len(run("journal", "export", journal).stdout.splitlines()) == 12
+
+
+def test_stats_counts_the_journals_of_several_sidecars_together(journal: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    shutil.copyfile(journal, other)
+    one = json.loads(run("stats", "--journal", journal, "--format", "json").stdout)
+    both = run("stats", "--journal", journal, "--journal", other, "--format", "json")
+    assert both.returncode == 0, both.stderr
+    assert json.loads(both.stdout) == [{**row, "calls": 2 * row["calls"]} for row in one]
+    ambiguous = run("stats", "--journal", journal, "--journal", other, "--archives", tmp_path)
+    assert ambiguous.returncode == 2 and "--archives belongs to one journal" in ambiguous.stderr

@@ -257,3 +257,15 @@ def test_a_row_written_by_someone_else_fails_the_batch_instead_of_forking(pg_dsn
         assert journal.healthy
     assert [r["exchange"] for r in export(PostgresStore(pg_dsn))] == ["ex-1", "intruder", "ex-4"]
     assert verify_store(PostgresStore(pg_dsn), [KEY_A.public_key()])[0].ok
+
+
+def test_a_server_restarted_while_idle_costs_no_failed_write(own_cluster: PgCluster) -> None:
+    """The writer's connection died with the old server: the next batch reconnects and goes through."""
+    dsn = own_cluster.new_database()
+    with Journal(PostgresStore(dsn, "a"), KEY_A) as journal:
+        assert journal.append_blocking(record(1)) == 1
+        own_cluster.stop("fast")
+        own_cluster.start()
+        assert journal.append_blocking(record(2)) == 2
+        assert journal.healthy
+    assert verify_store(PostgresStore(dsn), [KEY_A.public_key()])[0].ok

@@ -86,8 +86,9 @@ def sidecar(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     overrides: dict[str, Any] = {}
     if request.param == "postgres":
         overrides["journal"] = postgres_journal(request.getfixturevalue("pg_cluster").new_database(), keys)
-    with run_sidecar(tmp_path_factory.mktemp("inproc"), pki, keys, upstream, signed_bundle(pki),
-                     **overrides) as running:
+    bundle = signed_bundle(pki)
+    bundle["services"]["SID0003001"]["tariff"] = {"currency": "RUB", "per_call": "0.50"}  # R13
+    with run_sidecar(tmp_path_factory.mktemp("inproc"), pki, keys, upstream, bundle, **overrides) as running:
         yield running
 
 
@@ -263,3 +264,28 @@ def test_journal_unwritable_means_503_and_nothing_forwarded(sidecar: Running) ->
     r = sidecar.call("ved1", "GET", "/SID0003001/certificates/1")
     assert r.status_code == 200 and len(sidecar.upstream.calls) == before + 1
     assert json.loads(r.text)["consumer"] == "ved1"
+
+
+def test_stats_from_the_config_counts_and_prices_this_sidecars_calls(sidecar: Running) -> None:
+    """`stats --config`: the config's journal (either backend) and, for --priced, its bundle in force."""
+    import subprocess
+    import sys
+
+    config = sidecar.config.state_dir.parent / "sidecar.yaml"
+
+    def stats(*args: str) -> Any:
+        result = subprocess.run([sys.executable, "-c", "from proxy.cli import main; main()", "stats", "--config",
+                                 str(config), "--format", "json", *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    before = {(r["consumer"], r["operation"]): r["calls"] for r in stats() if r["decision"] == "allow"}
+    for _ in range(3):
+        assert sidecar.call("ved1", "GET", "/SID0003001/certificates/9").status_code == 200
+    after = {(r["consumer"], r["operation"]): r["calls"] for r in stats() if r["decision"] == "allow"}
+    assert after[("ved1", "op1")] == before.get(("ved1", "op1"), 0) + 3
+    priced = stats("--priced")
+    assert priced["bundle_serial"] == 10
+    ved1 = next(r for r in priced["rows"] if (r["consumer"], r["operation"]) == ("ved1", "op1"))
+    assert (ved1["calls"], ved1["per_call"]) == (after[("ved1", "op1")], "0.50")
+    assert {r["sid"] for r in priced["rows"]} == {"SID0003001"}  # SID0003002 has no tariff
