@@ -14,6 +14,8 @@ import datetime as dt
 import hashlib
 import json
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -444,3 +446,29 @@ def test_response_payloads_by_mode(tmp_path: Path, pki: Pki, keys: Keys, mode: s
         expected = {"enforce": "valid" if status == 200 else "invalid", "record": "invalid", "off": None}[mode]
         assert (response["payload_check"], response["profile"]) == (expected, "plain")
         assert response["payload"] == f"{{{REV}}}putDataResponse"  # what was checked (and, enforced, refused)
+
+
+# --- the journal finds a message by the id agencies quote ----------------------------------------
+
+
+def test_journal_export_finds_a_message_and_the_replies_that_reference_it(sidecar: Running) -> None:
+    message_id = "5a1c0de0-0001-11ef-8000-000000000001"
+    asked = sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML,
+                         content=SMEV3_REQUEST.replace(MESSAGE_ID.encode(), message_id.encode()))
+    reply = (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><t:SendResponseRequest xmlns:t="{SMEV3_TYPES}">'
+             f'<t:SenderProvidedResponseData Id="SIGNED_BY_PROVIDER"><t:MessageID>reply-1</t:MessageID>'
+             f"<t:To>ved1</t:To><t:ReferenceMessageID>{message_id}</t:ReferenceMessageID>"
+             f'<b:MessagePrimaryContent xmlns:b="{SMEV3_BASIC}"><p:PublicPrintOutResponse xmlns:p="{PUBLIC}"/>'
+             "</b:MessagePrimaryContent></t:SenderProvidedResponseData></t:SendResponseRequest></s:Body></s:Envelope>")
+    answered = sidecar.call("ved1", "POST", "/SID0003004", content=reply.encode(),
+                            headers={**SMEV3_XML, "SOAPAction": '"urn:SendResponse"'})
+    assert (asked.status_code, answered.status_code) == (200, 404)  # the reply is no operation here
+    out = subprocess.run([str(Path(sys.executable).parent / "reestr-sidecar"), "journal", "export",
+                          str(sidecar.config.journal.path), "--message-id", message_id],
+                         capture_output=True, text=True, check=True).stdout
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(r["kind"], r["message_id"], r["reference_message_id"]) for r in lines] == [
+        ("request", message_id, None), ("response", None, None),
+        ("request", "reply-1", message_id), ("response", None, None)]
+    assert {r["classification"] for r in lines} == {"restricted"}
+    assert lines[0]["payload"] == f"{{{PUBLIC}}}PublicPrintOutRequest"
