@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -337,8 +337,11 @@ def evaluate(policy: Policy, consumer: str, method: str, path: str, soap_action:
         return deny("malformed-request", sid=sid, consumer=consumer, protocol=service.protocol)
     if op is None:
         return deny("unknown-operation", sid=sid, consumer=consumer, protocol=service.protocol)
-    decision = decide(policy, consumer, sid, op.name, today)
-    return replace(decision, path=target.canonical) if decision.allowed else decision
+    d = decide(policy, consumer, sid, op.name, today)
+    if not d.allowed:
+        return d
+    return Decision(reason=None, sid=d.sid, operation=d.operation, consumer=d.consumer, grant=d.grant,
+                    protocol=d.protocol, provider=d.provider, path=target.canonical)
 
 
 def evaluate_outbound(policy: Policy, method: str, path: str, soap_action: str | None,
