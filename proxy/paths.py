@@ -19,7 +19,7 @@ records is what the upstream receives. Linear in the length of the target; no re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, unquote_to_bytes
 
 from compiler.templates import Segment, parse_template
@@ -28,14 +28,16 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _RAW_REFUSED = frozenset("#\\;")
 _DECODED_REFUSED = frozenset("/\\?#;%")
 _PCHAR_SAFE = "-._~!$&'()*+,=:@"  # RFC 3986 pchar without pct-encoded: left as they are
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/" + _PCHAR_SAFE)
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A request target that passed: its decoded segments and the form forwarded upstream."""
+class Target(NamedTuple):
+    """A request target that passed: its decoded segments and the form forwarded upstream (a
+    NamedTuple: built once per request, and cheaper to build than a frozen dataclass)."""
 
     segments: tuple[str, ...]  # decoded; the first is the SID
     query: str | None  # as received (visible ASCII), without the `?`
+    canonical: str  # what the upstream receives: segments encoded with one rule, the query as is
 
     @property
     def sid(self) -> str:
@@ -46,31 +48,28 @@ class Target:
         """The segments after the SID; `/SID` and `/SID/` both address the root `("",)`."""
         return self.segments[1:] or ("",)
 
-    @property
-    def canonical(self) -> str:
-        path = "/" + "/".join(quote(s, safe=_PCHAR_SAFE) for s in self.segments)
-        return path if self.query is None else f"{path}?{self.query}"
-
 
 def parse_target(target: str) -> Target | None:
     """The target of `METHOD target HTTP/x`, or None if any server could read it differently."""
-    if not target.startswith("/") or not all(0x21 <= ord(c) <= 0x7E for c in target):
+    # visible ASCII only: isascii + isprintable (no controls, no DEL) + no space, at C speed
+    if not target.startswith("/") or not target.isascii() or not target.isprintable() or " " in target:
         return None
     path, sep, query = target.partition("?")
-    if any(c in _RAW_REFUSED for c in path):
+    if "#" in query or any(c in _RAW_REFUSED for c in path):
         return None
     raw_segments = path[1:].split("/")
+    plain = "%" not in path and _PLAIN.issuperset(path)  # the usual case: already canonical
     segments = []
     for i, raw in enumerate(raw_segments):
         if raw == "" and i < len(raw_segments) - 1:
             return None  # `//`: some servers merge slashes, some do not
-        decoded = _decode(raw) if "%" in raw else raw
+        decoded = raw if plain or "%" not in raw else _decode(raw)
         if decoded is None or decoded in (".", ".."):
             return None
         segments.append(decoded)
-    if "#" in query:
-        return None
-    return Target(tuple(segments), query if sep else None)
+    canonical = path if plain else "/" + "/".join(quote(s, safe=_PCHAR_SAFE) for s in segments)
+    return Target(tuple(segments), query if sep else None,
+                  canonical if not sep else f"{canonical}?{query}")
 
 
 def _decode(raw: str) -> str | None:

@@ -118,6 +118,8 @@ def deny_response(decision: Decision, request: http.Request) -> http.Response:
         headers[CLASSIFICATION_HEADER] = decision.classification
     if status in (413, 414, 431):
         headers["Connection"] = "close"  # the rest of an oversized body is not worth reading
+    if request.method.upper() == "HEAD":  # no body on a HEAD answer (HTTP/2 clients reject one)
+        body = b""
     return http.Response.make(status, body, headers)
 
 
