@@ -34,7 +34,7 @@ test: $(STAMP) $(ACTIONLINT) postgres-server
 
 # the invariant fuzz test of tests/security with 20,000 generated requests (make test runs 2,500)
 fuzz: $(STAMP)
-	REESTR_FUZZ_EXAMPLES=$${REESTR_FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -s tests/security/test_invariant_fuzz.py
+	REESTR_FUZZ_EXAMPLES=$${REESTR_FUZZ_EXAMPLES:-20000} $(PY) -m pytest -q -s --timeout=3600 tests/security/test_invariant_fuzz.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler proxy tests bench

@@ -109,7 +109,8 @@ def send(live: Live, pki: Pki, req: Sent) -> None:
                   (":path", req.target), *((k.lower(), v) for k, v in req.headers)]
         if req.body:
             fields.append(("content-length", str(len(req.body))))
-        h2_request(live.port, ctx, fields, req.body)
+        with contextlib.suppress(OSError):  # the sidecar may close a connection it refuses
+            h2_request(live.port, ctx, fields, req.body)
         return
     head = [f"{req.method} {req.target} HTTP/1.1", "Host: localhost",
             *(f"{k}: {v}" for k, v in req.headers if k.lower() != "transfer-encoding"),
