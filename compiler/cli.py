@@ -66,9 +66,11 @@ def codeowners_command(path: Path, write: bool, check: bool) -> None:
     if write and check:
         raise click.UsageError("--write and --check exclude each other")
     registry = load_directory(path)
-    if registry.problems:
-        click.echo(f"reestr: warning: {len(registry.problems)} problem(s) while loading {path}; "
-                   "documents that failed to load are missing here (run `reestr validate`)", err=True)
+    if registry.not_loaded:  # a file that did not load is not a file without owners (no cascade)
+        for failed_path in sorted(registry.not_loaded):
+            click.echo(f"reestr: cannot render CODEOWNERS until {_shown(Path(failed_path))} loads: "
+                       "run `reestr validate`", err=True)
+        sys.exit(1)
     target, expected = expected_for(path, registry)
     if write:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -374,7 +376,10 @@ ON_DATE = click.option("--date", "on", metavar="YYYY-MM-DD",
 @ON_DATE
 @_clean_errors
 def plan(base: str, head: str | None, repo: Path, registry_dir: str, fmt: str, on: str | None) -> None:
-    """Show what a change does to access: grants, services, participants, approvers. Exit 0."""
+    """Show what a change does to access: grants, services, participants, approvers.
+
+    Exit 0; 1 when a document does not load
+    (the plan cannot judge the change until it does)."""
     from compiler import plan_render
     from compiler.plan import plan as make_plan
     from compiler.revisions import load_registry
@@ -382,8 +387,9 @@ def plan(base: str, head: str | None, repo: Path, registry_dir: str, fmt: str, o
     today = _today(on)
     old = load_registry(repo, base, registry_dir)
     new = load_registry(repo, head, registry_dir)
-    click.echo(plan_render.render(make_plan(old, new, today), fmt, base, head or "working tree"),
-               nl=False)
+    result = make_plan(old, new, today)
+    click.echo(plan_render.render(result, fmt, base, head or "working tree"), nl=False)
+    sys.exit(1 if result.blocked else 0)
 
 
 @main.command()
@@ -402,16 +408,19 @@ def breaking(against: str, head: str | None, repo: Path, registry_dir: str, fmt:
     """
     from compiler.breaking import breaking as find_breaking
     from compiler.revisions import load_registry, read_file
+    from compiler.unloaded import reconcile
 
     today = _today(on)
-    old = load_registry(repo, against, registry_dir)
-    new = load_registry(repo, head, registry_dir)
+    both = reconcile(load_registry(repo, against, registry_dir), load_registry(repo, head, registry_dir))
     revs = {"base": against, "head": head}
-    problems = find_breaking(old, new, today, lambda side, path: read_file(repo, revs[side], path))
-    click.echo(report.render(problems, fmt), nl=False)
+    problems = find_breaking(both.base, both.head, today,
+                             lambda side, path: read_file(repo, revs[side], path))
+    click.echo(report.render(both.problems() + problems, fmt), nl=False)
     if fmt == "text":
-        click.echo(f"breaking changes against {against}: {len(problems)}", err=True)
-    sys.exit(1 if problems else 0)
+        click.echo(f"breaking changes against {against}: {len(problems)}"
+                   + (f"; cannot judge until {len(both.blocked)} document(s) load" if both.blocked else ""),
+                   err=True)
+    sys.exit(1 if problems or both.blocked else 0)
 
 
 @main.command()

@@ -21,9 +21,9 @@ from typing import Any
 
 from compiler import certs
 from compiler.access import IMPLICIT_OWNER, decide, effective_rights
-from compiler.errors import Severity
 from compiler.models import Classification, Operation, Participant, ParticipantType, Service, Status
 from compiler.registry import Registry
+from compiler.unloaded import reconcile
 
 FORMAT_VERSION = 1
 
@@ -93,6 +93,7 @@ class Plan:
     changes: tuple[Change, ...]
     approvers: tuple[Approver, ...]
     warnings: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()  # documents that did not load: the plan cannot judge the change
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(c.kind for c in self.changes))
@@ -105,7 +106,7 @@ class Plan:
                             "approvers": len(self.approvers)},
                 "changes": [c.as_dict() for c in self.changes],
                 "approvers": [a.as_dict() for a in self.approvers],
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), "blocked": list(self.blocked)}
 
 
 @dataclass
@@ -130,7 +131,12 @@ class _Ctx:
 
 
 def plan(base: Registry, head: Registry, today: date) -> Plan:
-    """The effective access change from `base` to `head` on `today`, with required approvers."""
+    """The effective access change from `base` to `head` on `today`, with required approvers.
+
+    A document that did not load on one side is compared as the other side has it (no change) and
+    named in `blocked` (compiler.unloaded): the plan cannot judge the change until it loads."""
+    both = reconcile(base, head)
+    base, head = both.base, both.head
     operators = _operators(head) or _operators(base)
     ctx = _Ctx(base, head, today, operators)
     _access_changes(ctx)
@@ -140,12 +146,9 @@ def plan(base: Registry, head: Registry, today: date) -> Plan:
     changes = tuple(sorted(ctx.changes, key=Change.sort_key))
     warnings = [f"{side}: {len(reg.problems)} problem(s) while loading; run `reestr validate`"
                 for side, reg in (("base", base), ("head", head)) if reg.problems]
-    broken = {p.path for p in head.problems if p.severity is Severity.ERROR}
-    warnings += [f"head: {src.path} did not load; its changes show as removals"
-                 for src in sorted(base.sources.values(), key=lambda s: s.path) if src.path in broken]
     if not operators:
         warnings.append("no participant of type operator: the operator's approval cannot be named")
-    return Plan(today, changes, _approvers(ctx, changes), tuple(warnings))
+    return Plan(today, changes, _approvers(ctx, changes), tuple(warnings), tuple(both.notice()))
 
 
 def _operators(registry: Registry) -> tuple[str, ...]:

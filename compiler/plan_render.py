@@ -63,7 +63,8 @@ def _values(c: Change) -> str:
 
 
 def _text(plan: Plan, base: str, head: str) -> str:
-    lines = [f"reestr plan {base} → {head} (effective on {plan.today})", summary_line(plan), ""]
+    lines = [f"error: {b}" for b in plan.blocked]
+    lines += [f"reestr plan {base} → {head} (effective on {plan.today})", summary_line(plan), ""]
     for c in plan.changes:
         mark = "!" if c.widening or c.personal_data else " "
         ops = f" [{', '.join(c.operations)}]" if c.operations else ""
@@ -86,8 +87,12 @@ def _cell(text: str) -> str:
 
 
 def _markdown(plan: Plan, base: str, head: str) -> str:
-    out = [MARKER, f"### reestr plan: `{base}` → `{head}`", "",
-           f"**{summary_line(plan)}** (effective on {plan.today})", ""]
+    out = [MARKER, f"### reestr plan: `{base}` → `{head}`", ""]
+    if plan.blocked:
+        out += ["> [!CAUTION]", "> **This plan cannot judge the change yet:**"]
+        out += [f"> - {_cell(b)}" for b in plan.blocked]
+        out.append("")
+    out += [f"**{summary_line(plan)}** (effective on {plan.today})", ""]
     widening = [c for c in plan.changes if c.widening]
     exposure = [c for c in plan.changes if c.personal_data]
     if widening:

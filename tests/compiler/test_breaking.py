@@ -376,3 +376,15 @@ def test_cli_head_revision(tmp_path: Path) -> None:
 def test_cli_bad_revisions(tmp_path: Path, args: list[str], message: str) -> None:
     done = Repo(tmp_path).run("breaking", *args)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", message)
+
+
+def test_a_service_that_fails_its_schema_is_not_reported_removed(tmp_path: Path) -> None:
+    """No cascade: R7-service-removed is not said of a document that merely fails to load."""
+    repo = Repo(tmp_path)
+    repo.replace("registry/services/SID0003001.yaml", "protocol: rest", "protocol: rst")
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "registry/services/SID0003001.yaml:1:1: LOAD-blocked cannot judge the change until "
+        "registry/services/SID0003001.yaml (head) loads: run `reestr validate`"]
+    assert "R7-service-removed" not in done.stdout

@@ -306,6 +306,7 @@ def test_cli_json(tmp_path: Path) -> None:
             {"changes": [0], "participant": "ved3", "review_team": "@reestr-registry/ved3",
              "roles": ["owner of SID0003001"]}],
         "base": "main",
+        "blocked": [],
         "changes": [{
             "after": "operations", "approvers": ["citto", "ved2", "ved3"], "before": "operations",
             "consumer": "ved2", "detail": "operations operation1, operation2, operation3; "
@@ -355,11 +356,24 @@ def test_cli_not_a_repository(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (2, f"reestr: {tmp_path}: not a git repository\n")
 
 
-def test_a_file_that_does_not_load_is_named(tmp_path: Path) -> None:
+def test_a_file_that_does_not_load_is_named_and_not_removed(tmp_path: Path) -> None:
+    """A typo in one sheet is not the revocation of its grants (no cascade, issue 11 finding 6)."""
     repo = Repo(tmp_path)
     repo.replace(SHEET["ved1"], "      access: full\n", "      access: ful\n")
     result = plan(load_registry(repo.root, repo.base), load_registry(repo.root, None), DAY)
-    assert [c.kind for c in result.changes] == ["access-revoked"] * 3
-    assert result.warnings == (
-        "head: 1 problem(s) while loading; run `reestr validate`",
-        "head: registry/consumers/ved1.yaml did not load; its changes show as removals")
+    assert result.changes == ()
+    assert result.blocked == (
+        "cannot judge the change until registry/consumers/ved1.yaml (head) loads: run `reestr validate`",)
+    done = repo.run("plan", "--base", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert done.stdout.startswith("error: cannot judge the change until registry/consumers/ved1.yaml")
+    markdown = repo.run("plan", "--base", "main", "--date", TODAY, "--format", "markdown").stdout
+    assert markdown.index("cannot judge the change yet") < markdown.index("no changes")
+
+
+def test_a_service_that_fails_its_schema_is_not_removed(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    repo.replace(SVC["SID0003001"], "protocol: rest", "protocol: rst")
+    result = plan(load_registry(repo.root, repo.base), load_registry(repo.root, None), DAY)
+    assert [c.kind for c in result.changes] == []
+    assert len(result.blocked) == 1
