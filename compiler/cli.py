@@ -378,17 +378,19 @@ ON_DATE = click.option("--date", "on", metavar="YYYY-MM-DD",
 def plan(base: str, head: str | None, repo: Path, registry_dir: str, fmt: str, on: str | None) -> None:
     """Show what a change does to access: grants, services, participants, approvers.
 
-    Exit 0; 1 when a document does not load
+    Compares the merge base of BASE and HEAD with HEAD, so changes made on BASE since the branch
+    left it are not shown. Exit 0; 1 when a document does not load
     (the plan cannot judge the change until it does)."""
     from compiler import plan_render
     from compiler.plan import plan as make_plan
-    from compiler.revisions import load_registry
+    from compiler.revisions import load_registry, merge_base
 
     today = _today(on)
-    old = load_registry(repo, base, registry_dir)
+    start = merge_base(repo, base, head)
+    old = load_registry(repo, start, registry_dir)
     new = load_registry(repo, head, registry_dir)
     result = make_plan(old, new, today)
-    click.echo(plan_render.render(result, fmt, base, head or "working tree"), nl=False)
+    click.echo(plan_render.render(result, fmt, base, head or "working tree", start), nl=False)
     sys.exit(1 if result.blocked else 0)
 
 

@@ -30,14 +30,17 @@ _TITLES = {
 }
 
 
-def render(plan: Plan, fmt: str, base: str = "base", head: str = "head") -> str:
-    """`plan` in `fmt`; `base` and `head` label the two sides (revisions or 'working tree')."""
+def render(plan: Plan, fmt: str, base: str = "base", head: str = "head",
+           merge_base: str | None = None) -> str:
+    """`plan` in `fmt`; `base` and `head` label the two sides (revisions or 'working tree');
+    `merge_base`, when given, is the commit the plan actually compared with."""
     if fmt == "json":
-        data = {"base": base, "head": head, **plan.as_dict()}
+        data = {"base": base, "head": head, "merge_base": merge_base, **plan.as_dict()}
         return json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    label = f"{base} (merge base {merge_base[:12]})" if merge_base else base
     if fmt == "markdown":
-        return _markdown(plan, base, head)
-    return _text(plan, base, head)
+        return _markdown(plan, label, head)
+    return _text(plan, label, head)
 
 
 def summary_line(plan: Plan) -> str:

@@ -316,6 +316,7 @@ def test_cli_json(tmp_path: Path) -> None:
             "where": "registry/consumers/ved2.yaml:9", "widening": True}],
         "format": 1,
         "head": "working tree",
+        "merge_base": repo.base,
         "summary": {"approvers": 3, "by_kind": {"access-widened": 1}, "changes": 1,
                     "personal_data": 1, "widening": 1},
         "today": TODAY,
@@ -330,7 +331,7 @@ def test_cli_head_revision_and_text(tmp_path: Path) -> None:
     done = repo.run("plan", "--base", repo.base, "--head", head, "--date", TODAY)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[:5] == [
-        f"reestr plan {repo.base} → {head} (effective on 2026-11-25)",
+        f"reestr plan {repo.base} (merge base {repo.base[:12]}) → {head} (effective on 2026-11-25)",
         "1 change(s): 1 revoked", "",
         "  revoked                ved1 → SID0003002 [operation2]  operations",
         "    no-grant: ved1 has no grant for SID0003002 in its access sheet"]
@@ -377,3 +378,19 @@ def test_a_service_that_fails_its_schema_is_not_removed(tmp_path: Path) -> None:
     result = plan(load_registry(repo.root, repo.base), load_registry(repo.root, None), DAY)
     assert [c.kind for c in result.changes] == []
     assert len(result.blocked) == 1
+
+
+def test_a_branch_behind_main_shows_only_its_own_changes(tmp_path: Path) -> None:
+    """The plan compares with the merge base: a change merged on main after the branch left it
+    is not shown as the branch undoing it (issue 11, finding 9)."""
+    repo = Repo(tmp_path)
+    repo.git("checkout", "-q", "-b", "ved2-more")
+    widen_operations(repo)
+    branch = repo.commit("ved2 asks for operation2")
+    repo.git("checkout", "-q", "main")
+    revoke(repo)  # merged by another pull request meanwhile
+    repo.commit("ved1 gives up SID0003002")
+    done = repo.run("plan", "--base", "main", "--head", branch, "--format", "json", "--date", TODAY)
+    data = json.loads(done.stdout)
+    assert data["merge_base"] == repo.base
+    assert [(c["kind"], c["consumer"]) for c in data["changes"]] == [("access-widened", "ved2")]
