@@ -13,6 +13,9 @@ returns one Problem per breaking change, located in the head where the head stil
   `today` (R8, 002 6.6.1).
 - `PARTICIPANT-removed-with-live-grants`: a participant file removed while base grants to or from
   it are live (R10: terminate with notice first, remove after the end date).
+- `CERT-last-removed`: a participant's last certificate removed while base grants to or from it
+  are live: its sidecar could neither call nor be called (the certificate names it on the wire);
+  add the new certificate before removing the old one.
 - `SCHEMA-payload-narrowed`: a payload schema registered in base (`request_schema`,
   `response_schema`) accepts less in head — JSON Schema: see `schema_narrowing`; XSD (with its
   include/import closure on both sides): see `compiler.xsd_narrowing`. The message names the
@@ -97,6 +100,7 @@ def breaking(base: Registry, head: Registry, today: date,
     for sid in sorted(base.services.keys() & head.services.keys()):
         problems.extend(_classification(base.services[sid], head, sid, today))
     problems.extend(_removed_participants(base, head, live))
+    problems.extend(_last_certificates(base, head, live))
     if read is not None:
         problems.extend(_schemas(base, head, read, live))
     return sorted(problems)
@@ -158,6 +162,22 @@ def _removed_participants(base: Registry, head: Registry,
                                "PARTICIPANT-removed-with-live-grants",
                                f"participant {pid} is removed while grants are live: "
                                f"{', '.join(ties)}; give termination notice first (R10)"))
+    return out
+
+
+def _last_certificates(base: Registry, head: Registry,
+                       live: dict[str, dict[str, set[str]]]) -> list[Problem]:
+    out = []
+    for pid in sorted(base.participants.keys() & head.participants.keys()):
+        if not base.participants[pid].spec.certificates or head.participants[pid].spec.certificates:
+            continue
+        ties = sorted({f"{consumer} → {sid}" for sid, users in live.items() for consumer in users
+                       if consumer == pid or base.services[sid].spec.owner == pid})
+        if ties:
+            out.append(Problem(*head.source("Participant", pid).at("spec", "certificates"),
+                               "CERT-last-removed",
+                               f"{pid}'s last certificate is removed while grants are live: "
+                               f"{', '.join(ties)}; register the new certificate first"))
     return out
 
 

@@ -151,6 +151,17 @@ def remove_terminated_participant(repo: Repo) -> tuple[str, Found]:
     return base, []
 
 
+def remove_last_certificate(repo: Repo) -> tuple[str, Found]:
+    path = "registry/participants/ved2.yaml"
+    lines = repo.path(path).read_text(encoding="utf-8").splitlines(keepends=True)
+    start = lines.index("  certificates:\n")
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("    "))
+    repo.write(path, "".join(lines[:start]) + "  certificates: []\n" + "".join(lines[end:]))
+    return repo.base, [(path, 15, 17, "CERT-last-removed",
+                        "ved2's last certificate is removed while grants are live: ved2 → SID0003001; "
+                        "register the new certificate first")]
+
+
 def widen_only(repo: Repo) -> tuple[str, Found]:
     repo.replace("registry/consumers/ved2.yaml", "        - operation3\n",
                  "        - operation3\n        - operation2\n")
@@ -161,7 +172,7 @@ SCENARIOS: list[Callable[[Repo], tuple[str, Found]]] = [
     remove_granted_operation, remove_after_sunset, remove_before_sunset, remove_after_short_notice,
     remove_ungranted_operation, change_granted_path, remove_granted_service, remove_ungranted_service,
     reclassify_without_notice, reclassify_after_notice, reclassify_too_early,
-    remove_participant_with_grants, remove_terminated_participant, widen_only]
+    remove_participant_with_grants, remove_terminated_participant, remove_last_certificate, widen_only]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
