@@ -439,7 +439,7 @@ def _certificates(p: Participant | None) -> dict[str, tuple[int, str]]:
     """fingerprint → (index in the participant's list, description)."""
     if p is None:
         return {}
-    out = {}
+    out: dict[str, tuple[int, str]] = {}
     for i, c in enumerate(p.spec.certificates):
         fp, text = fingerprint(c.pem)
         out.setdefault(fp, (i, text))
