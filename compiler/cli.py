@@ -475,3 +475,45 @@ def site_command(path: Path, out: Path, on: str | None) -> None:
                    "documents that failed to load are not in the catalog (run `reestr validate`)", err=True)
     files = build_site(registry, out, day)
     click.echo(f"wrote {len(files)} files; open {_shown(out / 'index.html')}")
+
+
+# --- approvals (issue 11) -----------------------------------------------------------------------
+
+JSON_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _json_input(path: Path, what: str) -> Any:
+    import json
+
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CompilerError(f"{what} {path}: {e.strerror}") from e
+    if len(raw) > 50_000_000:
+        raise CompilerError(f"{what} {path}: larger than 50 MB")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CompilerError(f"{what} {path}: not JSON ({type(e).__name__})") from None
+
+
+@main.command("approvals")
+@click.option("--plan", "plan_path", required=True, type=JSON_FILE, help="`reestr plan --format json` output.")
+@click.option("--reviews", "reviews_path", required=True, type=JSON_FILE,
+              help="GitHub's GET /repos/{owner}/{repo}/pulls/{n}/reviews (all pages, one list).")
+@click.option("--members", "members_path", required=True, type=JSON_FILE,
+              help='{"@org/team": [login, ...]} from GET /orgs/{org}/teams/{team}/members.')
+@click.option("--head", required=True, metavar="SHA", help="The pull request's head commit.")
+@_clean_errors
+def approvals_command(plan_path: Path, reviews_path: Path, members_path: Path, head: str) -> None:
+    """Say whether every approver the plan requires approved the head commit. Exit 0 yes, 1 no.
+
+    Only each user's latest deciding review counts (APPROVED, CHANGES_REQUESTED, DISMISSED), and
+    an approval counts only on the head commit: one given before a new push is stale.
+    """
+    from compiler import approvals
+
+    verdicts, blocked = approvals.check(_json_input(plan_path, "plan"), _json_input(reviews_path, "reviews"),
+                                        _json_input(members_path, "members"), head)
+    click.echo(approvals.render(verdicts, blocked, head), nl=False)
+    sys.exit(0 if not blocked and all(v.ok for v in verdicts) else 1)
