@@ -137,8 +137,16 @@ def keygen(prefix: str) -> None:
 
 @main.command(name="compile")
 @REGISTRY
-@click.option("--key", "key_paths", required=True, multiple=True, type=click.Path(dir_okay=False),
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
               help="Private signing key (PEM); repeat to sign with several keys (threshold).")
+@click.option("--signer-command", metavar="COMMAND",
+              help="External signer: reads the canonical bytes on stdin, prints the hex Ed25519 "
+                   "signature (HSM/KMS; the key never reaches this machine).")
+@click.option("--signer-url", metavar="URL",
+              help='External signing service: POST the canonical bytes, answer {"sig": "<hex>"} '
+                   "(bearer token from REESTR_SIGNER_TOKEN).")
+@click.option("--signer-public", type=click.Path(dir_okay=False),
+              help="The public key (PEM) the external signer signs for; every signature is checked.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist/bundles"),
               show_default=True, help="Output directory: <participant>.json and index.json.")
 @click.option("--serial", type=click.IntRange(min=0),
@@ -148,10 +156,28 @@ def keygen(prefix: str) -> None:
 @click.option("--issued-at", metavar="ISO-TIME",
               help="Issue time (default now). Same registry + serial + key + issue time ⇒ same bytes.")
 @_clean_errors
-def compile_(path: Path, key_paths: tuple[str, ...], out: Path, serial: int | None,
-             expires_in: str, issued_at: str | None) -> None:
-    """Compile the registry at PATH into one signed policy bundle per participant."""
-    keys = [trust.load_private_key(k) for k in key_paths]
+def compile_(path: Path, key_paths: tuple[str, ...], signer_command: str | None, signer_url: str | None,
+             signer_public: str | None, out: Path, serial: int | None, expires_in: str,
+             issued_at: str | None) -> None:
+    """Compile the registry at PATH into one signed policy bundle per participant.
+
+    Sign with --key files, or with an external signer (--signer-command or --signer-url, with
+    --signer-public), or both for a threshold of several keys."""
+    from compiler import signers
+
+    keys: list[trust.Signer] = [trust.load_private_key(k) for k in key_paths]
+    if signer_command and signer_url:
+        raise click.UsageError("give one of --signer-command and --signer-url")
+    if (signer_command or signer_url) and not signer_public:
+        raise click.UsageError("an external signer needs --signer-public (the key it signs for)")
+    if signer_public and not (signer_command or signer_url):
+        raise click.UsageError("--signer-public goes with --signer-command or --signer-url")
+    if signer_public:
+        public = trust.load_public_key(signer_public)
+        keys.append(signers.CommandSigner(signer_command, public) if signer_command
+                    else signers.HttpSigner(signer_url or "", public))
+    if not keys:
+        raise click.UsageError("give --key, or an external signer (--signer-command / --signer-url)")
     issued = trust.parse_time(issued_at) if issued_at else datetime.now(UTC).replace(microsecond=0)
     registry, problems = check_registry(path, issued.date())
     if failed(problems):
