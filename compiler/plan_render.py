@@ -27,6 +27,8 @@ _TITLES = {
     "participant-reinstated": "participant reinstated",
     "participant-terminated": "termination notice", "participant-removed": "participant removed",
     "certificate-added": "certificate added", "certificate-removed": "certificate removed",
+    "grant-changed": "grant changed", "service-changed": "service changed",
+    "participant-changed": "participant changed",
 }
 
 
@@ -52,8 +54,11 @@ def summary_line(plan: Plan) -> str:
 
 
 def _subject(c: Change) -> str:
+    field = f" {c.field}" if c.field else ""
     if c.consumer and c.sid:
-        return f"{c.consumer} → {c.sid}"
+        return f"{c.consumer} → {c.sid}{field}"
+    if c.field:
+        return f"{c.sid or c.participant}{field}"
     if c.sid:
         return c.sid + (f" {c.operation}" if c.operation else "")
     return c.participant or ""

@@ -455,3 +455,10 @@ def test_certificates_are_told_apart_and_located(tmp_path: Path) -> None:
                                "valid 2026-01-01 – 2036-01-01")
     line = repo.path(PART["ved2"]).read_text(encoding="utf-8").splitlines().index("  certificates:") + 2
     assert added[0].where == f"{PART['ved2']}:{line}"
+
+
+def test_every_kind_has_a_title() -> None:
+    from compiler.plan import KINDS
+    from compiler.plan_render import _TITLES
+
+    assert set(KINDS) == set(_TITLES)
