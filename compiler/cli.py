@@ -435,6 +435,7 @@ def breaking(against: str, head: str | None, repo: Path, registry_dir: str, fmt:
     Exit 1 when something breaks, 0 when nothing does, 2 on a usage error.
     """
     from compiler.breaking import breaking as find_breaking
+    from compiler.history import announcements
     from compiler.revisions import load_registry, read_file
     from compiler.unloaded import reconcile
 
@@ -442,7 +443,8 @@ def breaking(against: str, head: str | None, repo: Path, registry_dir: str, fmt:
     both = reconcile(load_registry(repo, against, registry_dir), load_registry(repo, head, registry_dir))
     revs = {"base": against, "head": head}
     problems = find_breaking(both.base, both.head, today,
-                             lambda side, path: read_file(repo, revs[side], path))
+                             lambda side, path: read_file(repo, revs[side], path),
+                             announcements(repo, against, registry_dir))
     click.echo(report.render(both.problems() + problems, fmt), nl=False)
     if fmt == "text":
         click.echo(f"breaking changes against {against}: {len(problems)}"

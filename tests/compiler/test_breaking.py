@@ -399,3 +399,60 @@ def test_a_service_that_fails_its_schema_is_not_reported_removed(tmp_path: Path)
         "registry/services/SID0003001.yaml:1:1: LOAD-blocked cannot judge the change until "
         "registry/services/SID0003001.yaml (head) loads: run `reestr validate`"]
     assert "R7-service-removed" not in done.stdout
+
+
+# --- R7/R8 notice from the base branch's history (issue 11, finding 4) -------------------------
+
+OP2_GONE = "    - name: operation2\n"
+
+
+def _drop_op2(repo: Repo) -> None:
+    text = repo.path(S1).read_text(encoding="utf-8")
+    repo.write(S1, text[:text.index(OP2_GONE)] + text[text.index("    - name: operation3"):])
+
+
+def test_a_backdated_deprecation_does_not_open_the_way_to_removal(tmp_path: Path) -> None:
+    """Merged on 2026-11-20 with `announced: 2026-09-01` and a passed sunset: the removal in the
+    next pull request is still breaking, since the notice runs from 2026-11-20."""
+    repo = Repo(tmp_path)
+    _deprecate_op2(repo, "2026-09-01", "2026-10-15")
+    repo.git("commit", "-q", "--amend", "--no-edit", day="2026-11-20")
+    repo.git("update-ref", "refs/heads/main", "HEAD")
+    _drop_op2(repo)
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert [line.split(": ")[1].split()[0] for line in done.stdout.splitlines()] == ["R7-operation-removed"]
+
+
+def test_a_backdated_deprecation_is_refused_in_its_own_pull_request(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    repo.replace(S1, "      path: /applicants/search\n",
+                 '      path: /applicants/search\n      deprecation:\n        announced: "2026-09-01"\n'
+                 '        sunset: "2026-10-15"\n')
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{S1}:32:20: R7-announced-backdated SID0003001 operation operation2: announced 2026-09-01 but "
+        f"on the base branch only since {TODAY}: the notice runs from {TODAY} (R7)"]
+
+
+def test_a_deprecation_announced_in_time_allows_removal(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    _deprecate_op2(repo, "2026-09-01", "2026-10-15")
+    repo.git("commit", "-q", "--amend", "--no-edit", day="2026-09-01")
+    repo.git("update-ref", "refs/heads/main", "HEAD")
+    _drop_op2(repo)
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_a_backdated_planned_classification_does_not_count(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    _plan_classification(repo, "2026-08-01", "2026-10-01")
+    repo.git("commit", "-q", "--amend", "--no-edit", day="2026-10-10")
+    repo.git("update-ref", "refs/heads/main", "HEAD")
+    repo.replace(S2, "  classification: restricted\n  planned_classification:\n    to: personal-data\n"
+                 '    announced: "2026-08-01"\n    effective: "2026-10-01"\n', "  classification: personal-data\n")
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert "R8-classification-changed" in done.stdout
