@@ -122,6 +122,9 @@ def test_publish_workflow_shape() -> None:
     assert "secrets." not in runs  # the secret reaches the script through env only
     assert "--signer-url" in runs and "--expires-in 72h" in runs
     assert flow["on"]["schedule"] == [{"cron": "17 */6 * * *"}]
+    archive = flow["jobs"]["archive"]
+    assert archive["needs"] == "build" and archive["permissions"] == {"contents": "write"}
+    assert "refs/heads/bundle-archive" in archive["steps"][-1]["run"]
     assert "--trusted keys/operator.pub" in runs and "reestr site -o dist/site" in runs
 
 
@@ -248,7 +251,11 @@ def test_publish_steps_compile_verify_and_build_the_site(repo: Path, tmp_path: P
     build = _load("publish.yml")["jobs"]["build"]
     env = _env(tmp_path, REESTR_SIGNING_KEY=private.strip(), RUNNER_TEMP=str(tmp_path / "runner"))
     ran = _run_steps(build["steps"], repo, env)
-    assert len(ran) == 4
+    assert len(ran) == 5
+    serials = [p.name for p in (repo / "dist/archive").iterdir()]
+    assert len(serials) == 1  # the bundles archived by serial, with their audit record
+    audit = json.loads((repo / "dist/archive" / serials[0] / "audit.json").read_text())
+    assert audit["serial"] == int(serials[0]) and audit["commit"] and audit["pull_request"] is None
     registry_ids = {p.stem for p in (ROOT / "registry/participants").glob("*.yaml")}
     assert {p.stem for p in (repo / "dist/bundles").glob("*.json")} >= registry_ids
     assert (repo / "dist/site/index.html").is_file()
