@@ -501,7 +501,10 @@ def site_command(path: Path, out: Path, on: str | None) -> None:
     if registry.problems:
         click.echo(f"reestr: warning: {len(registry.problems)} problem(s) while loading {path}; "
                    "documents that failed to load are not in the catalog (run `reestr validate`)", err=True)
-    files = build_site(registry, out, day)
+    from compiler.bundle import git_source
+
+    source = git_source(path)
+    files = build_site(registry, out, day, source[1] if source else None)
     click.echo(f"wrote {len(files)} files; open {_shown(out / 'index.html')}")
 
 
