@@ -16,6 +16,9 @@ from compiler.models import Access, Classification, Grant, Participant, Status
 from compiler.registry import Registry
 
 IMPLICIT_OWNER = "implicit:owner"
+REGISTRY_PREFIX = "registry/"
+"""Grant locations are repository paths (`registry/consumers/ved1.yaml:9`), as in plan, breaking
+and pull-request annotations, so a journal record's grant is found at the bundle's commit as is."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class Right:
     sid: str
     access: Access
     operations: frozenset[str] | None
-    where: str                      # "consumers/<id>.yaml:line" of the grant, or IMPLICIT_OWNER
+    where: str                      # "registry/consumers/<id>.yaml:line" of the grant, or IMPLICIT_OWNER
     legal_basis: str | None
     valid_until: date | None
     index: int | None               # position in the consumer's sheet; None for implicit rights
@@ -83,7 +86,7 @@ def rights_of(registry: Registry, consumer: str,
     source = registry.source("AccessSheet", consumer)
     for i, grant in enumerate(sheet.spec.grants):
         _, line, _ = source.at("spec", "grants", i)
-        rights.append(_right(consumer, grant, f"{source.rel}:{line}", i))
+        rights.append(_right(consumer, grant, f"{REGISTRY_PREFIX}{source.rel}:{line}", i))
     return rights
 
 

@@ -11,8 +11,14 @@ returns one Problem per breaking change, located in the head where the head stil
 - `R8-classification-changed`: the classification changed without a `planned_classification` in
   base naming the new one, announced at least 60 days before it takes effect and effective by
   `today` (R8, 002 6.6.1).
+- `R7-announced-backdated`, `R8-announced-backdated` (with the history from compiler.history, as
+  the CLI passes it): an `announced` earlier than the day the announcement reached the base
+  branch, or, for one new in this change, earlier than today; the notice runs from that day.
 - `PARTICIPANT-removed-with-live-grants`: a participant file removed while base grants to or from
   it are live (R10: terminate with notice first, remove after the end date).
+- `CERT-last-removed`: a participant's last certificate removed while base grants to or from it
+  are live: its sidecar could neither call nor be called (the certificate names it on the wire);
+  add the new certificate before removing the old one.
 - `SCHEMA-payload-narrowed`: a payload schema registered in base (`request_schema`,
   `response_schema`) accepts less in head — JSON Schema: see `schema_narrowing`; XSD (with its
   include/import closure on both sides): see `compiler.xsd_narrowing`. The message names the
@@ -63,10 +69,19 @@ def _live(registry: Registry, today: date) -> dict[str, dict[str, set[str]]]:
     return out
 
 
-def _announced(op: Operation, today: date) -> bool:
-    """R7: a deprecation with a sunset ≥ 30 days after its announcement, already reached."""
+History = dict[tuple[str, str], date]
+"""(sid, operation) or (sid, "classification:<to>") → the day it reached the base branch
+(compiler.history); the notice runs from there, never from an earlier `announced`."""
+
+
+def _announced(op: Operation, today: date, since: date | None = None) -> bool:
+    """R7: a deprecation with a sunset ≥ 30 days after its announcement, already reached. The
+    announcement is the later of the YAML's date and `since` (when it reached the base branch)."""
     d = op.deprecation
-    return d is not None and d.sunset - d.announced >= R7_NOTICE and d.sunset <= today
+    if d is None:
+        return False
+    start = max(d.announced, since) if since is not None else d.announced
+    return d.sunset - start >= R7_NOTICE and d.sunset <= today
 
 
 def _consumers(users: dict[str, set[str]], op: str | None = None) -> str:
@@ -75,17 +90,22 @@ def _consumers(users: dict[str, set[str]], op: str | None = None) -> str:
 
 
 def breaking(base: Registry, head: Registry, today: date,
-             read: SchemaReader | None = None) -> list[Problem]:
+             read: SchemaReader | None = None, history: History | None = None) -> list[Problem]:
     """Every breaking change from `base` to `head`, sorted by location. `read` enables the
-    payload schema check; without it only the registry documents are compared."""
+    payload schema check; without it only the registry documents are compared. `history` (from
+    compiler.history) measures R7/R8 notice from the day an announcement reached the base branch
+    and refuses backdated `announced` dates (R7-announced-backdated, R8-announced-backdated)."""
     problems: list[Problem] = []
     live = _live(base, today)
+    if history is not None:
+        problems.extend(_backdated(base, head, today, history))
     for sid, users in sorted(live.items()):
         old = base.services[sid]
         new = head.services.get(sid)
         if new is None:
             gone = [op.name for op in old.spec.operations
-                    if any(op.name in ops for ops in users.values()) and not _announced(op, today)]
+                    if any(op.name in ops for ops in users.values())
+                    and not _announced(op, today, _since(history, sid, op.name))]
             if gone:
                 problems.append(Problem(*base.source("Service", sid).at("metadata", "sid"),
                                         "R7-service-removed",
@@ -93,23 +113,56 @@ def breaking(base: Registry, head: Registry, today: date,
                                         f"operations {', '.join(gone)} carry no deprecation of "
                                         f"≥30 days whose sunset has passed (R7, 000 2.2.13)"))
             continue
-        problems.extend(_operations(head, sid, old, new, users, today))
+        problems.extend(_operations(head, sid, old, new, users, today, history))
     for sid in sorted(base.services.keys() & head.services.keys()):
-        problems.extend(_classification(base.services[sid], head, sid, today))
+        problems.extend(_classification(base.services[sid], head, sid, today, history))
     problems.extend(_removed_participants(base, head, live))
+    problems.extend(_last_certificates(base, head, live))
     if read is not None:
         problems.extend(_schemas(base, head, read, live))
     return sorted(problems)
 
 
+def _since(history: History | None, sid: str, key: str) -> date | None:
+    return None if history is None else history.get((sid, key))
+
+
+def _backdated(base: Registry, head: Registry, today: date, history: History) -> list[Problem]:
+    """An `announced` earlier than the day the announcement reached the base branch (or, new in
+    this change, earlier than today: it reaches the branch when merged) is refused."""
+    out = []
+    for sid in sorted(head.services):
+        source = head.source("Service", sid)
+        for i, op in enumerate(head.services[sid].spec.operations):
+            d = op.deprecation
+            if d is None:
+                continue
+            since = history.get((sid, op.name), today)
+            if d.announced < since:
+                out.append(Problem(*source.at("spec", "operations", i, "deprecation", "announced"),
+                                   "R7-announced-backdated",
+                                   f"{sid} operation {op.name}: announced {d.announced} but on the base "
+                                   f"branch only since {since}: the notice runs from {since} (R7)"))
+        planned = head.services[sid].spec.planned_classification
+        if planned is not None:
+            since = history.get((sid, f"classification:{planned.to.value}"), today)
+            if planned.announced < since:
+                out.append(Problem(*source.at("spec", "planned_classification", "announced"),
+                                   "R8-announced-backdated",
+                                   f"{sid} classification to {planned.to.value}: announced "
+                                   f"{planned.announced} but on the base branch only since {since}: "
+                                   f"the notice runs from {since} (R8)"))
+    return out
+
+
 def _operations(head: Registry, sid: str, old: Service, new: Service,
-                users: dict[str, set[str]], today: date) -> list[Problem]:
+                users: dict[str, set[str]], today: date, history: History | None = None) -> list[Problem]:
     source = head.source("Service", sid)
     index = {op.name: i for i, op in enumerate(new.spec.operations)}
     out = []
     for op in old.spec.operations:
         who = _consumers(users, op.name)
-        if not who or _announced(op, today):
+        if not who or _announced(op, today, _since(history, sid, op.name)):
             continue
         if op.name not in index:
             out.append(Problem(*source.at("spec", "operations", key=True), "R7-operation-removed",
@@ -132,13 +185,16 @@ def _show(value: Any) -> str:
     return "(none)" if value is None else str(getattr(value, "value", value))
 
 
-def _classification(old: Service, head: Registry, sid: str, today: date) -> list[Problem]:
+def _classification(old: Service, head: Registry, sid: str, today: date,
+                    history: History | None = None) -> list[Problem]:
     new = head.services[sid]
     if old.spec.classification == new.spec.classification:
         return []
     planned = old.spec.planned_classification
-    if (planned is not None and planned.to == new.spec.classification
-            and planned.effective - planned.announced >= R8_NOTICE and planned.effective <= today):
+    since = None if planned is None else _since(history, sid, f"classification:{planned.to.value}")
+    start = None if planned is None else max(planned.announced, since) if since else planned.announced
+    if (planned is not None and start is not None and planned.to == new.spec.classification
+            and planned.effective - start >= R8_NOTICE and planned.effective <= today):
         return []
     return [Problem(*head.source("Service", sid).at("spec", "classification"),
                     "R8-classification-changed",
@@ -158,6 +214,22 @@ def _removed_participants(base: Registry, head: Registry,
                                "PARTICIPANT-removed-with-live-grants",
                                f"participant {pid} is removed while grants are live: "
                                f"{', '.join(ties)}; give termination notice first (R10)"))
+    return out
+
+
+def _last_certificates(base: Registry, head: Registry,
+                       live: dict[str, dict[str, set[str]]]) -> list[Problem]:
+    out = []
+    for pid in sorted(base.participants.keys() & head.participants.keys()):
+        if not base.participants[pid].spec.certificates or head.participants[pid].spec.certificates:
+            continue
+        ties = sorted({f"{consumer} → {sid}" for sid, users in live.items() for consumer in users
+                       if consumer == pid or base.services[sid].spec.owner == pid})
+        if ties:
+            out.append(Problem(*head.source("Participant", pid).at("spec", "certificates"),
+                               "CERT-last-removed",
+                               f"{pid}'s last certificate is removed while grants are live: "
+                               f"{', '.join(ties)}; register the new certificate first"))
     return out
 
 

@@ -18,8 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from compiler import gcpause, payload_schemas
 from compiler.access import IMPLICIT_OWNER, Right, effective_rights, inactive_reason
 from compiler.certs import read as read_certificate
@@ -27,7 +25,15 @@ from compiler.errors import CompilerError
 from compiler.models import Operation, Participant, Service
 from compiler.payload_schemas import PayloadSchema
 from compiler.registry import Registry
-from compiler.trust import BUNDLE_TYPE, FORMAT_VERSION, INDEX_TYPE, format_time, sha256_hex, sign_envelope
+from compiler.trust import (
+    BUNDLE_TYPE,
+    FORMAT_VERSION,
+    INDEX_TYPE,
+    Signer,
+    format_time,
+    sha256_hex,
+    sign_envelope,
+)
 
 
 class BundleError(CompilerError):
@@ -54,7 +60,7 @@ def git_source(path: Path) -> tuple[int, str] | None:
     return int(count), head
 
 
-def build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey],
+def build(registry: Registry, info: BuildInfo, keys: list[Signer],
           repo_root: Path | None = None) -> dict[str, bytes]:
     """{file name: envelope bytes} for every participant, plus `index.json`.
 
@@ -67,7 +73,7 @@ def build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey],
         return _build(registry, info, keys, repo_root)
 
 
-def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey],
+def _build(registry: Registry, info: BuildInfo, keys: list[Signer],
            repo_root: Path | None) -> dict[str, bytes]:
     today = info.issued_at.date()
     rights, exclusions = effective_rights(registry, today)

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 class Certificate:
     sha256: str          # of the DER, lowercase hex: what the sidecar matches a client by
     subject: str         # RFC 4514
+    issuer: str          # RFC 4514
     not_before: datetime
     not_after: datetime
 
@@ -39,4 +40,4 @@ def read(pem: str) -> Certificate:
         raise ValueError("exactly one PEM CERTIFICATE block, with nothing before or after it")
     cert = x509.load_pem_x509_certificate(pem.encode())
     return Certificate(cert.fingerprint(hashes.SHA256()).hex(), cert.subject.rfc4514_string(),
-                       cert.not_valid_before_utc, cert.not_valid_after_utc)
+                       cert.issuer.rfc4514_string(), cert.not_valid_before_utc, cert.not_valid_after_utc)

@@ -66,9 +66,11 @@ def codeowners_command(path: Path, write: bool, check: bool) -> None:
     if write and check:
         raise click.UsageError("--write and --check exclude each other")
     registry = load_directory(path)
-    if registry.problems:
-        click.echo(f"reestr: warning: {len(registry.problems)} problem(s) while loading {path}; "
-                   "documents that failed to load are missing here (run `reestr validate`)", err=True)
+    if registry.not_loaded:  # a file that did not load is not a file without owners (no cascade)
+        for failed_path in sorted(registry.not_loaded):
+            click.echo(f"reestr: cannot render CODEOWNERS until {_shown(Path(failed_path))} loads: "
+                       "run `reestr validate`", err=True)
+        sys.exit(1)
     target, expected = expected_for(path, registry)
     if write:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -135,8 +137,16 @@ def keygen(prefix: str) -> None:
 
 @main.command(name="compile")
 @REGISTRY
-@click.option("--key", "key_paths", required=True, multiple=True, type=click.Path(dir_okay=False),
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False),
               help="Private signing key (PEM); repeat to sign with several keys (threshold).")
+@click.option("--signer-command", metavar="COMMAND",
+              help="External signer: reads the canonical bytes on stdin, prints the hex Ed25519 "
+                   "signature (HSM/KMS; the key never reaches this machine).")
+@click.option("--signer-url", metavar="URL",
+              help='External signing service: POST the canonical bytes, answer {"sig": "<hex>"} '
+                   "(bearer token from REESTR_SIGNER_TOKEN).")
+@click.option("--signer-public", type=click.Path(dir_okay=False),
+              help="The public key (PEM) the external signer signs for; every signature is checked.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist/bundles"),
               show_default=True, help="Output directory: <participant>.json and index.json.")
 @click.option("--serial", type=click.IntRange(min=0),
@@ -146,10 +156,28 @@ def keygen(prefix: str) -> None:
 @click.option("--issued-at", metavar="ISO-TIME",
               help="Issue time (default now). Same registry + serial + key + issue time ⇒ same bytes.")
 @_clean_errors
-def compile_(path: Path, key_paths: tuple[str, ...], out: Path, serial: int | None,
-             expires_in: str, issued_at: str | None) -> None:
-    """Compile the registry at PATH into one signed policy bundle per participant."""
-    keys = [trust.load_private_key(k) for k in key_paths]
+def compile_(path: Path, key_paths: tuple[str, ...], signer_command: str | None, signer_url: str | None,
+             signer_public: str | None, out: Path, serial: int | None, expires_in: str,
+             issued_at: str | None) -> None:
+    """Compile the registry at PATH into one signed policy bundle per participant.
+
+    Sign with --key files, or with an external signer (--signer-command or --signer-url, with
+    --signer-public), or both for a threshold of several keys."""
+    from compiler import signers
+
+    keys: list[trust.Signer] = [trust.load_private_key(k) for k in key_paths]
+    if signer_command and signer_url:
+        raise click.UsageError("give one of --signer-command and --signer-url")
+    if (signer_command or signer_url) and not signer_public:
+        raise click.UsageError("an external signer needs --signer-public (the key it signs for)")
+    if signer_public and not (signer_command or signer_url):
+        raise click.UsageError("--signer-public goes with --signer-command or --signer-url")
+    if signer_public:
+        public = trust.load_public_key(signer_public)
+        keys.append(signers.CommandSigner(signer_command, public) if signer_command
+                    else signers.HttpSigner(signer_url or "", public))
+    if not keys:
+        raise click.UsageError("give --key, or an external signer (--signer-command / --signer-url)")
     issued = trust.parse_time(issued_at) if issued_at else datetime.now(UTC).replace(microsecond=0)
     registry, problems = check_registry(path, issued.date())
     if failed(problems):
@@ -374,16 +402,22 @@ ON_DATE = click.option("--date", "on", metavar="YYYY-MM-DD",
 @ON_DATE
 @_clean_errors
 def plan(base: str, head: str | None, repo: Path, registry_dir: str, fmt: str, on: str | None) -> None:
-    """Show what a change does to access: grants, services, participants, approvers. Exit 0."""
+    """Show what a change does to access: grants, services, participants, approvers.
+
+    Compares the merge base of BASE and HEAD with HEAD, so changes made on BASE since the branch
+    left it are not shown. Exit 0; 1 when a document does not load
+    (the plan cannot judge the change until it does)."""
     from compiler import plan_render
     from compiler.plan import plan as make_plan
-    from compiler.revisions import load_registry
+    from compiler.revisions import load_registry, merge_base
 
     today = _today(on)
-    old = load_registry(repo, base, registry_dir)
+    start = merge_base(repo, base, head)
+    old = load_registry(repo, start, registry_dir)
     new = load_registry(repo, head, registry_dir)
-    click.echo(plan_render.render(make_plan(old, new, today), fmt, base, head or "working tree"),
-               nl=False)
+    result = make_plan(old, new, today)
+    click.echo(plan_render.render(result, fmt, base, head or "working tree", start), nl=False)
+    sys.exit(1 if result.blocked else 0)
 
 
 @main.command()
@@ -401,17 +435,22 @@ def breaking(against: str, head: str | None, repo: Path, registry_dir: str, fmt:
     Exit 1 when something breaks, 0 when nothing does, 2 on a usage error.
     """
     from compiler.breaking import breaking as find_breaking
+    from compiler.history import announcements
     from compiler.revisions import load_registry, read_file
+    from compiler.unloaded import reconcile
 
     today = _today(on)
-    old = load_registry(repo, against, registry_dir)
-    new = load_registry(repo, head, registry_dir)
+    both = reconcile(load_registry(repo, against, registry_dir), load_registry(repo, head, registry_dir))
     revs = {"base": against, "head": head}
-    problems = find_breaking(old, new, today, lambda side, path: read_file(repo, revs[side], path))
-    click.echo(report.render(problems, fmt), nl=False)
+    problems = find_breaking(both.base, both.head, today,
+                             lambda side, path: read_file(repo, revs[side], path),
+                             announcements(repo, against, registry_dir))
+    click.echo(report.render(both.problems() + problems, fmt), nl=False)
     if fmt == "text":
-        click.echo(f"breaking changes against {against}: {len(problems)}", err=True)
-    sys.exit(1 if problems else 0)
+        click.echo(f"breaking changes against {against}: {len(problems)}"
+                   + (f"; cannot judge until {len(both.blocked)} document(s) load" if both.blocked else ""),
+                   err=True)
+    sys.exit(1 if problems or both.blocked else 0)
 
 
 @main.command()
@@ -462,5 +501,122 @@ def site_command(path: Path, out: Path, on: str | None) -> None:
     if registry.problems:
         click.echo(f"reestr: warning: {len(registry.problems)} problem(s) while loading {path}; "
                    "documents that failed to load are not in the catalog (run `reestr validate`)", err=True)
-    files = build_site(registry, out, day)
+    from compiler.bundle import git_source
+
+    source = git_source(path)
+    files = build_site(registry, out, day, source[1] if source else None)
     click.echo(f"wrote {len(files)} files; open {_shown(out / 'index.html')}")
+
+
+# --- approvals (issue 11) -----------------------------------------------------------------------
+
+JSON_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _json_input(path: Path, what: str) -> Any:
+    import json
+
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CompilerError(f"{what} {path}: {e.strerror}") from e
+    if len(raw) > 50_000_000:
+        raise CompilerError(f"{what} {path}: larger than 50 MB")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CompilerError(f"{what} {path}: not JSON ({type(e).__name__})") from None
+
+
+@main.command("approvals")
+@click.option("--plan", "plan_path", required=True, type=JSON_FILE, help="`reestr plan --format json` output.")
+@click.option("--reviews", "reviews_path", required=True, type=JSON_FILE,
+              help="GitHub's GET /repos/{owner}/{repo}/pulls/{n}/reviews (all pages, one list).")
+@click.option("--members", "members_path", required=True, type=JSON_FILE,
+              help='{"@org/team": [login, ...]} from GET /orgs/{org}/teams/{team}/members.')
+@click.option("--head", required=True, metavar="SHA", help="The pull request's head commit.")
+@_clean_errors
+def approvals_command(plan_path: Path, reviews_path: Path, members_path: Path, head: str) -> None:
+    """Say whether every approver the plan requires approved the head commit. Exit 0 yes, 1 no.
+
+    Only each user's latest deciding review counts (APPROVED, CHANGES_REQUESTED, DISMISSED), and
+    an approval counts only on the head commit: one given before a new push is stale.
+    """
+    from compiler import approvals
+
+    verdicts, blocked = approvals.check(_json_input(plan_path, "plan"), _json_input(reviews_path, "reviews"),
+                                        _json_input(members_path, "members"), head)
+    click.echo(approvals.render(verdicts, blocked, head), nl=False)
+    sys.exit(0 if not blocked and all(v.ok for v in verdicts) else 1)
+
+
+# --- bundle archive and audit (issue 11) --------------------------------------------------------
+
+
+@main.command("archive")
+@click.option("--bundles", type=click.Path(file_okay=False, path_type=Path), default=Path("dist/bundles"),
+              show_default=True, help="The compiled bundles (index.json names them).")
+@click.option("--archive", "archive_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The archive folder: <serial>/ is added, never overwritten.")
+@click.option("--pr", type=click.IntRange(min=1), help="The pull request that merged the commit.")
+@click.option("--plan", "plan_path", type=JSON_FILE, help="Its plan (`reestr plan --format json`).")
+@click.option("--reviews", "reviews_path", type=JSON_FILE, help="Its reviews (GitHub's reviews endpoint).")
+@click.option("--members", "members_path", type=JSON_FILE, help="Review team members, as for approvals.")
+@click.option("--head", metavar="SHA", help="The pull request's head commit the approvals are for.")
+@click.option("--triggered-by", metavar="LOGIN", help="Who triggered the signing (GITHUB_ACTOR).")
+@_clean_errors
+def archive_command(bundles: Path, archive_dir: Path, pr: int | None, plan_path: Path | None,
+                    reviews_path: Path | None, members_path: Path | None, head: str | None,
+                    triggered_by: str | None) -> None:
+    """Archive the bundles by serial with their audit record (commit, PR, plan, approvals)."""
+    from compiler import approvals, bundle_archive
+
+    plan = _json_input(plan_path, "plan") if plan_path else None
+    approved = None
+    if reviews_path or members_path or head:
+        if not (plan_path and reviews_path and members_path and head):
+            raise click.UsageError("--reviews, --members and --head go together, with --plan")
+        reviews = _json_input(reviews_path, "reviews")
+        verdicts, _ = approvals.check(plan, reviews, _json_input(members_path, "members"), head)
+        latest = approvals.latest(approvals.parse_reviews(reviews))
+        approved = [{"participant": v.participant, "team": v.team, "roles": list(v.roles),
+                     "reviews": [{"login": login, "state": latest[login].state,
+                                  "commit_id": latest[login].commit_id,
+                                  "submitted_at": latest[login].submitted_at.isoformat()}
+                                 for login in v.approved_by]} for v in verdicts]
+    target = bundle_archive.write(bundles, archive_dir, pr=pr, plan=plan, approvals=approved,
+                                  triggered_by=triggered_by)
+    click.echo(f"archived {_shown(target)}")
+
+
+@main.command("audit")
+@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The sidecar's SQLite journal.")
+@click.option("--id", "record_id", type=click.IntRange(min=1), help="The record to explain.")
+@click.option("--grant", nargs=2, metavar="CONSUMER SID", help="Who used this grant, how often.")
+@click.option("--archive", "archive_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The bundle archive (reestr archive; needed with --id).")
+@REPO
+@click.option("--since", metavar="ISO-TIME", help="With --grant: from this time (inclusive).")
+@click.option("--until", metavar="ISO-TIME", help="With --grant: up to this time (exclusive).")
+@_clean_errors
+def audit_command(journal: Path, record_id: int | None, grant: tuple[str, str] | None,
+                  archive_dir: Path | None, repo: Path, since: str | None, until: str | None) -> None:
+    """From a journal record to its grant, bundle, commit, pull request and approvals (--id),
+    or who used a grant over a period (--grant CONSUMER SID). Exit 0, 1 when the chain breaks."""
+    from compiler import audit
+
+    if (record_id is None) == (grant is None):
+        raise click.UsageError("give exactly one of --id N and --grant CONSUMER SID")
+    if grant is not None:
+        click.echo("\n".join(audit.grant_usage(journal, grant[0], grant[1], since, until)))
+        return
+    if archive_dir is None:
+        raise click.UsageError("--id needs --archive DIR (the bundles by serial)")
+    record = audit.find_record(journal, record_id or 0)
+    try:
+        lines = audit.chain(record, archive_dir, repo)
+    except CompilerError as e:
+        click.echo(f"reestr: the chain breaks: {e}", err=True)
+        sys.exit(1)
+    click.echo("\n".join(lines))

@@ -21,9 +21,9 @@ from typing import Any
 
 from compiler import certs
 from compiler.access import IMPLICIT_OWNER, decide, effective_rights
-from compiler.errors import Severity
 from compiler.models import Classification, Operation, Participant, ParticipantType, Service, Status
 from compiler.registry import Registry
+from compiler.unloaded import reconcile
 
 FORMAT_VERSION = 1
 
@@ -34,6 +34,7 @@ KINDS = (
     "operation-added", "operation-removed", "operation-changed", "operation-deprecated",
     "participant-joined", "participant-suspended", "participant-reinstated",
     "participant-terminated", "participant-removed", "certificate-added", "certificate-removed",
+    "grant-changed", "service-changed", "participant-changed",
 )
 """Every change kind, in the order the plan lists them (widening first)."""
 
@@ -54,19 +55,21 @@ class Change:
     after: str | None = None
     detail: str = ""
     where: str | None = None
+    field: str | None = None  # grant-, service-, participant-changed: the field that changed
     widening: bool = False
     personal_data: bool = False
     approvers: tuple[tuple[str, str], ...] = ()
 
     def sort_key(self) -> tuple[Any, ...]:
         return (KINDS.index(self.kind), self.sid or "", self.consumer or self.participant or "",
-                self.operation or "", self.before or "", self.after or "")
+                self.operation or "", self.field or "", self.before or "", self.after or "")
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "sid": self.sid, "consumer": self.consumer,
                 "participant": self.participant, "operation": self.operation,
                 "operations": list(self.operations), "before": self.before, "after": self.after,
-                "detail": self.detail, "where": self.where, "widening": self.widening,
+                "detail": self.detail, "where": self.where, "field": self.field,
+                "widening": self.widening,
                 "personal_data": self.personal_data,
                 "approvers": sorted({pid for pid, _ in self.approvers})}
 
@@ -93,6 +96,7 @@ class Plan:
     changes: tuple[Change, ...]
     approvers: tuple[Approver, ...]
     warnings: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()  # documents that did not load: the plan cannot judge the change
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(c.kind for c in self.changes))
@@ -105,7 +109,7 @@ class Plan:
                             "approvers": len(self.approvers)},
                 "changes": [c.as_dict() for c in self.changes],
                 "approvers": [a.as_dict() for a in self.approvers],
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), "blocked": list(self.blocked)}
 
 
 @dataclass
@@ -130,22 +134,25 @@ class _Ctx:
 
 
 def plan(base: Registry, head: Registry, today: date) -> Plan:
-    """The effective access change from `base` to `head` on `today`, with required approvers."""
+    """The effective access change from `base` to `head` on `today`, with required approvers.
+
+    A document that did not load on one side is compared as the other side has it (no change) and
+    named in `blocked` (compiler.unloaded): the plan cannot judge the change until it loads."""
+    both = reconcile(base, head)
+    base, head = both.base, both.head
     operators = _operators(head) or _operators(base)
     ctx = _Ctx(base, head, today, operators)
     _access_changes(ctx)
     _legal_basis_changes(ctx)
+    _grant_field_changes(ctx)
     _service_changes(ctx)
     _participant_changes(ctx)
     changes = tuple(sorted(ctx.changes, key=Change.sort_key))
     warnings = [f"{side}: {len(reg.problems)} problem(s) while loading; run `reestr validate`"
                 for side, reg in (("base", base), ("head", head)) if reg.problems]
-    broken = {p.path for p in head.problems if p.severity is Severity.ERROR}
-    warnings += [f"head: {src.path} did not load; its changes show as removals"
-                 for src in sorted(base.sources.values(), key=lambda s: s.path) if src.path in broken]
     if not operators:
         warnings.append("no participant of type operator: the operator's approval cannot be named")
-    return Plan(today, changes, _approvers(ctx, changes), tuple(warnings))
+    return Plan(today, changes, _approvers(ctx, changes), tuple(warnings), tuple(both.notice()))
 
 
 def _operators(registry: Registry) -> tuple[str, ...]:
@@ -213,21 +220,22 @@ def _access_changes(ctx: _Ctx) -> None:
         if _sheet_changed(ctx, consumer, sid):
             approvers.append((consumer, "consumer"))  # the consumer for its own sheet (R1)
         proto = Change("access-granted", sid=sid, consumer=consumer)
+        why = next((g.justification for g in _grants(ctx.head, consumer, sid) if g.justification), None)
         if b is None and h is not None:
             ctx.add(replace(proto, operations=tuple(sorted(h.ops)), after=_label(h), where=h.where,
-                             detail=_describe(h, personal), widening=True, personal_data=personal),
+                             detail=_describe(h, personal, why), widening=True, personal_data=personal),
                     approvers)
         elif b is not None and h is None:
-            why = decide(ctx.head, consumer, sid, None, ctx.today)
+            gone = decide(ctx.head, consumer, sid, None, ctx.today)
             ctx.add(replace(proto, kind="access-revoked", operations=tuple(sorted(b.ops)),
-                             before=_label(b), where=b.where,
-                             detail=f"{why.reason}: {why.message}"), approvers)
+                             before=_label(b), where=f"base {b.where}",
+                             detail=f"{gone.reason}: {gone.message}"), approvers)
         elif b is not None and h is not None:
             gained, lost = h.ops - b.ops, b.ops - h.ops
             if gained or (h.full and not b.full):
                 ctx.add(replace(proto, kind="access-widened", operations=tuple(sorted(gained)),
                                  before=_label(b), after=_label(h), where=h.where,
-                                 detail=_describe(h, personal), widening=True,
+                                 detail=_describe(h, personal, why), widening=True,
                                  personal_data=personal), approvers)
             if lost or (b.full and not h.full):
                 ctx.add(replace(proto, kind="access-narrowed", operations=tuple(sorted(lost)),
@@ -235,12 +243,15 @@ def _access_changes(ctx: _Ctx) -> None:
                                  detail=_describe(h, personal)), approvers)
 
 
-def _describe(access: _Access, personal: bool) -> str:
+def _describe(access: _Access, personal: bool, justification: str | None = None) -> str:
     text = ("full access (all operations, present and future)" if access.full
             else "operations " + ", ".join(sorted(access.ops)))
     if personal:
-        text += "; personal data (R5)" + (": full access needs a justification" if access.full
-                                         else "")
+        text += "; personal data (R5)"
+        if access.full and not justification:
+            text += ": full access needs a justification"
+    if justification:
+        text += f"; justification: {justification}"
     return text
 
 
@@ -251,6 +262,51 @@ def _grants(registry: Registry, consumer: str, sid: str) -> tuple[Any, ...]:
 
 def _sheet_changed(ctx: _Ctx, consumer: str, sid: str) -> bool:
     return _grants(ctx.base, consumer, sid) != _grants(ctx.head, consumer, sid)
+
+
+GRANT_FIELDS = ("purpose", "justification", "valid_until")
+SERVICE_FIELDS = ("name", "protocol", "profile", "signed_messages", "legal_basis", "tariff")
+PARTICIPANT_FIELDS = ("name", "type", "review_team", "sidecar", "agreement")
+
+
+def _show(value: Any) -> str | None:
+    """A field's value as the plan shows it: enums by value, dates ISO, models as compact JSON."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "model_dump"):
+        import json
+        return json.dumps(value.model_dump(mode="json", exclude_none=True), ensure_ascii=False,
+                          sort_keys=True)
+    return str(getattr(value, "value", value))
+
+
+def _grant_field_changes(ctx: _Ctx) -> None:
+    """Purpose, justification and validity of a grant kept on both sides: each change is a new
+    decision about the same access (R4, R5), shown with the text before and after."""
+    for consumer in sorted(ctx.base.sheets.keys() & ctx.head.sheets.keys()):
+        head_rows = {g.service: (i, g) for i, g in enumerate(ctx.head.sheets[consumer].spec.grants)}
+        for old in ctx.base.sheets[consumer].spec.grants:
+            if old.service not in head_rows:
+                continue
+            i, new = head_rows[old.service]
+            for name in GRANT_FIELDS:
+                was, now = getattr(old, name), getattr(new, name)
+                if was == now:
+                    continue
+                widening = name == "valid_until" and (now is None or (was is not None and now > was))
+                service = ctx.service(old.service)
+                personal = (service is not None
+                            and service.spec.classification is Classification.PERSONAL_DATA)
+                at = ("spec", "grants", i, name) if now is not None else ("spec", "grants", i)
+                ctx.add(Change("grant-changed", sid=old.service, consumer=consumer, field=name,
+                               before=_show(was), after=_show(now), widening=widening,
+                               personal_data=personal and widening,
+                               where=_where(ctx.head, "AccessSheet", consumer, *at),
+                               detail=f"{name}: " + ("access lasts longer" if widening
+                                                     else "removed" if now is None else "changed")),
+                        [*ctx.owners(old.service), (consumer, "consumer")])
 
 
 def _legal_basis_changes(ctx: _Ctx) -> None:
@@ -318,6 +374,16 @@ def _service_diff(ctx: _Ctx, sid: str, b: Service, h: Service, owners: list[tupl
                        personal_data=pd,
                        detail="every consumer now receives personal data (R5, R8)" if pd else "R8"),
                 owners)
+    for name in SERVICE_FIELDS:
+        was, now = getattr(b.spec, name), getattr(h.spec, name)
+        if was != now:
+            weaker = name == "signed_messages" and was and not now
+            pd = h.spec.classification is Classification.PERSONAL_DATA
+            ctx.add(Change("service-changed", sid=sid, field=name, before=_show(was), after=_show(now),
+                           where=at("spec", name) if now is not None else at("spec"),
+                           personal_data=weaker and pd,
+                           detail=("messages need no signature any more (R11 authorship)" if weaker
+                                   else name)), owners)
     planned = h.spec.planned_classification
     if planned is not None and planned != b.spec.planned_classification:
         ctx.add(Change("classification-planned", sid=sid, before=h.spec.classification.value,
@@ -359,16 +425,25 @@ def _service_diff(ctx: _Ctx, sid: str, b: Service, h: Service, owners: list[tupl
 # --- participants and certificates ------------------------------------------------------------
 
 def fingerprint(pem: str) -> tuple[str, str]:
-    """(SHA-256 of the DER, lowercase hex; subject) of a PEM certificate, as the sidecar sees it."""
+    """(SHA-256 of the DER, lowercase hex; what else identifies it) of a PEM certificate: subject,
+    issuer and validity, so two certificates of one participant can be told apart."""
     try:
         cert = certs.read(pem)
     except ValueError:
         return "unreadable:" + hashlib.sha256(pem.encode()).hexdigest()[:16], "unreadable PEM"
-    return cert.sha256, cert.subject
+    return cert.sha256, (f"subject {cert.subject}; issuer {cert.issuer}; valid "
+                         f"{cert.not_before.date().isoformat()} – {cert.not_after.date().isoformat()}")
 
 
-def _certificates(p: Participant | None) -> dict[str, str]:
-    return dict(fingerprint(c.pem) for c in p.spec.certificates) if p is not None else {}
+def _certificates(p: Participant | None) -> dict[str, tuple[int, str]]:
+    """fingerprint → (index in the participant's list, description)."""
+    if p is None:
+        return {}
+    out: dict[str, tuple[int, str]] = {}
+    for i, c in enumerate(p.spec.certificates):
+        fp, text = fingerprint(c.pem)
+        out.setdefault(fp, (i, text))
+    return out
 
 
 def _participant_changes(ctx: _Ctx) -> None:
@@ -403,10 +478,28 @@ def _participant_changes(ctx: _Ctx) -> None:
                                where=at("spec", "agreement", "termination"),
                                detail=f"notified {t.notified}, no access from {t.end} (R10)"
                                       + (f": {t.reason}" if t.reason else "")), own)
+            for name in PARTICIPANT_FIELDS:
+                was, now = getattr(b.spec, name), getattr(h.spec, name)
+                if name == "agreement":  # the termination notice has its own kind
+                    was, now = was.model_copy(update={"termination": None}), now.model_copy(
+                        update={"termination": None})
+                if was != now:
+                    ctx.add(Change("participant-changed", participant=pid, field=name,
+                                   before=_show(was), after=_show(now),
+                                   where=at("spec", name) if now is not None else at("spec"),
+                                   detail=_PARTICIPANT_WHY.get(name, name)), own)
         old, new = _certificates(b), _certificates(h)
         for fp in sorted(new.keys() - old.keys()):
-            ctx.add(Change("certificate-added", participant=pid, after=fp, detail=new[fp],
-                           where=at("spec", "certificates")), own)
+            ctx.add(Change("certificate-added", participant=pid, after=fp, detail=new[fp][1],
+                           where=at("spec", "certificates", new[fp][0])), own)
         for fp in sorted(old.keys() - new.keys()):
-            ctx.add(Change("certificate-removed", participant=pid, before=fp, detail=old[fp],
-                           where=at("spec", "certificates")), own)
+            ctx.add(Change("certificate-removed", participant=pid, before=fp, detail=old[fp][1],
+                           where=f"base {_where(ctx.base, 'Participant', pid, 'spec', 'certificates', old[fp][0])}"),
+                    own)
+
+
+_PARTICIPANT_WHY = {
+    "sidecar": "where consumers connect to its services: their traffic goes to the new address",
+    "review_team": "who approves on its behalf (CODEOWNERS, `reestr approvals`)",
+    "type": "an operator's type gives it the operator's approval",
+}

@@ -27,17 +27,22 @@ _TITLES = {
     "participant-reinstated": "participant reinstated",
     "participant-terminated": "termination notice", "participant-removed": "participant removed",
     "certificate-added": "certificate added", "certificate-removed": "certificate removed",
+    "grant-changed": "grant changed", "service-changed": "service changed",
+    "participant-changed": "participant changed",
 }
 
 
-def render(plan: Plan, fmt: str, base: str = "base", head: str = "head") -> str:
-    """`plan` in `fmt`; `base` and `head` label the two sides (revisions or 'working tree')."""
+def render(plan: Plan, fmt: str, base: str = "base", head: str = "head",
+           merge_base: str | None = None) -> str:
+    """`plan` in `fmt`; `base` and `head` label the two sides (revisions or 'working tree');
+    `merge_base`, when given, is the commit the plan actually compared with."""
     if fmt == "json":
-        data = {"base": base, "head": head, **plan.as_dict()}
+        data = {"base": base, "head": head, "merge_base": merge_base, **plan.as_dict()}
         return json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    label = f"{base} (merge base {merge_base[:12]})" if merge_base else base
     if fmt == "markdown":
-        return _markdown(plan, base, head)
-    return _text(plan, base, head)
+        return _markdown(plan, label, head)
+    return _text(plan, label, head)
 
 
 def summary_line(plan: Plan) -> str:
@@ -49,8 +54,11 @@ def summary_line(plan: Plan) -> str:
 
 
 def _subject(c: Change) -> str:
+    field = f" {c.field}" if c.field else ""
     if c.consumer and c.sid:
-        return f"{c.consumer} → {c.sid}"
+        return f"{c.consumer} → {c.sid}{field}"
+    if c.field:
+        return f"{c.sid or c.participant}{field}"
     if c.sid:
         return c.sid + (f" {c.operation}" if c.operation else "")
     return c.participant or ""
@@ -63,7 +71,8 @@ def _values(c: Change) -> str:
 
 
 def _text(plan: Plan, base: str, head: str) -> str:
-    lines = [f"reestr plan {base} → {head} (effective on {plan.today})", summary_line(plan), ""]
+    lines = [f"error: {b}" for b in plan.blocked]
+    lines += [f"reestr plan {base} → {head} (effective on {plan.today})", summary_line(plan), ""]
     for c in plan.changes:
         mark = "!" if c.widening or c.personal_data else " "
         ops = f" [{', '.join(c.operations)}]" if c.operations else ""
@@ -86,8 +95,12 @@ def _cell(text: str) -> str:
 
 
 def _markdown(plan: Plan, base: str, head: str) -> str:
-    out = [MARKER, f"### reestr plan: `{base}` → `{head}`", "",
-           f"**{summary_line(plan)}** (effective on {plan.today})", ""]
+    out = [MARKER, f"### reestr plan: `{base}` → `{head}`", ""]
+    if plan.blocked:
+        out += ["> [!CAUTION]", "> **This plan cannot judge the change yet:**"]
+        out += [f"> - {_cell(b)}" for b in plan.blocked]
+        out.append("")
+    out += [f"**{summary_line(plan)}** (effective on {plan.today})", ""]
     widening = [c for c in plan.changes if c.widening]
     exposure = [c for c in plan.changes if c.personal_data]
     if widening:

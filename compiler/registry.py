@@ -57,6 +57,7 @@ class Registry:
     digest: str = ""
     root: Path | None = None  # the folder it was loaded from (None from git or from memory)
     unreadable: set[tuple[str, str]] = field(default_factory=set)  # (kind, file stem) that did not load
+    not_loaded: dict[str, tuple[str, str]] = field(default_factory=dict)  # path → (kind, stem) of those files
 
     def exists(self, kind: str, ident: str) -> bool:
         """True when a file for the document is present, even if it did not load (no cascade errors)."""
@@ -201,6 +202,7 @@ def _load_one(registry: Registry, path: str, raw: bytes, kind: str, rel: PurePos
     loaded = load_bytes(raw)
     problems = registry.problems
     registry.unreadable.add((kind, rel.stem))  # until the document has loaded
+    registry.not_loaded[path] = (kind, rel.stem)
     for p in loaded.problems:
         problems.append(Problem(path, p.line, p.col, p.code, p.message))
     if loaded.data is None:
@@ -237,6 +239,7 @@ def _load_one(registry: Registry, path: str, raw: bytes, kind: str, rel: PurePos
     table[ident] = doc
     registry.sources[(kind, ident)] = source
     registry.unreadable.discard((kind, rel.stem))
+    del registry.not_loaded[path]
 
 
 def _shape_problems(source: Source, kind: str, data: Any, error: PydanticError) -> list[Problem]:

@@ -36,6 +36,16 @@ def resolve(repo: str | Path, rev: str) -> str:
     return done.stdout.decode().strip()
 
 
+def merge_base(repo: str | Path, base: str, head: str | None) -> str:
+    """The merge base of `base` and `head` (HEAD for the working tree): what a pull request
+    changes is measured from there, not from the tip of a base branch that moved on since."""
+    ours, theirs = resolve(repo, base), resolve(repo, head or "HEAD")
+    done = _git(repo, "merge-base", ours, theirs)
+    if done.returncode != 0:
+        raise RevisionError(f"{base} and {head or 'HEAD'} have no common ancestor")
+    return done.stdout.decode().strip()
+
+
 def load_registry(repo: str | Path, rev: str | None, subdir: str = "registry") -> Registry:
     """The registry at commit `rev`, or in the working tree when `rev` is None."""
     sub = PurePosixPath(subdir).as_posix()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from compiler import certs, payload_schemas
 from compiler.access import inactive_reason
-from compiler.errors import Problem, Severity
+from compiler.errors import Problem, Severity, excerpt
 from compiler.models import (
     Access,
     Classification,
@@ -233,6 +233,28 @@ def _template_shape(path: str | None) -> str:
 _PARAMETER = re.compile(r"(?<![^/])\{[^/]*\}(?![^/])")
 
 
+# --- legal basis ------------------------------------------------------------------------------
+
+PLACEHOLDERS = frozenset({
+    "нет", "не требуется", "не требуется.", "отсутствует", "нет основания", "без основания",
+    "см. выше", "см выше", "тоже", "то же", "-", "—", "n/a", "na", "none", "no", "null", "tbd",
+    "todo", "fixme", "xxx", "x", "?", "test", "тест", "основание", "закон", "нпа", "уточняется",
+    "будет позже", "позже", "нд", "н/д", "...", "…",
+})
+"""Texts that stand in for an act instead of naming one, compared case-insensitively with the
+whitespace collapsed (R4: the grant rests on a named normative act)."""
+
+
+def placeholder(text: str) -> str | None:
+    """Why `text` does not name an act (has no letter or digit, or is a common placeholder), or None."""
+    folded = " ".join(text.split()).casefold()
+    if not any(c.isalnum() for c in folded):
+        return "has no letters or digits"
+    if folded in PLACEHOLDERS:
+        return f"is a placeholder ({excerpt(text)})"
+    return None
+
+
 # --- access sheets ------------------------------------------------------------------------------
 
 
@@ -265,6 +287,9 @@ def _sheet(registry: Registry, consumer: str, today: date,
             yield Problem(*src.at(*at, "legal_basis") if grant.legal_basis is not None else src.at(*at),
                           "R4-legal-basis-missing",
                           "access is granted only with the normative act that gives the power (004 §13)")
+        elif (why := placeholder(grant.legal_basis or "")) is not None:
+            yield Problem(*src.at(*at, "legal_basis"), "R4-legal-basis-placeholder",
+                          f"legal basis {why}: name the normative act that gives the power (004 §13)")
         if grant.access is Access.FULL and grant.operations is not None:
             yield Problem(*src.at(*at, "operations"), "R3-full-with-operations",
                           "access `full` lists no operations (001 App. 2 note 3)")

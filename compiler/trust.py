@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -160,7 +160,15 @@ def _read_key_file(path: str | Path) -> bytes:
 # --- envelopes ----------------------------------------------------------------------------------
 
 
-def sign_envelope(signed: Mapping[str, Any], keys: Iterable[Ed25519PrivateKey]) -> bytes:
+class Signer(Protocol):
+    """What signs an envelope: a private key, or an external signer (compiler.signers)."""
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+def sign_envelope(signed: Mapping[str, Any], keys: Iterable[Signer]) -> bytes:
     """Return the envelope bytes (canonical JSON plus a trailing newline) signed by every key."""
     payload = canonical_json(signed)
     signatures = sorted(

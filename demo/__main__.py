@@ -88,6 +88,7 @@ def main() -> int:
          "--out", str(OUT / "bundles"), "--expires-in", "2h")
     _run("reestr", "verify", str(OUT / "bundles" / "ved3.json"),
          "--trusted", str(OUT / "keys" / "operator.pub"), "--audience", "ved3")
+    _archive()
 
     _step("2. Ведомство 3 runs its system and its sidecar")
     upstream = _start_upstream()
@@ -113,11 +114,38 @@ def main() -> int:
     verified = _run("reestr-sidecar", "journal", "verify", str(journal),
                     "--key", str(OUT / "keys" / "ved3-sidecar.pub"), check=False)
     _run("reestr-sidecar", "stats", "--journal", str(journal), "--provider", "ved3")
+    _step("5. The audit chain: from a journal record to the approvals of the rule that decided it")
+    audited = _run("reestr", "audit", "--journal", str(journal), "--id", "1", "--archive", str(OUT / "archive"),
+                   check=False)
+    _run("reestr", "audit", "--journal", str(journal), "--grant", "ved1", "SID0003001")
+    verified = verified if audited.returncode == 0 else audited
     if failures or verified.returncode != 0:
         print(f"\nDEMO FAILED: {failures} unexpected decision(s), journal verify exit {verified.returncode}")
         return 1
     print(f"\nDemo OK: {len(CALLS)} calls decided as expected; journal verified. Files in {OUT.name}/")
     return 0
+
+
+def _archive() -> None:
+    """What publish does after signing: archive the bundles by serial with their audit record.
+
+    In CI the pull request's plan, reviews and team members come from GitHub's API; here the
+    recorded payloads of tests/data/github stand in for pull request 42, approved on the commit
+    the bundles were compiled from (the plan of that commit against itself names the operator)."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    recorded = ROOT / "tests" / "data" / "github"
+    reviews = (recorded / "reviews-approved.json").read_text(encoding="utf-8")
+    (OUT / "reviews.json").write_text(reviews.replace('"HEAD"', f'"{commit}"').replace('"FIRST"', f'"{"0" * 40}"'),
+                                      encoding="utf-8")
+    members = {f"@reestr-registry/{team}": [u["login"] for u in json.loads(
+        (recorded / f"team-members-{team}.json").read_text(encoding="utf-8"))] for team in ("citto", "ved2", "ved3")}
+    (OUT / "members.json").write_text(json.dumps(members), encoding="utf-8")
+    plan = _run("reestr", "plan", "--base", commit, "--head", commit, "--format", "json", quiet=True)
+    (OUT / "plan.json").write_text(plan.stdout, encoding="utf-8")
+    _run("reestr", "archive", "--bundles", str(OUT / "bundles"), "--archive", str(OUT / "archive"),
+         "--pr", "42", "--plan", str(OUT / "plan.json"), "--reviews", str(OUT / "reviews.json"),
+         "--members", str(OUT / "members.json"), "--head", commit, "--triggered-by", "orlov-citto")
 
 
 def _make_calls(port: int) -> int:

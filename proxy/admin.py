@@ -2,8 +2,9 @@
 
 /journal/anchor: the journal's latest checkpoint (`proxy.journal.anchor`), 404 before the first.
 /healthz: the proxy is up (503 "starting" until mitmproxy listens). /readyz: 200 only with a bundle
-in force and a healthy journal, otherwise 503 and the reason in the body. /metrics: Prometheus text
-from a registry of our own (several sidecars may live in one test process).
+in force and a healthy journal, otherwise 503 and the reason in the body; while the bundle expires
+within the warning margin, still 200 with "ready; warning: ..." (docs/operations.md, alerting).
+/metrics: Prometheus text from a registry of our own (several sidecars may live in one test process).
 
 A tiny asyncio HTTP/1.1 server on the sidecar's event loop: four GET endpoints do not justify a
 web framework or a thread.
@@ -25,7 +26,8 @@ from proxy.bundles import BundleStore
 class SidecarMetrics:
     """Counters by sid, operation, consumer and decision; latency; bundle and journal gauges."""
 
-    def __init__(self, store: BundleStore, queue_depth: Callable[[], float]) -> None:
+    def __init__(self, store: BundleStore, queue_depth: Callable[[], float],
+                 warning_seconds: float | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "reestr_requests", "Calls answered by the sidecar",
@@ -43,6 +45,10 @@ class SidecarMetrics:
                        registry=self.registry)
         expiry.set_function(
             lambda: store.current.expires_at.timestamp() - time.time() if store.current else -1.0)
+        warning = Gauge("reestr_bundle_expiry_warning",
+                        "1 while the bundle in force expires within the warning margin, else 0",
+                        registry=self.registry)
+        warning.set_function(lambda: float(store.expiry_warning(warning_seconds) is not None))
         depth = Gauge("reestr_journal_queue_depth", "Records waiting for the journal writer",
                       registry=self.registry)
         depth.set_function(queue_depth)
@@ -56,8 +62,10 @@ class AdminServer:
 
     def __init__(self, host: str, port: int, metrics: SidecarMetrics,
                  ready: Callable[[], str | None], live: Callable[[], bool] = lambda: True,
-                 anchor: Callable[[], str | None] = lambda: None) -> None:
+                 anchor: Callable[[], str | None] = lambda: None,
+                 warning: Callable[[], str | None] = lambda: None) -> None:
         self.host, self.port = host, port
+        self.warning = warning
         self.anchor = anchor
         self.metrics = metrics
         self.ready = ready
@@ -101,7 +109,8 @@ class AdminServer:
         if path == "/readyz":
             reason = self.ready() if self.live() else "starting"
             if reason is None:
-                return "200 OK", text, b"ready\n"
+                warning = self.warning()  # still ready: a warning is for the monitoring, not the LB
+                return "200 OK", text, b"ready\n" if warning is None else f"ready; warning: {warning}\n".encode()
             return "503 Service Unavailable", text, f"not ready: {reason}\n".encode()
         if path == "/metrics":
             return "200 OK", CONTENT_TYPE_LATEST, self.metrics.render()

@@ -30,7 +30,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from compiler import gcpause
-from compiler.trust import TrustError, Verified, format_time, verify_envelope
+from compiler.trust import TrustError, Verified, format_time, parse_time, verify_envelope
 from proxy.errors import BundleSourceError, PolicyFormatError, SidecarError, StateDirError
 from proxy.payloads import PayloadSchemas, compile_schemas
 from proxy.policy import Policy, parse_policy
@@ -161,7 +161,9 @@ class BundleStore:
             "in_force": None if cur is None else {
                 "serial": cur.serial, "digest": cur.verified.digest, "origin": cur.origin,
                 "expires_at": format_time(cur.expires_at),
-                "issued_at": cur.verified.signed.get("issued_at"), "keyids": list(cur.verified.keyids)},
+                "issued_at": cur.verified.signed.get("issued_at"), "keyids": list(cur.verified.keyids),
+                "commit": (cur.verified.signed.get("source") or {}).get("commit"),
+                "registry_digest": (cur.verified.signed.get("source") or {}).get("registry_digest")},
             "last_refusal": None if self.last_refusal is None else vars(self.last_refusal),
             "last_fetch_error": self.last_fetch_error,
         }
@@ -189,6 +191,23 @@ class BundleStore:
         if cur.expires_at <= (now or datetime.now(UTC)):
             return f"bundle serial {cur.serial} expired at {format_time(cur.expires_at)}"
         return None
+
+    def expiry_warning(self, margin_seconds: float | None = None, now: datetime | None = None) -> str | None:
+        """Why to worry before the cliff: the bundle in force expires within the margin (default a
+        quarter of its lifetime), so one more missed publication takes this sidecar down."""
+        cur = self.current
+        moment = now or datetime.now(UTC)
+        if cur is None or cur.expires_at <= moment:
+            return None
+        left = (cur.expires_at - moment).total_seconds()
+        issued = cur.verified.signed.get("issued_at")
+        lifetime = ((cur.expires_at - parse_time(issued)).total_seconds()
+                    if isinstance(issued, str) else 0.0)
+        margin = margin_seconds if margin_seconds is not None else lifetime / 4
+        if left > margin:
+            return None
+        return (f"bundle serial {cur.serial} expires in {int(left)} s at {format_time(cur.expires_at)} "
+                f"(warning margin {int(margin)} s): is the publisher re-signing?")
 
     def record_fetch_error(self, message: str | None) -> None:
         if message != self.last_fetch_error:
@@ -316,13 +335,17 @@ async def poll_once(store: BundleStore, source: FileSource | UrlSource) -> bool:
     return await asyncio.to_thread(store.offer, data, source.origin)
 
 
-async def poll_forever(store: BundleStore, source: FileSource | UrlSource, interval: float) -> None:
-    """Poll until cancelled; a failing state directory is reported, never ends the polling."""
+async def poll_forever(store: BundleStore, source: FileSource | UrlSource, interval: float,
+                       warning_seconds: float | None = None) -> None:
+    """Poll until cancelled; a failing state directory is reported, never ends the polling; the
+    expiry warning (BundleStore.expiry_warning) is logged after each poll while it holds."""
     while True:
         try:
             await poll_once(store, source)
         except SidecarError as e:
             print(f"reestr-sidecar: bundle update: {e}", file=sys.stderr)
+        if (warning := store.expiry_warning(warning_seconds)) is not None:
+            print(f"reestr-sidecar: warning: {warning}", file=sys.stderr)
         await asyncio.sleep(interval)
 
 
@@ -336,7 +359,8 @@ def render_status(state: dict[str, Any]) -> str:
         expired = cur["expires_at"] <= format_time(datetime.now(UTC))
         lines += [f"in force:      serial {cur['serial']} from {cur['origin']}",
                   f"expires:       {cur['expires_at']}{'  (EXPIRED: serving 503)' if expired else ''}",
-                  f"digest:        {cur['digest']}"]
+                  f"digest:        {cur['digest']}",
+                  f"commit:        {cur.get('commit') or '(none recorded)'}"]
     else:
         lines.append("in force:      none (serving 503)")
     lines.append(f"highest serial seen: {state.get('highest_serial')}")

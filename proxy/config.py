@@ -17,6 +17,7 @@ Relative paths are resolved against the directory of the config file. Format::
       trusted_keys: [keys/operator.pub]          # Ed25519 public keys (PEM) of the operator
       threshold: 1
       max_bytes: 33554432             # a larger bundle is refused before it is read
+      # expiry_warning_seconds: 64800 # warn this long before expiry (default: a quarter of its lifetime)
     state_dir: state                  # last good bundle, highest serial seen, last refusal
     journal:
       backend: sqlite                 # sqlite (default) | postgres
@@ -75,6 +76,9 @@ class BundleConfig(BaseModel):
     trusted_keys: list[Path] = Field(min_length=1)
     threshold: int = Field(default=1, ge=1)
     max_bytes: int = Field(default=32 * 1024 * 1024, gt=0)  # larger bundles refused unread
+    # Warn (/readyz body, log, metric) when the bundle in force expires within this many seconds;
+    # default (None): a quarter of the bundle's own lifetime (issued_at → expires_at).
+    expiry_warning_seconds: float | None = Field(default=None, gt=0)
 
     @property
     def is_url(self) -> bool:

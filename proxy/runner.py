@@ -146,11 +146,13 @@ class Sidecar:
         try:
             await poll_once(self.store, self.source)
             journal = self.journal
-            metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth))
+            warn_at = cfg.bundle.expiry_warning_seconds
+            metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth), warn_at)
             self.anchors = AnchorExporter(lambda: journal.latest_checkpoint, cfg.journal.anchor_file)
             anchors = self.anchors
             self.admin = AdminServer(cfg.admin.host, cfg.admin.port, metrics, self.ready,
-                                     live=self.started.is_set, anchor=lambda: anchors.current)
+                                     live=self.started.is_set, anchor=lambda: anchors.current,
+                                     warning=lambda: self.store.expiry_warning(warn_at))
             try:
                 await self.admin.start()  # before mitmproxy, so a busy port is a clean error
             except OSError as e:
@@ -203,7 +205,8 @@ class Sidecar:
 
     async def _on_running(self) -> None:
         self._tasks.append(asyncio.create_task(
-            poll_forever(self.store, self.source, self.config.bundle.poll_seconds)))
+            poll_forever(self.store, self.source, self.config.bundle.poll_seconds,
+                         self.config.bundle.expiry_warning_seconds)))
         if self.anchors is not None:
             self._tasks.append(asyncio.create_task(self.anchors.run()))
         self.started.set()

@@ -7,7 +7,9 @@ example registry: the same commands, the same flags, the same order.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,22 +59,53 @@ def test_actionlint_reports_broken_workflows(tmp_path: Path, text: str, finding:
     assert finding in result.stdout
 
 
+PINNED = re.compile(r"[A-Za-z0-9-]+/[A-Za-z0-9._-]+@[0-9a-f]{40}\Z")
+
+
+@pytest.mark.parametrize("name", ["registry-pr.yml", "publish.yml"])
+def test_third_party_actions_are_pinned_by_commit(name: str) -> None:
+    flow = _load(name)
+    uses = [s["uses"] for job in flow["jobs"].values() for s in job["steps"] if "uses" in s]
+    assert uses and all(PINNED.match(u) for u in uses), uses
+
+
 def test_pull_request_workflow_shape() -> None:
+    """Trusted code: reestr from the base commit, the head only as data in pr/; approvals run on
+    reviews too; the tests job has no write permission; no pull_request_target."""
     flow = _load("registry-pr.yml")
-    assert set(flow["on"]["pull_request"]["paths"]) >= {"registry/**", "schemas/**"}
+    assert set(flow["on"]) == {"pull_request", "pull_request_review"}
+    assert "paths" not in (flow["on"]["pull_request"] or {})  # code-only PRs are checked too
     assert flow["permissions"] == {}
-    job = flow["jobs"]["check"]
-    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
-    steps = job["steps"]
-    assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0
-    assert steps[1]["with"]["python-version"] == "3.12"
-    runs = "\n".join(s.get("run", "") for s in steps)
-    for command in ("make install", "reestr validate --format github", 'reestr breaking --against "$BASE"',
-                    'reestr plan --base "$BASE" --format markdown > plan.md', "reestr codeowners --check"):
+    assert flow["env"]["HEAD_SHA"] == "${{ github.event.pull_request.head.sha }}"
+    for name in ("check", "approvals"):
+        steps = flow["jobs"][name]["steps"]
+        trusted, head = steps[0], steps[1]
+        assert trusted["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+        assert "path" not in trusted["with"]
+        assert head["with"]["path"] == "pr" and head["with"]["fetch-depth"] == 0
+        install = next(s for s in steps if "make install" in s.get("run", ""))
+        assert "working-directory" not in install  # installed from the base checkout
+        assert all(s.get("working-directory") == "pr" for s in steps if "reestr " in s.get("run", "")
+                   and "reestr approvals" not in s["run"])
+        assert "python -m" not in "".join(s.get("run", "") for s in steps)
+    check = flow["jobs"]["check"]
+    assert check["permissions"] == {"contents": "read", "pull-requests": "write"}
+    runs = "\n".join(s.get("run", "") for s in check["steps"])
+    for command in ("reestr validate registry --format github",
+                    'reestr breaking --against "$BASE" --head "$HEAD_SHA"',
+                    'reestr plan --base "$BASE" --head "$HEAD_SHA" --format markdown',
+                    "reestr codeowners registry --check"):
         assert command in runs
-    assert job["env"]["BASE"] == "origin/${{ github.base_ref }}"
-    script = next(s for s in steps if s.get("uses", "").startswith("actions/github-script@"))["with"]["script"]
+    script = next(s for s in check["steps"] if "github-script" in s.get("uses", ""))["with"]["script"]
     assert "<!-- reestr-plan -->" in script and "updateComment" in script and "createComment" in script
+    approvals = flow["jobs"]["approvals"]
+    assert "if" not in approvals and approvals["permissions"] == {"contents": "read", "pull-requests": "read"}
+    assert "reestr approvals" in approvals["steps"][-1]["run"]
+    tests = flow["jobs"]["tests"]
+    assert tests["permissions"] == {"contents": "read"}
+    assert "secrets." not in str(tests)
+    text = (WORKFLOWS / "registry-pr.yml").read_text()
+    assert "pull_request_target" not in text.split("name: registry pull request", 1)[1]
 
 
 def test_publish_workflow_shape() -> None:
@@ -80,16 +113,19 @@ def test_publish_workflow_shape() -> None:
     assert flow["on"]["push"]["branches"] == ["main"]
     assert flow["permissions"] == {}
     build, deploy = flow["jobs"]["build"], flow["jobs"]["deploy"]
+    assert build["environment"]["name"] == "bundle-signing"  # signing material lives only there
     assert build["permissions"] == {"contents": "read"}
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     assert deploy["needs"] == "build"
     runs = "\n".join(s.get("run", "") for s in build["steps"])
     assert "${{ secrets.REESTR_SIGNING_KEY }}" in str(build["steps"])
     assert "secrets." not in runs  # the secret reaches the script through env only
+    assert "--signer-url" in runs and "--expires-in 72h" in runs
+    assert flow["on"]["schedule"] == [{"cron": "17 */6 * * *"}]
+    archive = flow["jobs"]["archive"]
+    assert archive["needs"] == "build" and archive["permissions"] == {"contents": "write"}
+    assert "refs/heads/bundle-archive" in archive["steps"][-1]["run"]
     assert "--trusted keys/operator.pub" in runs and "reestr site -o dist/site" in runs
-    uses = [s.get("uses", "") for s in build["steps"] + deploy["steps"]]
-    assert any(u.startswith("actions/upload-pages-artifact@") for u in uses)
-    assert any(u.startswith("actions/deploy-pages@") for u in uses)
 
 
 def test_pre_commit_hooks() -> None:
@@ -122,12 +158,14 @@ def repo(tmp_path: Path) -> Path:
 
 
 def _run_steps(steps: list[dict[str, Any]], repo: Path, env: dict[str, str]) -> list[str]:
-    """Run every `run:` step (except the install) with bash -e, as GitHub does; return their names."""
+    """Run every `run:` step (except the install and the GitHub API calls) with bash -e, as GitHub
+    does, in its working-directory below `repo`; return their names."""
     ran = []
     for step in steps:
-        if "run" not in step or "make install" in step["run"]:
+        if "run" not in step or "make install" in step["run"] or "gh api" in step["run"]:
             continue
-        result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=repo, env=env, capture_output=True,
+        where = repo / step.get("working-directory", ".")
+        result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=where, env=env, capture_output=True,
                                 text=True)
         assert result.returncode == 0, f"{step.get('name')}: {result.stdout}{result.stderr}"
         ran.append(str(step.get("name")))
@@ -140,29 +178,66 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "GITHUB_STEP_SUMMARY": str(summary), "RUNNER_TEMP": str(tmp_path), **extra}
 
 
-def test_pull_request_steps_pass_on_a_valid_request(repo: Path, tmp_path: Path) -> None:
-    _git(repo, "checkout", "-qb", "ved2-more")
-    request = subprocess.run(
-        [str(VENV_BIN / "reestr"), "request-access", "--consumer", "ved2", "--service", "SID0003002",
-         "--operations", "operation1", "--legal-basis", "Федеральный закон № 210-ФЗ, ст. 7.1",
-         "--purpose", "Сведения о разрешении"], cwd=repo, capture_output=True, text=True)
-    assert request.returncode == 0, request.stdout + request.stderr
-    _git(repo, "commit", "-qam", "Request access")
-    job = _load("registry-pr.yml")["jobs"]["check"]
-    env = _env(tmp_path, BASE="origin/main")
-    ran = _run_steps(job["steps"], repo, env)
-    assert len(ran) == 4
-    plan = (repo / "plan.md").read_text()
-    assert "ved2" in plan and "SID0003002" in plan
+def _pull_request(repo: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The runner's workspace (the head checked out in pr/) and the env of a pull request that
+    asks full access for ved2 to SID0003001 (personal data of ved3)."""
+    _git(repo, "checkout", "-qb", "ved2-full")
+    sheet = repo / "registry/consumers/ved2.yaml"
+    sheet.write_text(sheet.read_text(encoding="utf-8").replace(
+        "      access: operations\n      operations:\n        - operation1\n        - operation3\n",
+        "      access: full\n      justification: Регламент требует все сведения\n"), encoding="utf-8")
+    _git(repo, "commit", "-qam", "ved2: full access")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    shutil.move(repo, workspace / "pr")
+    (tmp_path / "runner").mkdir()
+    return workspace, _env(tmp_path, BASE="origin/main", HEAD_SHA=head, RUNNER_TEMP=str(tmp_path / "runner"))
+
+
+def test_pull_request_check_steps_run_in_the_head_checkout(repo: Path, tmp_path: Path) -> None:
+    workspace, env = _pull_request(repo, tmp_path)
+    ran = _run_steps(_load("registry-pr.yml")["jobs"]["check"]["steps"], workspace, env)
+    assert ran == ["Validate (annotations on the changed lines)", "Breaking changes (R7, R8, removals)",
+                   "Access plan", "CODEOWNERS is up to date"]
+    plan = (tmp_path / "runner" / "plan.md").read_text()
+    assert "ved2 → SID0003001" in plan and "@reestr-registry/ved3" in plan
     assert (tmp_path / "summary.md").read_text() == plan
+
+
+@pytest.mark.parametrize(("recorded", "passes"), [
+    ("reviews-ved2-only.json", False), ("reviews-owner-stale.json", False), ("reviews-approved.json", True),
+], ids=["consumer-teammate-only", "owner-approved-earlier-push", "all-approved-head"])
+def test_the_approvals_check_fails_until_the_owner_approved_the_head(
+        repo: Path, tmp_path: Path, recorded: str, passes: bool) -> None:
+    """The required check's steps, with the API answers the fetch step would have written."""
+    workspace, env = _pull_request(repo, tmp_path)
+    data = ROOT / "tests" / "data" / "github"
+    first = subprocess.run(["git", "-C", str(workspace / "pr"), "rev-parse", "origin/main"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    reviews = (data / recorded).read_text().replace('"FIRST"', f'"{first}"').replace(
+        '"HEAD"', f'"{env["HEAD_SHA"]}"')
+    (tmp_path / "runner" / "reviews.json").write_text(reviews)
+    members = {f"@reestr-registry/{t}": [u["login"] for u in json.loads((data / f"team-members-{t}.json").read_text())]
+               for t in ("citto", "ved2", "ved3")}
+    (tmp_path / "runner" / "members.json").write_text(json.dumps(members))
+    steps = _load("registry-pr.yml")["jobs"]["approvals"]["steps"]
+    if passes:
+        assert _run_steps(steps, workspace, env)[-1] == "Every required approver approved the head commit"
+    else:
+        with pytest.raises(AssertionError, match="missing approvals on"):
+            _run_steps(steps, workspace, env)
 
 
 def test_pull_request_steps_fail_on_stale_codeowners(repo: Path, tmp_path: Path) -> None:
     participant = repo / "registry/participants/ved2.yaml"
     participant.write_text(participant.read_text().replace("@reestr-registry/ved2", "@reestr-registry/it2"))
+    workspace, env = _pull_request(repo, tmp_path)
     step = next(s for s in _load("registry-pr.yml")["jobs"]["check"]["steps"] if s.get("name", "").startswith(
         "CODEOWNERS"))
-    result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=repo, env=_env(tmp_path), capture_output=True)
+    result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=workspace / step["working-directory"],
+                            env=env, capture_output=True)
     assert result.returncode == 1
 
 
@@ -176,7 +251,11 @@ def test_publish_steps_compile_verify_and_build_the_site(repo: Path, tmp_path: P
     build = _load("publish.yml")["jobs"]["build"]
     env = _env(tmp_path, REESTR_SIGNING_KEY=private.strip(), RUNNER_TEMP=str(tmp_path / "runner"))
     ran = _run_steps(build["steps"], repo, env)
-    assert len(ran) == 4
+    assert len(ran) == 5
+    serials = [p.name for p in (repo / "dist/archive").iterdir()]
+    assert len(serials) == 1  # the bundles archived by serial, with their audit record
+    audit = json.loads((repo / "dist/archive" / serials[0] / "audit.json").read_text())
+    assert audit["serial"] == int(serials[0]) and audit["commit"] and audit["pull_request"] is None
     registry_ids = {p.stem for p in (ROOT / "registry/participants").glob("*.yaml")}
     assert {p.stem for p in (repo / "dist/bundles").glob("*.json")} >= registry_ids
     assert (repo / "dist/site/index.html").is_file()

@@ -46,8 +46,9 @@ class _Row:
     status: str | None               # None when in force today, else why not
 
 
-def build_site(registry: Registry, out: str | Path, today: date) -> list[Path]:
-    """Write the catalog of `registry` (as in force on `today`) into `out`; return the files."""
+def build_site(registry: Registry, out: str | Path, today: date, commit: str | None = None) -> list[Path]:
+    """Write the catalog of `registry` (as in force on `today`) into `out`; return the files.
+    `commit`: the git commit it was built from, shown on every page beside the registry digest."""
     root = Path(out)
     for folder in ("services", "participants", "assets"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -56,6 +57,8 @@ def build_site(registry: Registry, out: str | Path, today: date) -> list[Path]:
     rows = _rows(registry, today)
     page = Template(resources.files("compiler.site").joinpath("assets/page.html").read_text("utf-8"))
     source = f"состояние на {today.isoformat()} · {registry.digest[:19]}"
+    if commit:
+        source += f" · коммит {commit[:12]}"
     written: list[Path] = []
 
     def write(path: Path, title: str, body: str, root_prefix: str, scripts: str = "") -> None:
@@ -83,7 +86,7 @@ def build_site(registry: Registry, out: str | Path, today: date) -> list[Path]:
 def _rows(registry: Registry, today: date) -> list[_Row]:
     kept, excluded = effective_rights(registry, today)
     in_force = set(kept)
-    reasons = {e.what: e.detail for e in excluded}
+    reasons = {e.what: _why_not(e.reason, registry, e.what) for e in excluded}
     rows = []
     for consumer in sorted(registry.participants):
         sheet = registry.sheets.get(consumer)
@@ -94,6 +97,33 @@ def _rows(registry: Registry, today: date) -> list[_Row]:
                                                                   "не действует")
             rows.append(_Row(right, purpose, status))
     return sorted(rows, key=lambda r: (r.right.where != IMPLICIT_OWNER, r.right.consumer, r.right.sid))
+
+
+_NOT_IN_FORCE = {
+    "grant-expired": "срок действия истёк", "unknown-service": "сервис не зарегистрирован",
+    "unknown-participant": "участник не зарегистрирован", "state-secret": "государственная тайна (R6)",
+}
+
+
+def _why_not(code: str, registry: Registry, what: str) -> str:
+    """Why a right is not in force, in Russian, without a suspension's internal reason (only
+    "since"): the catalog is public, the reason is the operator's record (R9)."""
+    role, _, state = code.partition("-")
+    if state in ("suspended", "terminated") and role in ("consumer", "owner"):
+        consumer, _, sid = what.removeprefix("grant ").partition(" → ")
+        service = registry.services.get(sid)
+        pid = consumer if role == "consumer" else (service.spec.owner if service else "")
+        who = "потребитель" if role == "consumer" else "владелец"
+        participant = registry.participants.get(pid)
+        if participant is None:
+            return f"{who} не действует"
+        spec = participant.spec
+        if state == "suspended":
+            since = f" с {spec.suspension.since.isoformat()}" if spec.suspension else ""
+            return f"{who} приостановлен{since}"
+        end = spec.agreement.termination.end.isoformat() if spec.agreement.termination else ""
+        return f"{who}: соглашение прекращено с {end}"
+    return _NOT_IN_FORCE.get(code, "не действует")
 
 
 # --- pages --------------------------------------------------------------------------------------
@@ -114,15 +144,16 @@ def _index(registry: Registry) -> str:
     return f"""<h1>Каталог электронных сервисов</h1>
 <p class="lead">Сервисы, их владельцы, операции и права доступа по технологическим листам.</p>
 <div class="search"><label for="search">Поиск</label>
-<input id="search" type="search" placeholder="SID или название сервиса, участник" autocomplete="off">
+<input id="search" type="search" autocomplete="off"
+ placeholder="SID, название, операция, правовое основание, цель, участник">
 <span class="count" id="search-count" aria-live="polite"></span></div>
-<h2>Сервисы ({len(registry.services)})</h2>
+<h2>Сервисы (<span id="services-count">{len(registry.services)}</span>)</h2>
 <table id="services"><thead><tr><th>SID</th><th>Название</th><th>Владелец</th><th>Сведения</th>
 <th>Протокол</th><th>Операций</th></tr></thead>
 <tbody>
 {services}</tbody></table>
 <p class="empty" id="no-services" hidden>Сервисов не найдено.</p>
-<h2>Участники ({len(registry.participants)})</h2>
+<h2>Участники (<span id="participants-count">{len(registry.participants)}</span>)</h2>
 <table id="participants"><thead><tr><th>ID</th><th>Наименование</th><th>Тип</th><th>Статус</th></tr></thead>
 <tbody>
 {participants}</tbody></table>
@@ -133,9 +164,18 @@ def _search_data(registry: Registry) -> str:
     def owner_name(pid: str) -> str:
         owner = registry.participants.get(pid)
         return owner.spec.name if owner else ""
+    grants: dict[str, list[str]] = {}
+    for sheet in registry.sheets.values():
+        for g in sheet.spec.grants:
+            grants.setdefault(g.service, []).extend(x for x in (g.legal_basis, g.purpose) if x)
+
+    def searched(sid: str, s: Service) -> str:
+        ops = [part for op in s.spec.operations for part in (op.name, op.description or "")]
+        return " ".join((sid, s.spec.name, s.spec.owner, owner_name(s.spec.owner), s.spec.legal_basis,
+                         *ops, *grants.get(sid, [])))
+
     data = {
-        "services": [{"sid": sid, "name": s.spec.name,
-                      "search": " ".join((sid, s.spec.name, s.spec.owner, owner_name(s.spec.owner)))}
+        "services": [{"sid": sid, "name": s.spec.name, "search": searched(sid, s)}
                      for sid, s in sorted(registry.services.items())],
         "participants": [{"id": pid, "name": p.spec.name, "search": f"{pid} {p.spec.name}"}
                          for pid, p in sorted(registry.participants.items())],

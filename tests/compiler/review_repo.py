@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from datetime import UTC, datetime
@@ -27,13 +28,16 @@ class Repo:
         self.git("init", "-q", "-b", "main")
         self.base = self.commit("example registry")
 
-    def git(self, *args: str) -> str:
+    def git(self, *args: str, day: str | None = None) -> str:
+        env = {**os.environ, "GIT_COMMITTER_DATE": f"{day}T12:00:00Z", "GIT_AUTHOR_DATE": f"{day}T12:00:00Z"
+               } if day else None
         return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                              cwd=self.root, check=True, capture_output=True, text=True).stdout
+                              cwd=self.root, check=True, capture_output=True, text=True, env=env).stdout
 
-    def commit(self, message: str) -> str:
+    def commit(self, message: str, day: str | None = None) -> str:
+        """Commit everything; `day` (YYYY-MM-DD) sets the commit's dates, as history-based R7 reads."""
         self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
+        self.git("commit", "-q", "--allow-empty", "-m", message, day=day)
         return self.git("rev-parse", "HEAD").strip()
 
     def path(self, rel: str) -> Path:

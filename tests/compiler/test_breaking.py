@@ -151,6 +151,17 @@ def remove_terminated_participant(repo: Repo) -> tuple[str, Found]:
     return base, []
 
 
+def remove_last_certificate(repo: Repo) -> tuple[str, Found]:
+    path = "registry/participants/ved2.yaml"
+    lines = repo.path(path).read_text(encoding="utf-8").splitlines(keepends=True)
+    start = lines.index("  certificates:\n")
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("    "))
+    repo.write(path, "".join(lines[:start]) + "  certificates: []\n" + "".join(lines[end:]))
+    return repo.base, [(path, 15, 17, "CERT-last-removed",
+                        "ved2's last certificate is removed while grants are live: ved2 → SID0003001; "
+                        "register the new certificate first")]
+
+
 def widen_only(repo: Repo) -> tuple[str, Found]:
     repo.replace("registry/consumers/ved2.yaml", "        - operation3\n",
                  "        - operation3\n        - operation2\n")
@@ -161,7 +172,7 @@ SCENARIOS: list[Callable[[Repo], tuple[str, Found]]] = [
     remove_granted_operation, remove_after_sunset, remove_before_sunset, remove_after_short_notice,
     remove_ungranted_operation, change_granted_path, remove_granted_service, remove_ungranted_service,
     reclassify_without_notice, reclassify_after_notice, reclassify_too_early,
-    remove_participant_with_grants, remove_terminated_participant, widen_only]
+    remove_participant_with_grants, remove_terminated_participant, remove_last_certificate, widen_only]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
@@ -376,3 +387,72 @@ def test_cli_head_revision(tmp_path: Path) -> None:
 def test_cli_bad_revisions(tmp_path: Path, args: list[str], message: str) -> None:
     done = Repo(tmp_path).run("breaking", *args)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", message)
+
+
+def test_a_service_that_fails_its_schema_is_not_reported_removed(tmp_path: Path) -> None:
+    """No cascade: R7-service-removed is not said of a document that merely fails to load."""
+    repo = Repo(tmp_path)
+    repo.replace("registry/services/SID0003001.yaml", "protocol: rest", "protocol: rst")
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "registry/services/SID0003001.yaml:1:1: LOAD-blocked cannot judge the change until "
+        "registry/services/SID0003001.yaml (head) loads: run `reestr validate`"]
+    assert "R7-service-removed" not in done.stdout
+
+
+# --- R7/R8 notice from the base branch's history (issue 11, finding 4) -------------------------
+
+OP2_GONE = "    - name: operation2\n"
+
+
+def _drop_op2(repo: Repo) -> None:
+    text = repo.path(S1).read_text(encoding="utf-8")
+    repo.write(S1, text[:text.index(OP2_GONE)] + text[text.index("    - name: operation3"):])
+
+
+def test_a_backdated_deprecation_does_not_open_the_way_to_removal(tmp_path: Path) -> None:
+    """Merged on 2026-11-20 with `announced: 2026-09-01` and a passed sunset: the removal in the
+    next pull request is still breaking, since the notice runs from 2026-11-20."""
+    repo = Repo(tmp_path)
+    _deprecate_op2(repo, "2026-09-01", "2026-10-15")
+    repo.git("commit", "-q", "--amend", "--no-edit", day="2026-11-20")
+    repo.git("update-ref", "refs/heads/main", "HEAD")
+    _drop_op2(repo)
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert [line.split(": ")[1].split()[0] for line in done.stdout.splitlines()] == ["R7-operation-removed"]
+
+
+def test_a_backdated_deprecation_is_refused_in_its_own_pull_request(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    repo.replace(S1, "      path: /applicants/search\n",
+                 '      path: /applicants/search\n      deprecation:\n        announced: "2026-09-01"\n'
+                 '        sunset: "2026-10-15"\n')
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{S1}:32:20: R7-announced-backdated SID0003001 operation operation2: announced 2026-09-01 but "
+        f"on the base branch only since {TODAY}: the notice runs from {TODAY} (R7)"]
+
+
+def test_a_deprecation_announced_in_time_allows_removal(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    _deprecate_op2(repo, "2026-09-01", "2026-10-15")
+    repo.git("commit", "-q", "--amend", "--no-edit", day="2026-09-01")
+    repo.git("update-ref", "refs/heads/main", "HEAD")
+    _drop_op2(repo)
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_a_backdated_planned_classification_does_not_count(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    _plan_classification(repo, "2026-08-01", "2026-10-01")
+    repo.git("commit", "-q", "--amend", "--no-edit", day="2026-10-10")
+    repo.git("update-ref", "refs/heads/main", "HEAD")
+    repo.replace(S2, "  classification: restricted\n  planned_classification:\n    to: personal-data\n"
+                 '    announced: "2026-08-01"\n    effective: "2026-10-01"\n', "  classification: personal-data\n")
+    done = repo.run("breaking", "--against", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert "R8-classification-changed" in done.stdout

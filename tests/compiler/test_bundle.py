@@ -103,7 +103,7 @@ def test_implicit_owner_right(example: dict[str, dict[str, Any]]) -> None:
     assert owner["grant"] == IMPLICIT_OWNER
     assert (owner["legal_basis"], owner["valid_until"]) == (None, None)
     written = example["ved3.json"]["services"]["SID0003001"]["callers"]["ved2"]
-    assert written["grant"] == "consumers/ved2.yaml:9"
+    assert written["grant"] == "registry/consumers/ved2.yaml:9"
     assert written["legal_basis"].startswith("Федеральный закон от 27.07.2010")
 
 

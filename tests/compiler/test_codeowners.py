@@ -94,3 +94,22 @@ def test_cli_write_then_check(repo: Path) -> None:
 def test_cli_usage_errors(repo: Path, args: list[str]) -> None:
     result = subprocess.run([REESTR, "codeowners", *args], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 2
+
+
+def test_a_typo_yields_one_problem_and_no_codeowners_advice(repo: Path) -> None:
+    """A misspelt field is one problem; CODEOWNERS is not called stale, nor rewritten."""
+    shutil.copytree(ROOT / ".github", repo / ".github")
+    shutil.copytree(ROOT / "schemas", repo / "schemas")
+    sheet = repo / "registry/consumers/ved2.yaml"
+    sheet.write_text(sheet.read_text(encoding="utf-8").replace("operations:", "operatons:", 1), encoding="utf-8")
+    done = subprocess.run([str(REESTR), "validate", "registry", "--date", "2026-11-25"], cwd=repo,
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert [line.split()[1] for line in done.stdout.splitlines()] == ["SCHEMA-unknown-field"]
+    before = (repo / ".github/CODEOWNERS").read_text()
+    for args in (["--check"], ["--write"]):
+        wrote = subprocess.run([str(REESTR), "codeowners", "registry", *args], cwd=repo,
+                               capture_output=True, text=True)
+        assert wrote.returncode == 1, args
+        assert "cannot render CODEOWNERS until registry/consumers/ved2.yaml loads" in wrote.stderr
+    assert (repo / ".github/CODEOWNERS").read_text() == before

@@ -60,7 +60,7 @@ def test_full_json_of_a_grant() -> None:
     assert done.returncode == 0
     assert json.loads(done.stdout) == {
         "allowed": True, "reason": "allowed-grant", "summary": REASONS["allowed-grant"],
-        "message": "grant at consumers/ved1.yaml:9", "consumer": "ved1", "sid": "SID0003001",
+        "message": "grant at registry/consumers/ved1.yaml:9", "consumer": "ved1", "sid": "SID0003001",
         "operation": None, "date": TODAY,
         "service": {"name": "Веб-сервис А", "owner": "ved3", "classification": "personal-data"},
         "grant": {"implicit": False, "access": "full", "operations": None, "legal_basis": LB_VED1,

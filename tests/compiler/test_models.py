@@ -120,3 +120,16 @@ def test_date_accepts_iso_day_only() -> None:
     grant = Grant.model_validate({"service": "SID0000001", "access": "full", "purpose": "x",
                                   "valid_until": "2026-12-31"})
     assert grant.valid_until == date(2026, 12, 31)
+
+
+@pytest.mark.parametrize(("text", "refused"), [
+    ("-", True), ("—", True), ("...", True), ("  ", True), ("нет", True), ("НЕТ", True),
+    ("n/a", True), ("см.  выше", True), ("TODO", True), ("Отсутствует", True),
+    ("Федеральный закон от 27.07.2010 № 210-ФЗ, ст. 7.1", False), ("210-ФЗ", False),
+    ("Постановление № 5", False),
+], ids=["dash", "em-dash", "dots", "blank", "net", "net-upper", "n-a", "see-above", "todo",
+        "absent", "act", "short-act", "decree"])
+def test_legal_basis_placeholders(text: str, refused: bool) -> None:
+    from compiler.rules import placeholder
+
+    assert (placeholder(text) is not None) is refused

@@ -60,7 +60,9 @@ def widen_to_full(r: Repo) -> tuple[str | None, list[Row]]:
     r.replace(SHEET["ved2"], "      access: operations\n      operations:\n" + VED2_OPS,
               "      access: full\n      justification: Все операции нужны по регламенту\n")
     return None, [("access-widened", "SID0003001", "ved2", None, ("operation2",), "operations", "full",
-                   SHEET_AND_OWNER["ved2"])]
+                   SHEET_AND_OWNER["ved2"]),
+                  ("grant-changed", "SID0003001", "ved2", None, (), None,
+                   "Все операции нужны по регламенту", SHEET_AND_OWNER["ved2"])]
 
 
 def narrow_to_operations(r: Repo) -> tuple[str | None, list[Row]]:
@@ -254,7 +256,7 @@ def test_widening_on_personal_data_is_flagged(tmp_path: Path) -> None:
     change = plan(load_registry(repo.root, repo.base), load_registry(repo.root, None), DAY).changes[0]
     assert (change.widening, change.personal_data, change.detail) == (
         True, True, "full access (all operations, present and future); "
-                    "personal data (R5): full access needs a justification")
+                    "personal data (R5); justification: Все операции нужны по регламенту")
 
 
 def test_approvers_name_review_teams_and_roles(tmp_path: Path) -> None:
@@ -306,15 +308,17 @@ def test_cli_json(tmp_path: Path) -> None:
             {"changes": [0], "participant": "ved3", "review_team": "@reestr-registry/ved3",
              "roles": ["owner of SID0003001"]}],
         "base": "main",
+        "blocked": [],
         "changes": [{
             "after": "operations", "approvers": ["citto", "ved2", "ved3"], "before": "operations",
             "consumer": "ved2", "detail": "operations operation1, operation2, operation3; "
                                           "personal data (R5)",
             "kind": "access-widened", "operation": None, "operations": ["operation2"],
-            "participant": None, "personal_data": True, "sid": "SID0003001",
+            "field": None, "participant": None, "personal_data": True, "sid": "SID0003001",
             "where": "registry/consumers/ved2.yaml:9", "widening": True}],
         "format": 1,
         "head": "working tree",
+        "merge_base": repo.base,
         "summary": {"approvers": 3, "by_kind": {"access-widened": 1}, "changes": 1,
                     "personal_data": 1, "widening": 1},
         "today": TODAY,
@@ -329,7 +333,7 @@ def test_cli_head_revision_and_text(tmp_path: Path) -> None:
     done = repo.run("plan", "--base", repo.base, "--head", head, "--date", TODAY)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[:5] == [
-        f"reestr plan {repo.base} → {head} (effective on 2026-11-25)",
+        f"reestr plan {repo.base} (merge base {repo.base[:12]}) → {head} (effective on 2026-11-25)",
         "1 change(s): 1 revoked", "",
         "  revoked                ved1 → SID0003002 [operation2]  operations",
         "    no-grant: ved1 has no grant for SID0003002 in its access sheet"]
@@ -355,11 +359,106 @@ def test_cli_not_a_repository(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (2, f"reestr: {tmp_path}: not a git repository\n")
 
 
-def test_a_file_that_does_not_load_is_named(tmp_path: Path) -> None:
+def test_a_file_that_does_not_load_is_named_and_not_removed(tmp_path: Path) -> None:
+    """A typo in one sheet is not the revocation of its grants (no cascade, issue 11 finding 6)."""
     repo = Repo(tmp_path)
     repo.replace(SHEET["ved1"], "      access: full\n", "      access: ful\n")
     result = plan(load_registry(repo.root, repo.base), load_registry(repo.root, None), DAY)
-    assert [c.kind for c in result.changes] == ["access-revoked"] * 3
-    assert result.warnings == (
-        "head: 1 problem(s) while loading; run `reestr validate`",
-        "head: registry/consumers/ved1.yaml did not load; its changes show as removals")
+    assert result.changes == ()
+    assert result.blocked == (
+        "cannot judge the change until registry/consumers/ved1.yaml (head) loads: run `reestr validate`",)
+    done = repo.run("plan", "--base", "main", "--date", TODAY)
+    assert done.returncode == 1
+    assert done.stdout.startswith("error: cannot judge the change until registry/consumers/ved1.yaml")
+    markdown = repo.run("plan", "--base", "main", "--date", TODAY, "--format", "markdown").stdout
+    assert markdown.index("cannot judge the change yet") < markdown.index("no changes")
+
+
+def test_a_service_that_fails_its_schema_is_not_removed(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    repo.replace(SVC["SID0003001"], "protocol: rest", "protocol: rst")
+    result = plan(load_registry(repo.root, repo.base), load_registry(repo.root, None), DAY)
+    assert [c.kind for c in result.changes] == []
+    assert len(result.blocked) == 1
+
+
+def test_a_branch_behind_main_shows_only_its_own_changes(tmp_path: Path) -> None:
+    """The plan compares with the merge base: a change merged on main after the branch left it
+    is not shown as the branch undoing it (issue 11, finding 9)."""
+    repo = Repo(tmp_path)
+    repo.git("checkout", "-q", "-b", "ved2-more")
+    widen_operations(repo)
+    branch = repo.commit("ved2 asks for operation2")
+    repo.git("checkout", "-q", "main")
+    revoke(repo)  # merged by another pull request meanwhile
+    repo.commit("ved1 gives up SID0003002")
+    done = repo.run("plan", "--base", "main", "--head", branch, "--format", "json", "--date", TODAY)
+    data = json.loads(done.stdout)
+    assert data["merge_base"] == repo.base
+    assert [(c["kind"], c["consumer"]) for c in data["changes"]] == [("access-widened", "ved2")]
+
+
+def _gap(kind: str, field: str, before: str | None, after: str | None,
+         edit: Callable[[Repo], None]) -> Any:
+    return pytest.param(kind, field, before, after, edit, id=f"{kind}-{field}")
+
+
+GAPS = [
+    _gap("grant-changed", "valid_until", None, "2027-12-31", lambda r: r.replace(
+        SHEET["ved2"], "      purpose:", "      valid_until: \"2027-12-31\"\n      purpose:")),
+    _gap("grant-changed", "purpose", "Получение сведений о заявителе и статуса запроса", "Любые цели",
+         lambda r: r.replace(SHEET["ved2"], "Получение сведений о заявителе и статуса запроса",
+                             "Любые цели")),
+    _gap("grant-changed", "justification", None, "Нужно всё", lambda r: r.replace(
+        SHEET["ved2"], "      purpose:", "      justification: Нужно всё\n      purpose:")),
+    _gap("grant-changed", "justification",
+         "Регламент требует все три сведения (карточка, поиск, статус) на каждом шаге услуги", None,
+         lambda r: r.replace(SHEET["ved1"], "      justification: >-\n        Регламент требует все три "
+                             "сведения (карточка, поиск, статус) на каждом шаге услуги\n", "")),
+    _gap("participant-changed", "sidecar", "https://ved3.example.gov.ru:8443",
+         "https://evil.example.org", lambda r: r.replace(
+             PART["ved3"], "https://ved3.example.gov.ru:8443", "https://evil.example.org")),
+    _gap("participant-changed", "review_team", "@reestr-registry/ved3", "@reestr-registry/ved2",
+         lambda r: r.replace(PART["ved3"], "@reestr-registry/ved3", "@reestr-registry/ved2")),
+    _gap("service-changed", "signed_messages", "true", "false", lambda r: (r.replace(
+        SVC["SID0003001"], "signed_messages: false", "signed_messages: true"), r.commit("signed"),
+        r.replace(SVC["SID0003001"], "signed_messages: true", "signed_messages: false"))),
+    _gap("service-changed", "legal_basis", None, None, lambda r: r.replace(
+        SVC["SID0003001"], "ст. 7.1\n", "ст. 7.2\n")),
+]
+
+
+@pytest.mark.parametrize(("kind", "field", "before", "after", "edit"), GAPS)
+def test_every_field_that_changes_access_or_trust_is_in_the_plan(
+        tmp_path: Path, kind: str, field: str, before: str | None, after: str | None,
+        edit: Callable[[Repo], None]) -> None:
+    repo = Repo(tmp_path)
+    edit(repo)
+    base = repo.git("rev-parse", "HEAD").strip()
+    done = repo.run("plan", "--base", base, "--format", "json", "--date", TODAY)
+    assert done.returncode == 0, done.stderr
+    found = [c for c in json.loads(done.stdout)["changes"] if (c["kind"], c["field"]) == (kind, field)]
+    assert len(found) == 1, done.stdout
+    if before is not None or after is not None:
+        assert (found[0]["before"], found[0]["after"]) == (before, after)
+    assert found[0]["where"] and found[0]["where"].startswith(("registry/", "base registry/"))
+
+
+def test_certificates_are_told_apart_and_located(tmp_path: Path) -> None:
+    repo = Repo(tmp_path)
+    pem, fp = new_certificate("ved2 rotation")
+    repo.replace(PART["ved2"], "  certificates:\n", "  certificates:\n    - pem: |\n" + indent(pem, 8))
+    result = plan(load_registry(repo.root, repo.base), load_registry(repo.root, None), DAY)
+    added = [c for c in result.changes if c.kind == "certificate-added"]
+    assert [c.after for c in added] == [fp]
+    assert added[0].detail == ("subject CN=ved2 rotation; issuer CN=ved2 rotation; "
+                               "valid 2026-01-01 – 2036-01-01")
+    line = repo.path(PART["ved2"]).read_text(encoding="utf-8").splitlines().index("  certificates:") + 2
+    assert added[0].where == f"{PART['ved2']}:{line}"
+
+
+def test_every_kind_has_a_title() -> None:
+    from compiler.plan import KINDS
+    from compiler.plan_render import _TITLES
+
+    assert set(KINDS) == set(_TITLES)

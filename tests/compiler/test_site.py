@@ -206,7 +206,11 @@ def test_index_loads_without_console_errors_and_links_load(browser: object, site
     ("Веб-сервис Б", ["SID0003002"]),
     ("здравоохранения", ["SID0007001"]),  # the owner's name
     ("нет такого сервиса", []),
-], ids=["sid", "sid-prefix-any-case", "name-part", "name", "owner-name", "nothing"])
+    ("publicPrintOut", ["SID0003004"]),  # an operation
+    ("градостроительный кодекс", ["SID0003004"]),  # a legal basis
+    ("проверка заключения экспертизы", ["SID0003004"]),  # a grant's purpose
+], ids=["sid", "sid-prefix-any-case", "name-part", "name", "owner-name", "nothing", "operation",
+        "legal-basis", "purpose"])
 def test_search(browser: object, site: Path, query: str, expected: list[str]) -> None:
     from selenium.webdriver.common.by import By
 
@@ -216,9 +220,11 @@ def test_search(browser: object, site: Path, query: str, expected: list[str]) ->
     box.send_keys(query)
     assert _visible_sids(driver) == expected
     assert driver.find_element(By.ID, "no-services").is_displayed() == (not expected)  # type: ignore[attr-defined]
+    assert driver.find_element(By.ID, "services-count").text == str(len(expected))  # type: ignore[attr-defined]
     box.clear()
     box.send_keys(" ")  # `clear` fires no input event; a blank query shows everything again
     assert len(_visible_sids(driver)) == 5
+    assert driver.find_element(By.ID, "services-count").text == "5"  # type: ignore[attr-defined]
     assert _console(driver) == []
 
 
@@ -237,3 +243,40 @@ def test_escaped_text_stays_text_in_the_browser(browser: object, tmp_path: Path)
     driver.find_element(By.ID, "search").send_keys("alert(1)")  # type: ignore[attr-defined]
     assert _visible_sids(driver) == ["SID0003002"]
     driver.save_screenshot(str(tmp_path / "index.png"))  # type: ignore[attr-defined]
+
+
+def _search_entries(out: Path) -> dict[str, str]:
+    import json
+
+    index = (out / "index.html").read_text(encoding="utf-8")
+    text = index.split('<script type="application/json" id="catalog-data">', 1)[1].split("</script>", 1)[0]
+    return {s["sid"]: s["search"] for s in json.loads(text)["services"]}
+
+
+def test_search_covers_operations_legal_basis_and_purpose(tmp_path: Path) -> None:
+    build_site(load_directory(ROOT / "registry"), tmp_path / "site", TODAY)
+    entries = _search_entries(tmp_path / "site")
+    assert "operation2" in entries["SID0003001"]                     # an operation's name
+    assert "найти заявителей по СНИЛС" in entries["SID0003001"]       # its description
+    assert "210-ФЗ" in entries["SID0003001"]                          # the service's legal basis
+    assert "Градостроительный кодекс" in entries["SID0003004"]        # a grant's legal basis
+    assert "Проверка заключения экспертизы" in entries["SID0003004"]  # a grant's purpose
+    index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert 'id="services-count"' in index and 'id="participants-count"' in index  # counts follow the filter
+
+
+def test_a_suspension_reason_is_not_published_and_the_commit_is_shown(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    shutil.copytree(ROOT / "registry", registry)
+    participant = registry / "participants/ved2.yaml"
+    participant.write_text(participant.read_text(encoding="utf-8").replace(
+        "  agreement:", '  status: suspended\n  suspension:\n    since: "2026-11-20"\n'
+        "    reason: Внутреннее расследование инцидента ИБ-2026-17\n  agreement:", 1), encoding="utf-8")
+    build_site(load_directory(registry), tmp_path / "site", TODAY, commit="65bd2e34bda50ab4708ddc9b045ee73a5b41604b")
+    pages = {p: p.read_text(encoding="utf-8") for p in (tmp_path / "site").rglob("*.html")}
+    assert not [p for p, text in pages.items() if "расследование" in text or "suspended since" in text]
+    ved2 = pages[tmp_path / "site" / "participants" / "ved2.html"]
+    assert "приостановлен с 2026-11-20" in ved2
+    assert all("коммит 65bd2e34bda5" in text for text in pages.values())
+    english = re.compile(r">[^<]*\b(suspended|since|expired|terminated|not registered|valid until)\b[^<]*<")
+    assert not [p for p, text in pages.items() if english.search(text)]

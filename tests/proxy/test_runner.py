@@ -289,3 +289,41 @@ def test_stats_from_the_config_counts_and_prices_this_sidecars_calls(sidecar: Ru
     ved1 = next(r for r in priced["rows"] if (r["consumer"], r["operation"]) == ("ved1", "op1"))
     assert (ved1["calls"], ved1["per_call"]) == (after[("ved1", "op1")], "0.50")
     assert {r["sid"] for r in priced["rows"]} == {"SID0003001"}  # SID0003002 has no tariff
+
+
+@contextmanager
+def _sidecar_warning_at(d: Path, pki: Pki, keys: Keys, upstream: Upstream, seconds: float) -> Iterator[str]:
+    """A sidecar on a bundle that expires in 4 hours, warning `seconds` before; yields /readyz's URL."""
+    d.mkdir(parents=True, exist_ok=True)
+    bundle = signed_bundle(pki)
+    bundle["source"] = {**bundle["source"], "commit": "c0ffee" * 6 + "c0ff"}
+    (d / "bundle.json").write_bytes(sign(bundle, keys.operator))
+    section = {"source": str(d / "bundle.json"), "poll_seconds": 0.2, "trusted_keys": [str(keys.operator_pub)],
+               "threshold": 1, "expiry_warning_seconds": seconds}
+    handle = start_in_thread(load_config(write_config(d, pki, keys, upstream.url, section["source"],
+                                                      bundle=section)))
+    try:
+        admin = f"http://127.0.0.1:{handle.admin_port}"
+        wait_until(lambda: httpx.get(admin + "/readyz").status_code == 200)
+        yield admin
+    finally:
+        handle.stop()
+
+
+def test_readyz_and_metrics_warn_before_the_bundle_expires(tmp_path: Path, pki: Pki, keys: Keys,
+                                                            upstream: Upstream) -> None:
+    """Within the margin the sidecar stays ready (it still has a valid bundle) but says so, for
+    the monitoring: /readyz's body and the reestr_bundle_expiry_warning gauge (issue 11 item 8)."""
+    with _sidecar_warning_at(tmp_path / "near", pki, keys, upstream, 5 * 3600) as admin:
+        ready = httpx.get(admin + "/readyz")
+        assert ready.status_code == 200
+        assert ready.text.startswith("ready; warning: bundle serial 10 expires in ")
+        assert "(warning margin 18000 s): is the publisher re-signing?" in ready.text
+        assert "reestr_bundle_expiry_warning 1.0" in httpx.get(admin + "/metrics").text
+    with _sidecar_warning_at(tmp_path / "calm", pki, keys, upstream, 3600) as admin:
+        assert httpx.get(admin + "/readyz").text == "ready\n"
+        assert "reestr_bundle_expiry_warning 0.0" in httpx.get(admin + "/metrics").text
+    from proxy.bundles import read_state, render_status
+
+    status = render_status(read_state(tmp_path / "calm" / "state"))
+    assert f"commit:        {'c0ffee' * 6}c0ff" in status  # `reestr-sidecar status` names the commit

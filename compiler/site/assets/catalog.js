@@ -1,4 +1,5 @@
-// Search on the catalog index: filters the services and participants tables by SID, id or name.
+// Search on the catalog index: filters the services and participants tables by SID, name, owner,
+// operations, legal basis and purpose of the grants; the headings' counts follow the filter.
 // The data comes from the JSON script tag in the page (file:// pages cannot fetch).
 "use strict";
 (function () {
@@ -36,8 +37,10 @@
   function apply() {
     var query = norm(input.value).trim().replace(/\s+/g, " ");  // a phrase: part of a SID or a name
     var found = filter(services, query, "no-services");
-    filter(participants, query, "no-participants");
-    count.textContent = query ? "найдено сервисов: " + found : "";
+    var people = filter(participants, query, "no-participants");
+    document.getElementById("services-count").textContent = String(found);  // counts follow the filter
+    document.getElementById("participants-count").textContent = String(people);
+    count.textContent = query ? "найдено сервисов: " + found + ", участников: " + people : "";
   }
 
   input.addEventListener("input", apply);
