@@ -24,12 +24,20 @@ $(POSTGRES):
 	  apt-get install -y -qq postgresql >/dev/null) || \
 	  echo "install PostgreSQL's server binaries (Debian: postgresql) for the journal tests"
 
+# OpenSSL's GOST provider (Debian: libengine-gost-openssl): fast Streebog / GOST R 34.11-94 and the
+# independent implementation the signature tests cross-check against (docs/sidecar.md).
+GOSTPROV := /usr/lib/x86_64-linux-gnu/ossl-modules/gostprov.so
+$(GOSTPROV):
+	command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq libengine-gost-openssl >/dev/null) || \
+	  echo "install OpenSSL's GOST engine (Debian: libengine-gost-openssl) for the GOST cross-checks"
+
 install: $(STAMP) $(ACTIONLINT)
 
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP) $(ACTIONLINT) $(POSTGRES)
+test: $(STAMP) $(ACTIONLINT) $(POSTGRES) $(GOSTPROV)
 	$(PY) -m pytest -q
 
 # the invariant fuzz test of tests/security with 20,000 generated requests (make test runs 2,500)
