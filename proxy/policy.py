@@ -87,6 +87,7 @@ class Caller:
     valid_until: date | None
     ends_on: date | None  # R10: the first day without access
     status: str
+    signing_certificates: Mapping[str, CertInfo] = field(default_factory=dict)  # R11: sha256 -> cert
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
     try:
         participant = signed["participant"]
         table = {fp: _cert(fp, c) for fp, c in (signed.get("certificates") or {}).items()}
+        signing_table = {fp: _cert(fp, c) for fp, c in (signed.get("signing_certificates") or {}).items()}
         certificates: dict[str, CertInfo] = {}
         _add_certs(certificates, table, participant["id"], participant.get("certificates") or [])
         services = {}
@@ -169,13 +171,15 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
             callers = {}
             for pid, c in (svc.get("callers") or {}).items():
                 _add_certs(certificates, table, pid, c.get("certificates") or [])
+                signing: dict[str, CertInfo] = {}
+                _add_certs(signing, signing_table, pid, c.get("signing_certificates") or [])
                 ops = c.get("operations")
                 callers[pid] = Caller(
                     participant=pid, access=c["access"],
                     operations=frozenset(ops) if ops is not None else None,
                     grant=c.get("grant") or "", valid_until=_date(c.get("valid_until")),
                     ends_on=_date(c.get("ends_on", c.get("active_until"))),
-                    status=c.get("status", "active"))
+                    status=c.get("status", "active"), signing_certificates=signing)
             operations = tuple(_operation(name, op) for name, op in
                                sorted((svc.get("operations") or {}).items()))
             profile = _profile(svc)
