@@ -52,6 +52,8 @@ REASONS: dict[str, tuple[int, str]] = {
     "signature-absent": (403, "The message must be signed by the caller"),  # R11
     "signature-invalid": (403, "The message signature is not valid for the caller's certificate"),
     "signature-unsupported": (403, "The message signature uses an algorithm that is not supported"),
+    "signature-wrong-signer": (403, "The message is signed by a certificate the caller has not registered"),
+    "signature-certificate-expired": (403, "The message's signing certificate is not valid now"),
 }
 
 _SID_PATH = re.compile(r"^/(?P<sid>[^/?#]+)(?P<rest>/[^?#]*)?")

@@ -37,7 +37,7 @@ from proxy.bundles import ActiveBundle, BundleStore
 from proxy.identity import identify
 from proxy.payloads import Violation
 from proxy.policy import Decision, deny, evaluate
-from proxy.soap.signatures import check_soap_signature, requires_signature
+from proxy.soap.signatures import SignatureResult, check_signatures, requires_signature, verdict
 
 FORWARDED_CONSUMER = "Reestr-Consumer"
 FORWARDED_OPERATION = "Reestr-Operation"
@@ -84,8 +84,8 @@ class Enforce:
         if not decision.allowed:
             return refuse(flow, decision)
         if requires_signature(bundle.policy, decision.sid) and decision.message is not None:
-            check = check_soap_signature(decision.message, _leaf_der(flow))  # R11
-            flow.metadata[SIGNATURE] = check.status
+            check = _check_signature(bundle, decision, _leaf_der(flow), now)  # R11
+            flow.metadata[SIGNATURE] = check.journal
             if check.reason is not None:
                 return refuse(flow, replace(decision, reason=check.reason))
         violation = _check_payload(bundle, decision, flow.request.raw_content or b"")
@@ -101,6 +101,17 @@ class Enforce:
         flow.request.headers[FORWARDED_CONSUMER] = decision.consumer or ""
         flow.request.headers[FORWARDED_OPERATION] = decision.operation or ""
         return None
+
+
+def _check_signature(bundle: ActiveBundle, decision: Decision, leaf: bytes, now: datetime) -> SignatureResult:
+    """The message's signatures by the service's profile; the author's certificate must be one
+    the caller registered for signing (`spec.signing_certificates`), valid now."""
+    service = bundle.policy.services[decision.sid or ""]
+    caller = service.callers.get(decision.consumer or "")
+    signers = caller.signing_certificates if caller is not None else {}
+    assert decision.message is not None
+    return verdict(check_signatures(decision.message, service.profile, client_certificate=leaf,
+                                    signers=signers, at=now))
 
 
 def _check_payload(bundle: ActiveBundle, decision: Decision, body: bytes) -> Violation | None:
