@@ -84,8 +84,10 @@ def _verify(root: etree._Element, found: _Found, smev: bool, signers: Mapping[st
             raise Refused("wrong-signer", "signed by a certificate the caller has not registered", **known)
     except Refused as refused:
         r = refused.result
+        declared = tuple(f"{ref.get('URI')} (declared)" for ref in
+                         found.signature.iterfind(f"{{{DS}}}SignedInfo/{{{DS}}}Reference"))
         return SignatureResult(r.status, r.detail, algorithm=r.algorithm, signer=r.signer,
-                               subject=r.subject, holder=holder)
+                               subject=r.subject, holder=holder, covers=declared)
     return SignatureResult("valid", f"{holder}: {', '.join(covers)} signed", algorithm=ok.algorithm,
                            signer=ok.certificate.sha256, subject=ok.certificate.subject, holder=holder,
                            covers=covers)
