@@ -29,7 +29,10 @@ from lxml import etree
 from zeep.transports import Transport
 
 from compiler.trust import canonical_json
+from proxy.soap.gost import certs
+from proxy.soap.signing import KeyFileSigner, sign_smev3
 from tests.proxy.conftest import Keys, Pki, signed_bundle
+from tests.proxy.gost_pki import GostIdentity, GostPki
 from tests.proxy.test_runner import Running, records, run_sidecar
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
@@ -143,10 +146,11 @@ class SoapUpstream:
 
 
 @contextmanager
-def soap_sidecar(d: Path, pki: Pki, keys: Keys, **overrides: Any) -> Iterator[Running]:
+def soap_sidecar(d: Path, pki: Pki, keys: Keys, bundle: dict[str, Any] | None = None,
+                 **overrides: Any) -> Iterator[Running]:
     upstream = SoapUpstream()
     try:
-        with run_sidecar(d, pki, keys, upstream, soap_bundle(pki),  # type: ignore[arg-type]
+        with run_sidecar(d, pki, keys, upstream, bundle or soap_bundle(pki),  # type: ignore[arg-type]
                          limits={"max_body_bytes": 1 << 20}, **overrides) as running:
             yield running
     finally:
@@ -444,3 +448,83 @@ def test_response_payloads_by_mode(tmp_path: Path, pki: Pki, keys: Keys, mode: s
         expected = {"enforce": "valid" if status == 200 else "invalid", "record": "invalid", "off": None}[mode]
         assert (response["payload_check"], response["profile"]) == (expected, "plain")
         assert response["payload"] == f"{{{REV}}}putDataResponse"  # what was checked (and, enforced, refused)
+
+
+# --- GOST signatures of SMEV 3 requests (R11) ----------------------------------------------------
+
+DSIG = "http://www.w3.org/2000/09/xmldsig#"
+
+
+def _resigned(identity: GostIdentity, change: str | None = None) -> bytes:
+    """The real ЕГРЗ request, its (expired) signature replaced by one of `identity`."""
+    root = etree.fromstring(SMEV3_REQUEST)
+    (holder,) = root.xpath("//*[local-name()='CallerInformationSystemSignature']")
+    holder.getparent().remove(holder)
+    sign_smev3(root, KeyFileSigner.load(identity.key, identity.der))
+    if change is not None:
+        (number,) = root.xpath("//*[local-name()='ExpertiseResultNumber']")
+        number.text = change
+    return etree.tostring(root, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def gost_signers(gost_pki: GostPki) -> dict[str, GostIdentity]:
+    return {who: gost_pki.issue(f"{who}-signing") for who in ("ved1", "ved2")}
+
+
+@pytest.fixture(scope="module")
+def signed_sidecar(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys,
+                   gost_signers: dict[str, GostIdentity]) -> Iterator[Running]:
+    bundle = soap_bundle(pki)
+    service = bundle["services"]["SID0003004"]
+    service["signed_messages"] = True
+    service["callers"]["ved2"]["operations"] = ["publicPrintOut", "otherKind"]
+    bundle["signing_certificates"] = {}
+    for who, identity in gost_signers.items():
+        cert = certs.read(identity.der)
+        bundle["signing_certificates"][cert.sha256] = {
+            "participant": who, "subject": cert.subject,
+            "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        service["callers"][who]["signing_certificates"] = [cert.sha256]
+    with soap_sidecar(tmp_path_factory.mktemp("soap-signed"), pki, keys, bundle) as running:
+        yield running
+
+
+def test_gost_signed_smev3_request_is_verified_forwarded_and_journaled(
+        signed_sidecar: Running, gost_signers: dict[str, GostIdentity]) -> None:
+    body = _resigned(gost_signers["ved1"])
+    before = len(signed_sidecar.upstream.calls)
+    r = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert r.status_code == 200, r.text
+    assert signed_sidecar.upstream.calls[before:][0]["body"] == body
+    request, _ = _record(signed_sidecar, r.headers["Reestr-Journal-Id"])
+    fp = certs.read(gost_signers["ved1"].der).sha256
+    assert request["signature_check"] == (
+        f"valid urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-256 {fp}")
+
+
+@pytest.mark.parametrize(("who", "signer", "change", "code"), [
+    ("ved1", "ved2", None, "signature-wrong-signer"),       # signed by another registered participant
+    ("ved1", "ved1", "00-1-2-3-000099-2000", "signature-invalid"),  # body changed after signing
+    ("ved1", None, None, "signature-certificate-expired"),  # the real message: its certificate expired in 2020
+    ("ved1", "unsigned", None, "signature-absent"),
+], ids=["other-participants-signature", "changed-after-signing", "real-expired-certificate", "unsigned"])
+def test_gost_signature_refusals(signed_sidecar: Running, gost_signers: dict[str, GostIdentity], who: str,
+                                 signer: str | None, change: str | None, code: str) -> None:
+    if signer is None:
+        body = SMEV3_REQUEST
+    elif signer == "unsigned":
+        body = smev3(f'<p:PublicPrintOutRequest xmlns:p="{PUBLIC}"><t:ExpertiseResultNumber '
+                     'xmlns:t="urn://x-artefacts-gis-ergz-types/2.0.0">00-1-2-3-000010-2000'
+                     "</t:ExpertiseResultNumber></p:PublicPrintOutRequest>")
+    else:
+        body = _resigned(gost_signers[signer], change)
+    before = len(signed_sidecar.upstream.calls)
+    r = signed_sidecar.call(who, "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert r.status_code == 403, r.text
+    assert code in r.text
+    assert len(signed_sidecar.upstream.calls) == before  # nothing forwarded
+    request, _ = _record(signed_sidecar, r.headers["Reestr-Journal-Id"])
+    assert request["reason"] == code
+    assert request["signature_check"].startswith(code.removeprefix("signature-"))
