@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap
+.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap bench-gost
 
 $(STAMP): requirements.lock pyproject.toml
 	python3.12 -m venv $(VENV)
@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler proxy tests bench
 	$(VENV)/bin/mypy
 
-bench: bench-registry bench-journal bench-sidecar bench-soap
+bench: bench-registry bench-journal bench-sidecar bench-soap bench-gost
 
 bench-registry: $(STAMP)
 	$(PY) bench/registry_bench.py
@@ -69,3 +69,7 @@ bench-soap: $(STAMP)
 	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/soap_bench.py
+
+# GOST verify/sign per SMEV 3 / SMEV 2 message, median CPU (issue 9); the OpenSSL GOST provider for Streebog.
+bench-gost: $(STAMP) $(GOSTPROV)
+	$(PY) bench/gost_bench.py

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,7 +87,7 @@ def verify(root: etree._Element, signature: etree._Element, certificate_der: byt
         raise Refused("unsupported", f"SignedInfo canonicalization {c14n!r} is not supported", **known)
     digest_uri, key_algorithm = SIGNATURE_METHODS[algorithm]
     try:
-        cert = certs.read(certificate_der)
+        cert = _read_certificate(certificate_der)
     except certs.CertificateError as e:
         raise Refused("invalid", str(e), **known) from e
     known |= {"signer": cert.sha256, "subject": cert.subject}
@@ -103,6 +104,12 @@ def verify(root: etree._Element, signature: etree._Element, certificate_der: byt
     if not curves.verify(cert.curve, cert.public, digest, value):
         raise Refused("invalid", "the signature value does not verify", **known)
     return Verified(algorithm=algorithm, certificate=cert, covered=covered)
+
+
+# pyasn1 takes ~2 ms to parse a certificate, as long as the rest of a verify; the same few signing
+# certificates sign every message, so parses are cached per process by DER (256 entries, ~1 MB at
+# most; a certificate that does not parse raises and is not cached). bench/gost_bench.py shows it.
+_read_certificate = functools.lru_cache(maxsize=256)(certs.read)
 
 
 def _check_reference(root: etree._Element, ref: etree._Element, smev: bool,
