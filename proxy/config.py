@@ -34,6 +34,8 @@ Relative paths are resolved against the directory of the config file. Format::
       idle_timeout_seconds: 60        # a kept-alive connection, or a request body, at most this idle
     payloads:
       responses: record               # enforce | record | off: response payloads vs their schema
+    signatures:
+      replay_window_seconds: 900      # a signed message id is accepted once in this window (R11)
     outbound:                         # optional: consumer side (DESIGN §7)
       listen: {host: 127.0.0.1, port: 8088}
       client_bundle: tls/client.pem   # our key + certificate presented to providers
@@ -125,6 +127,13 @@ class PayloadConfig(BaseModel):
     responses: Literal["enforce", "record", "off"] = "record"
 
 
+class SignaturesConfig(BaseModel):
+    """Signed messages (R11): how long a message id is remembered against replays (proxy.replay)."""
+
+    model_config = _STRICT
+    replay_window_seconds: float = Field(default=900.0, gt=0, le=7 * 86400)
+
+
 class InternalClient(BaseModel):
     """An agency system allowed to call out through the sidecar, by its TLS client certificate."""
 
@@ -155,6 +164,7 @@ class SidecarConfig(BaseModel):
     journal: JournalConfig
     limits: Limits = Limits()
     payloads: PayloadConfig = PayloadConfig()
+    signatures: SignaturesConfig = SignaturesConfig()
     outbound: OutboundConfig | None = None
 
     @field_validator("upstream")

@@ -54,6 +54,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "signature-unsupported": (403, "The message signature uses an algorithm that is not supported"),
     "signature-wrong-signer": (403, "The message is signed by a certificate the caller has not registered"),
     "signature-certificate-expired": (403, "The message's signing certificate is not valid now"),
+    "replayed-message": (409, "The signed message was already received, or its time is outside the window"),
 }
 
 _SID_PATH = re.compile(r"^/(?P<sid>[^/?#]+)(?P<rest>/[^?#]*)?")

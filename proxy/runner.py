@@ -51,6 +51,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,10 @@ from proxy.errors import ConfigError, SidecarError
 from proxy.headers import HeadLimits
 from proxy.journal import Journal, JournalError
 from proxy.journal.anchor import AnchorExporter
+from proxy.journal.query import export
+from proxy.journal.record import format_time
 from proxy.journal.target import store_for as journal_store
+from proxy.replay import ReplayGuard
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
 _PLACEHOLDER = "127.0.0.1:9"
@@ -130,6 +134,8 @@ class Sidecar:
     async def run(self) -> None:
         """Serve until `shutdown()`; closes the journal on the way out."""
         cfg = self.config
+        replay = ReplayGuard(timedelta(seconds=cfg.signatures.replay_window_seconds))
+        _seed_replay(replay, cfg)  # before the writer starts: the journal as the last run left it
         self.journal = Journal(journal_store(cfg), self.signing_key)
         self.journal.start()
         try:
@@ -158,7 +164,7 @@ class Sidecar:
                 extra = {"client_certs": str(out.client_bundle),
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
             addons += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
-                       Enforce(self.store), ResponseCheck(cfg.payloads.responses),
+                       Enforce(self.store, replay), ResponseCheck(cfg.payloads.responses),
                        Journaling(journal, cfg.participant), Metrics(metrics)]
             opts = options.Options(mode=modes, listen_host=cfg.listen.host,
                                    listen_port=cfg.listen.port,
@@ -349,3 +355,13 @@ def start_subprocess(config_path: str | Path, *args: str, timeout: float = 20.0,
         time.sleep(0.05)
     handle.stop()
     raise SidecarStartError(f"sidecar did not answer {url} within {timeout}s")
+
+
+def _seed_replay(replay: ReplayGuard, cfg: SidecarConfig) -> None:
+    """The message ids the journal accepted within the replay window, so a restart forgets none."""
+    now = datetime.now(UTC)
+    since = format_time(now - replay.window)
+    try:
+        replay.seed(export(journal_store(cfg), since=since), now)
+    except JournalError:  # pragma: no cover - a first start: no journal yet
+        return

@@ -37,6 +37,7 @@ from proxy.bundles import ActiveBundle, BundleStore
 from proxy.identity import identify
 from proxy.payloads import Violation
 from proxy.policy import Decision, deny, evaluate
+from proxy.replay import ReplayGuard
 from proxy.soap.signatures import SignatureResult, check_signatures, requires_signature, verdict
 
 FORWARDED_CONSUMER = "Reestr-Consumer"
@@ -46,8 +47,9 @@ FORWARDED_OPERATION = "Reestr-Operation"
 class Enforce:
     """Identity + policy for the inbound side."""
 
-    def __init__(self, store: BundleStore) -> None:
+    def __init__(self, store: BundleStore, replay: ReplayGuard | None = None) -> None:
         self.store = store
+        self.replay = replay
 
     def load(self, loader: object) -> None:
         loader.add_option(  # type: ignore[attr-defined]
@@ -88,6 +90,9 @@ class Enforce:
             flow.metadata[SIGNATURE] = check.journal
             if check.reason is not None:
                 return refuse(flow, replace(decision, reason=check.reason))
+            replayed = self._replayed(decision, now)
+            if replayed is not None:
+                return refuse(flow, replace(decision, reason=replayed))
         violation = _check_payload(bundle, decision, flow.request.raw_content or b"")
         if violation is not None:
             flow.metadata[PAYLOAD_CHECK] = "invalid"
@@ -101,6 +106,17 @@ class Enforce:
         flow.request.headers[FORWARDED_CONSUMER] = decision.consumer or ""
         flow.request.headers[FORWARDED_OPERATION] = decision.operation or ""
         return None
+
+
+    def _replayed(self, decision: Decision, now: datetime) -> str | None:
+        """A validly signed message is accepted once per service within the window (proxy.replay)."""
+        if self.replay is None or decision.message is None or decision.sid is None:
+            return None
+        message_id = decision.message.content.message_id
+        reason = self.replay.check(decision.sid, message_id, now)
+        if reason is None:
+            self.replay.remember(decision.sid, message_id, now)
+        return reason
 
 
 def _check_signature(bundle: ActiveBundle, decision: Decision, leaf: bytes, now: datetime) -> SignatureResult:

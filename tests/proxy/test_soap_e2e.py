@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -455,11 +456,14 @@ def test_response_payloads_by_mode(tmp_path: Path, pki: Pki, keys: Keys, mode: s
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 
 
-def _resigned(identity: GostIdentity, change: str | None = None) -> bytes:
-    """The real ЕГРЗ request, its (expired) signature replaced by one of `identity`."""
+def _resigned(identity: GostIdentity, change: str | None = None, message_id: str | None = None) -> bytes:
+    """The real ЕГРЗ request with a fresh MessageID (a time UUID, as SMEV 3 requires), its
+    (expired) signature replaced by one of `identity`."""
     root = etree.fromstring(SMEV3_REQUEST)
     (holder,) = root.xpath("//*[local-name()='CallerInformationSystemSignature']")
     holder.getparent().remove(holder)
+    (mid,) = root.xpath("//*[local-name()='MessageID']")
+    mid.text = message_id or str(uuid.uuid1())
     sign_smev3(root, KeyFileSigner.load(identity.key, identity.der))
     if change is not None:
         (number,) = root.xpath("//*[local-name()='ExpertiseResultNumber']")
@@ -528,3 +532,45 @@ def test_gost_signature_refusals(signed_sidecar: Running, gost_signers: dict[str
     request, _ = _record(signed_sidecar, r.headers["Reestr-Journal-Id"])
     assert request["reason"] == code
     assert request["signature_check"].startswith(code.removeprefix("signature-"))
+
+
+def test_a_signed_message_is_accepted_once(signed_sidecar: Running, gost_signers: dict[str, GostIdentity]) -> None:
+    body = _resigned(gost_signers["ved1"])
+    first = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert first.status_code == 200, first.text
+    before = len(signed_sidecar.upstream.calls)
+    again = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert again.status_code == 409 and "replayed-message" in again.text
+    assert len(signed_sidecar.upstream.calls) == before
+    request, _ = _record(signed_sidecar, again.headers["Reestr-Journal-Id"])
+    assert request["reason"] == "replayed-message"
+
+
+def test_a_signed_message_from_outside_the_window_is_refused(
+        signed_sidecar: Running, gost_signers: dict[str, GostIdentity]) -> None:
+    """Validly signed now, but its MessageID's time is the real request's (2020): an old capture."""
+    body = _resigned(gost_signers["ved1"], message_id=MESSAGE_ID)
+    r = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert r.status_code == 409 and "replayed-message" in r.text
+
+
+def test_replay_protection_survives_a_restart(tmp_path: Path, pki: Pki, keys: Keys, signed_sidecar: Running,
+                                              gost_signers: dict[str, GostIdentity]) -> None:
+    """The second sidecar process reads the first one's journal: the message it accepted is refused."""
+    bundle = soap_bundle(pki)
+    service = bundle["services"]["SID0003004"]
+    service["signed_messages"] = True
+    cert = certs.read(gost_signers["ved1"].der)
+    bundle["signing_certificates"] = {cert.sha256: {
+        "participant": "ved1", "subject": cert.subject,
+        "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    service["callers"]["ved1"]["signing_certificates"] = [cert.sha256]
+    body = _resigned(gost_signers["ved1"])
+    with soap_sidecar(tmp_path, pki, keys, copy.deepcopy(bundle)) as first:
+        assert first.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body).status_code == 200
+    with soap_sidecar(tmp_path, pki, keys, copy.deepcopy(bundle)) as second:
+        r = second.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+        assert r.status_code == 409 and "replayed-message" in r.text
+        fresh = _resigned(gost_signers["ved1"])
+        assert second.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=fresh).status_code == 200
