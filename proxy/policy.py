@@ -54,6 +54,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "signature-unsupported": (403, "The message signature uses an algorithm that is not supported"),
     "signature-wrong-signer": (403, "The message is signed by a certificate the caller has not registered"),
     "signature-certificate-expired": (403, "The message's signing certificate is not valid now"),
+    "signing-failed": (500, "The sidecar could not sign the message"),
     "replayed-message": (409, "The signed message was already received, or its time is outside the window"),
 }
 
@@ -122,6 +123,7 @@ class Grant:
     classification: str | None = None
     by_element: Mapping[str, Operation] = field(default_factory=dict)
     provider_certificates: frozenset[str] = frozenset()  # outbound TLS accepts only these (sha256)
+    signed_messages: bool = False  # R11: the consumer's sidecar signs requests (smev3) with its signer
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,8 @@ def _grant(sid: str, g: Mapping[str, Any], table: Mapping[str, CertInfo]) -> Gra
                  operation_defs=defs,
                  grant=g.get("grant") or "", valid_until=_date(g.get("valid_until")),
                  profile=profile, classification=g.get("classification"),
-                 by_element=_by_element(sid, profile, defs), provider_certificates=frozenset(pinned))
+                 by_element=_by_element(sid, profile, defs), provider_certificates=frozenset(pinned),
+                 signed_messages=g.get("signed_messages") is True)
 
 
 def _profile(svc: Mapping[str, Any]) -> Profile:

@@ -33,6 +33,14 @@ _METHOD = {"1.2.643.7.1.1.1.1": "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gost
            "1.2.643.7.1.1.1.2": "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-512"}
 
 
+def xmldsig_method(certificate_der: bytes) -> str:
+    """The SignatureMethod URI a GOST R 34.10-2012 certificate signs with; SigningError otherwise."""
+    algorithm = read_certificate(certificate_der).key_algorithm
+    if algorithm not in _METHOD:
+        raise SigningError("only GOST R 34.10-2012 keys sign (2001 keys are withdrawn)")
+    return _METHOD[algorithm]
+
+
 class SigningError(SignatureError):
     """The message could not be signed (no signer output, a message with nothing to sign...)."""
 
@@ -74,7 +82,7 @@ class KeyFileSigner:
         return f"KeyFileSigner(method={self.method!r})"
 
 
-@dataclass(frozen=True)
+@dataclass
 class CommandSigner:
     """An external signer: `argv` reads SignedInfo on stdin, writes the base64 SignatureValue."""
 

@@ -3,17 +3,23 @@ ved1's client certificate to ved3's sidecar (a real second process), which decid
 
 from __future__ import annotations
 
+import base64
+import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from lxml import etree
 
 from proxy.config import SidecarConfig, load_config
 from proxy.journal.query import export
 from proxy.policy import Request, evaluate_outbound, parse_policy
 from proxy.runner import ProcessHandle, ThreadHandle, start_in_thread, start_subprocess
+from proxy.soap.gost import certs
 from tests.proxy.conftest import (
     NOW,
     Keys,
@@ -25,6 +31,7 @@ from tests.proxy.conftest import (
     signed_consumer_bundle,
     write_config,
 )
+from tests.proxy.gost_pki import GostIdentity, GostPki
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +170,94 @@ def test_outbound_grant_expired(pki: Pki) -> None:
     d = evaluate_outbound(parse_policy(signed), Request("GET", "/SID0003001/certificates"),
                           NOW.date())
     assert d.reason == "grant-expired"
+
+
+# --- the consumer's sidecar signs SMEV 3 requests (R11), the provider's verifies -----------------
+
+SMEV3_REQUEST = (Path(__file__).resolve().parents[1] / "data/real/gosha20777__smev-client/_docs/docs/"
+                 "raw_requests.SendRequestRequest.xml").read_bytes()
+EGRZ = "{urn://x-artefacts-gis-ergz-public/2.0.0}PublicPrintOutRequest"
+
+
+def _unsigned_smev3() -> bytes:
+    """The real ЕГРЗ request as an agency system sends it to its sidecar: fresh MessageID, unsigned."""
+    root = etree.fromstring(SMEV3_REQUEST)
+    (holder,) = root.xpath("//*[local-name()='CallerInformationSystemSignature']")
+    holder.getparent().remove(holder)
+    (mid,) = root.xpath("//*[local-name()='MessageID']")
+    mid.text = str(uuid.uuid1())
+    return etree.tostring(root, encoding="utf-8")
+
+
+def _signing_pair(d: Path, pki: Pki, keys: Keys, upstream: Upstream, me: GostIdentity,
+                  signer: dict[str, Any]) -> tuple[SidecarConfig, SidecarConfig, ThreadHandle, ProcessHandle]:
+    cert = certs.read(me.der)
+    provider_bundle = signed_bundle(pki)
+    ved1 = provider_bundle["services"]["SID0003001"]["callers"]["ved1"]
+    provider_bundle["services"]["SID0003004"] = {
+        "name": "ЕГРЗ", "protocol": "soap", "profile": "smev3", "classification": "restricted",
+        "signed_messages": True, "operations": {"publicPrintOut": {"payload_element": EGRZ}},
+        "callers": {"ved1": {**ved1, "access": "operations", "operations": ["publicPrintOut"],
+                             "signing_certificates": [cert.sha256]}}}
+    provider_bundle["signing_certificates"] = {cert.sha256: {
+        "participant": "ved1", "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    (d / "ved3.json").write_bytes(sign(provider_bundle, keys.operator))
+    provider = write_config(d / "ved3", pki, keys, upstream.url, str(d / "ved3.json"),
+                            tls={"server_bundle": str(pki.clients["ved3"].pem)})
+    provider_cfg = load_config(provider)
+    consumer_bundle = signed_consumer_bundle(pki, f"https://127.0.0.1:{provider_cfg.listen.port}")
+    consumer_bundle["grants"]["SID0003004"] = {
+        **consumer_bundle["grants"]["SID0003002"], "name": "ЕГРЗ", "profile": "smev3", "signed_messages": True,
+        "operations": ["publicPrintOut"], "operation_defs": {"publicPrintOut": {"payload_element": EGRZ}}}
+    (d / "ved1.json").write_bytes(sign(consumer_bundle, keys.operator))
+    consumer = write_config(
+        d / "ved1", pki, keys, "http://127.0.0.1:9", str(d / "ved1.json"), participant="ved1",
+        outbound={"listen": {"host": "127.0.0.1", "port": free_port()},
+                  "client_bundle": str(pki.clients["ved1"].pem), "provider_ca": str(pki.ca_pem),
+                  "clients": [{"name": "internal-app", "certificate": str(pki.clients["internal"].cert_only())}]},
+        signatures={"signer": {"certificate": str(me.cert_pem), **signer}})
+    proc = start_subprocess(provider)
+    try:
+        handle = start_in_thread(load_config(consumer))
+    except BaseException:
+        proc.stop()
+        raise
+    return load_config(consumer), provider_cfg, handle, proc
+
+
+@pytest.mark.parametrize("kind", ["key-file", "external-command"])
+def test_consumer_sidecar_signs_and_provider_verifies(tmp_path: Path, pki: Pki, keys: Keys, upstream: Upstream,
+                                                     gost_pki: GostPki, kind: str) -> None:
+    me = gost_pki.issue(f"ved1-ep-ov-{kind}")
+    if kind == "key-file":
+        signer: dict[str, Any] = {"key_file": str(me.key)}
+    else:  # a small external signer: SignedInfo on stdin, base64 signature on stdout
+        script = tmp_path / "sign.py"
+        script.write_text("import base64, sys\nfrom pathlib import Path\n"
+                          "from proxy.soap.signing import KeyFileSigner\n"
+                          f"der = base64.b64decode({base64.b64encode(me.der).decode()!r})\n"
+                          f"s = KeyFileSigner.load(Path({str(me.key)!r}), der)\n"
+                          "sys.stdout.write(base64.b64encode(s.sign(sys.stdin.buffer.read())).decode())\n")
+        signer = {"command": [sys.executable, str(script)]}
+    consumer, provider, handle, proc = _signing_pair(tmp_path, pki, keys, upstream, me, signer)
+    pair = Pair(consumer, provider, handle, proc, upstream, pki)
+    try:
+        before = len(upstream.calls)
+        body = _unsigned_smev3()
+        r = pair.call("POST", "/SID0003004", content=body,
+                      headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:SendRequest"'})
+        assert r.status_code == 200, r.text
+        assert len(upstream.calls) == before + 1
+        theirs = int(r.headers["Reestr-Provider-Journal-Id"])
+        by_id = {x["id"]: x for x in export(provider.journal.path)}
+        exchange = by_id[theirs]["exchange"]
+        record = next(x for x in by_id.values() if x["exchange"] == exchange and x["kind"] == "request")
+        assert record["signature_check"].startswith("valid ") and record["signature_check"].endswith(
+            certs.read(me.der).sha256)
+        again = pair.call("POST", "/SID0003004", content=body,
+                          headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:SendRequest"'})
+        assert again.status_code == 409  # the same message signed again: the provider refuses the replay
+    finally:
+        handle.stop()
+        proc.stop()
