@@ -14,8 +14,8 @@ def test_demo_runs_the_whole_path() -> None:
                             timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "Demo OK: 12 calls decided as expected; journal verified." in out
+    assert "Demo OK: 15 calls decided as expected; journal verified." in out
     assert "UNEXPECTED" not in out
     assert "operation-not-granted" in out and "no-client-certificate" in out
-    assert "intact: 24 records" in out
+    assert "intact: 30 records" in out
     assert "Traceback" not in out + result.stderr
