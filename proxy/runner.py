@@ -71,6 +71,7 @@ from proxy.addons.metrics import Metrics
 from proxy.addons.outbound import OutboundEnforce
 from proxy.addons.outbound_signing import OutboundSigning
 from proxy.addons.outbound_tls import ProviderPinning
+from proxy.addons.response_signing import ResponseSigning
 from proxy.addons.responses import ResponseCheck
 from proxy.addons.timeouts import Timeouts
 from proxy.admin import AdminServer, SidecarMetrics
@@ -173,6 +174,7 @@ class Sidecar:
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
             addons += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
                        Enforce(self.store, replay), ResponseCheck(cfg.payloads.responses),
+                       *([ResponseSigning(self.signer)] if self.signer is not None else []),
                        Journaling(journal, cfg.participant), Metrics(metrics)]
             opts = options.Options(mode=modes, listen_host=cfg.listen.host,
                                    listen_port=cfg.listen.port,

@@ -31,6 +31,8 @@ from zeep.transports import Transport
 
 from compiler.trust import canonical_json
 from proxy.soap.gost import certs
+from proxy.soap.message import read_message
+from proxy.soap.signatures import check_signatures
 from proxy.soap.signing import KeyFileSigner, sign_smev3
 from tests.proxy.conftest import Keys, Pki, signed_bundle
 from tests.proxy.gost_pki import GostIdentity, GostPki
@@ -473,7 +475,7 @@ def _resigned(identity: GostIdentity, change: str | None = None, message_id: str
 
 @pytest.fixture(scope="module")
 def gost_signers(gost_pki: GostPki) -> dict[str, GostIdentity]:
-    return {who: gost_pki.issue(f"{who}-signing") for who in ("ved1", "ved2")}
+    return {who: gost_pki.issue(f"{who}-signing") for who in ("ved1", "ved2", "ved3")}
 
 
 @pytest.fixture(scope="module")
@@ -484,14 +486,16 @@ def signed_sidecar(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Key
     service["signed_messages"] = True
     service["callers"]["ved2"]["operations"] = ["publicPrintOut", "otherKind"]
     bundle["signing_certificates"] = {}
-    for who, identity in gost_signers.items():
-        cert = certs.read(identity.der)
+    for who in ("ved1", "ved2"):
+        cert = certs.read(gost_signers[who].der)
         bundle["signing_certificates"][cert.sha256] = {
             "participant": who, "subject": cert.subject,
             "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
         service["callers"][who]["signing_certificates"] = [cert.sha256]
-    with soap_sidecar(tmp_path_factory.mktemp("soap-signed"), pki, keys, bundle) as running:
+    provider = gost_signers["ved3"]  # the provider signs its SMEV 3 answers with its own ЭП-ОВ
+    signer = {"signer": {"certificate": str(provider.cert_pem), "key_file": str(provider.key)}}
+    with soap_sidecar(tmp_path_factory.mktemp("soap-signed"), pki, keys, bundle, signatures=signer) as running:
         yield running
 
 
@@ -574,3 +578,30 @@ def test_replay_protection_survives_a_restart(tmp_path: Path, pki: Pki, keys: Ke
         assert r.status_code == 409 and "replayed-message" in r.text
         fresh = _resigned(gost_signers["ved1"])
         assert second.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=fresh).status_code == 200
+
+
+def _smev3_answer() -> bytes:
+    return (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><t:SendResponseRequest xmlns:t="{SMEV3_TYPES}">'
+            f'<t:SenderProvidedResponseData Id="SIGNED_BY_PROVIDER"><t:MessageID>{uuid.uuid1()}</t:MessageID>'
+            f"<t:To>route</t:To><b:MessagePrimaryContent xmlns:b=\"{SMEV3_BASIC}\"><r:Result xmlns:r=\"urn:test:r\">"
+            "ok</r:Result></b:MessagePrimaryContent></t:SenderProvidedResponseData></t:SendResponseRequest>"
+            "</s:Body></s:Envelope>").encode()
+
+
+def test_the_providers_smev3_answer_leaves_signed(signed_sidecar: Running,
+                                                  gost_signers: dict[str, GostIdentity]) -> None:
+    signed_sidecar.upstream.answer = _smev3_answer()
+    try:
+        r = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML,
+                                content=_resigned(gost_signers["ved1"]))
+    finally:
+        signed_sidecar.upstream.answer = (MVVACT / "putData/response.xml").read_bytes()
+    assert r.status_code == 200, r.text
+    message = read_message(r.content, r.headers["content-type"], [], "smev3")
+    provider = certs.read(gost_signers["ved3"].der).sha256
+    results = check_signatures(message, "smev3", client_certificate=b"", signers={provider: object()},
+                               at=dt.datetime.now(dt.UTC))
+    assert [(x.status, x.holder, x.signer) for x in results] == [
+        ("valid", "SenderInformationSystemSignature", provider)]
+    _, response = _record(signed_sidecar, r.headers["Reestr-Journal-Id"])
+    assert response["body_sha256"] == hashlib.sha256(r.content).hexdigest()  # the journal has the signed bytes
