@@ -99,14 +99,14 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Ed25519PrivateKey],
         services = {sid: _provided(registry.services[sid], callers[sid], ends_on, fingerprints,
                                    _schemas_of(registry.services[sid], repo_root, schemas), signing)
                     for sid in owned[pid]} if active else {}
-        granted = {r.sid: _granted(r, registry, fingerprints, provider_parts)
+        granted = {r.sid: _granted(r, registry, fingerprints, provider_parts, signing)
                    for r in grants[pid]} if active else {}
         holders = {pid, *(c for svc in services.values() for c in svc["callers"]),
                    *(g["provider"] for g in granted.values())}
         signed = {**header, "type": BUNDLE_TYPE, "audience": pid,
                   "participant": _self(participant, fingerprints[pid]),
                   "certificates": {fp: entry for h in holders for fp, entry in certs[h].items()},
-                  **_signing_table(services, signing),
+                  **_signing_table(services, granted, signing),
                   "services": services, "grants": granted,
                   "schemas": {key: schema.entry() for key, schema in schemas.items()},
                   "schema_files": {digest: text for schema in schemas.values()
@@ -132,11 +132,14 @@ def write(files: dict[str, bytes], out: Path) -> None:
         raise BundleError(f"{out}: cannot write bundles: {e.strerror}") from e
 
 
-def _signing_table(services: dict[str, Any], signing: dict[str, dict[str, dict[str, str]]]) -> dict[str, Any]:
-    """`signing_certificates`: the signing certificates of this provider's callers that registered
-    any (R11); absent when none did, so bundles without signatures keep their bytes."""
+def _signing_table(services: dict[str, Any], granted: dict[str, Any],
+                   signing: dict[str, dict[str, dict[str, str]]]) -> dict[str, Any]:
+    """`signing_certificates`: the signing certificates of the audience's callers and of the
+    providers it calls, of those that registered any (R11); absent when none did, so bundles
+    without signatures keep their bytes."""
     holders = {c for svc in services.values() for c, entry in svc["callers"].items()
                if "signing_certificates" in entry}
+    holders |= {g["provider"] for g in granted.values() if "provider_signing_certificates" in g}
     table = {fp: entry for h in sorted(holders) for fp, entry in signing[h].items()}
     return {"signing_certificates": table} if table else {}
 
@@ -243,7 +246,7 @@ def _provided(service: Service, callers: list[Right], ends_on: dict[str, str | N
 
 
 def _granted(right: Right, registry: Registry, certs: dict[str, list[str]],
-             shared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+             shared: dict[str, dict[str, Any]], signing: dict[str, dict[str, dict[str, str]]]) -> dict[str, Any]:
     part = shared.get(right.sid)
     if part is None:  # built once per service and reused (same bytes): popular services have thousands
         service = registry.services[right.sid]
@@ -252,6 +255,8 @@ def _granted(right: Right, registry: Registry, certs: dict[str, list[str]],
             **_service_header(service),
             "provider": owner.metadata.id, "provider_sidecar": owner.spec.sidecar,
             "provider_certificates": certs[owner.metadata.id],
+            **({"provider_signing_certificates": sorted(signing[owner.metadata.id])}
+               if signing[owner.metadata.id] else {}),
             "operation_defs": {op.name: _operation(op) for op in service.spec.operations}}
     return {**part,
             "access": right.access.value,

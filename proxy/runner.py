@@ -69,7 +69,7 @@ from proxy.addons.hygiene import Hygiene
 from proxy.addons.journaling import Journaling
 from proxy.addons.metrics import Metrics
 from proxy.addons.outbound import OutboundEnforce
-from proxy.addons.outbound_signing import OutboundSigning
+from proxy.addons.outbound_signing import OutboundResponseVerify, OutboundSigning
 from proxy.addons.outbound_tls import ProviderPinning
 from proxy.addons.response_signing import ResponseSigning
 from proxy.addons.responses import ResponseCheck
@@ -170,6 +170,7 @@ class Sidecar:
                            ProviderPinning(self.store, modes[-1])]
                 if self.signer is not None:
                     addons.append(OutboundSigning(self.signer))
+                addons.append(OutboundResponseVerify())
                 extra = {"client_certs": str(out.client_bundle),
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
             addons += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),

@@ -27,20 +27,28 @@ ISSUED = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 KEY = Ed25519PrivateKey.generate()
 
 
-def _gost_pem() -> str:
-    (el,) = etree.parse(str(SMEV3)).getroot().iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate")
+SMEV2 = ROOT / "tests/data/real/CodeInside__siu/gws-crypto-cryptopro/src/test/resources/smev-2.xml"
+
+
+def _gost_pem(path: Path = SMEV3) -> str:
+    (el,) = etree.parse(str(path)).getroot().iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate",
+                                                  "{*}BinarySecurityToken")
     body = base64.b64encode(base64.b64decode(el.text)).decode()
     return "-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(body, 64)) + "\n-----END CERTIFICATE-----\n"
+
+
+def _add(root: Path, pid: str, pem: str) -> None:
+    path = root / "participants" / f"{pid}.yaml"
+    block = "  signing_certificates:\n    - note: ЭП-ОВ\n      pem: |\n" + textwrap.indent(pem, " " * 8)
+    text = path.read_text(encoding="utf-8").replace("  sidecar:", block + "  sidecar:", 1)
+    path.write_text(text, encoding="utf-8")
 
 
 def _registry(tmp: Path, pem: str) -> Path:
     root = tmp / "registry"
     shutil.copytree(ROOT / "registry", root)
     shutil.copytree(ROOT / "schemas", tmp / "schemas")
-    path = root / "participants" / "ved4.yaml"
-    block = "  signing_certificates:\n    - note: ЭП-ОВ\n      pem: |\n" + textwrap.indent(pem, " " * 8)
-    text = path.read_text(encoding="utf-8").replace("  sidecar:", block + "  sidecar:", 1)
-    path.write_text(text, encoding="utf-8")
+    _add(root, "ved4", pem)
     return root
 
 
@@ -86,3 +94,14 @@ def test_validation_points_at_the_line(tmp_path: Path, pem: str | None, code: st
     hits = [x for x in (done.stdout + done.stderr).splitlines() if code in x]
     assert hits and "participants/ved4.yaml:" in hits[0], done.stdout + done.stderr
     assert f"ved4.yaml:{line}:" in hits[0] or f"ved4.yaml:{line + 1}:" in hits[0], hits[0]
+
+
+def test_providers_signing_certificate_reaches_its_consumers(tmp_path: Path) -> None:
+    """ved3 signs its answers: ved4, which calls SID0003003, gets ved3's certificate to check them."""
+    root = _registry(tmp_path, _gost_pem())
+    _add(root, "ved3", _gost_pem(SMEV2))
+    bundles = _compiled(root)
+    grant = bundles["ved4"]["grants"]["SID0003003"]
+    (theirs,) = grant["provider_signing_certificates"]
+    assert bundles["ved4"]["signing_certificates"][theirs]["participant"] == "ved3"
+    assert set(parse_policy(bundles["ved4"]).grants["SID0003003"].provider_signing_certificates) == {theirs}

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +191,14 @@ def _unsigned_smev3() -> bytes:
     return etree.tostring(root, encoding="utf-8")
 
 
-def _signing_pair(d: Path, pki: Pki, keys: Keys, upstream: Upstream, me: GostIdentity,
-                  signer: dict[str, Any]) -> tuple[SidecarConfig, SidecarConfig, ThreadHandle, ProcessHandle]:
+def _entry(cert: certs.GostCertificate, who: str) -> dict[str, str]:
+    return {"participant": who, "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def _signing_pair(d: Path, pki: Pki, keys: Keys, upstream: Any, me: GostIdentity,
+                  signer: dict[str, Any], provider_signer: GostIdentity | None = None,
+                  registered_answers: bool = True) -> tuple[SidecarConfig, SidecarConfig, ThreadHandle, ProcessHandle]:
     cert = certs.read(me.der)
     provider_bundle = signed_bundle(pki)
     ved1 = provider_bundle["services"]["SID0003001"]["callers"]["ved1"]
@@ -203,13 +211,21 @@ def _signing_pair(d: Path, pki: Pki, keys: Keys, upstream: Upstream, me: GostIde
         "participant": "ved1", "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}}
     (d / "ved3.json").write_bytes(sign(provider_bundle, keys.operator))
+    extra: dict[str, Any] = {}
+    if provider_signer is not None:
+        extra["signatures"] = {"signer": {"certificate": str(provider_signer.cert_pem),
+                                          "key_file": str(provider_signer.key)}}
     provider = write_config(d / "ved3", pki, keys, upstream.url, str(d / "ved3.json"),
-                            tls={"server_bundle": str(pki.clients["ved3"].pem)})
+                            tls={"server_bundle": str(pki.clients["ved3"].pem)}, **extra)
     provider_cfg = load_config(provider)
     consumer_bundle = signed_consumer_bundle(pki, f"https://127.0.0.1:{provider_cfg.listen.port}")
     consumer_bundle["grants"]["SID0003004"] = {
         **consumer_bundle["grants"]["SID0003002"], "name": "ЕГРЗ", "profile": "smev3", "signed_messages": True,
         "operations": ["publicPrintOut"], "operation_defs": {"publicPrintOut": {"payload_element": EGRZ}}}
+    if provider_signer is not None and registered_answers:
+        theirs = certs.read(provider_signer.der)
+        consumer_bundle["signing_certificates"] = {theirs.sha256: _entry(theirs, "ved3")}
+        consumer_bundle["grants"]["SID0003004"]["provider_signing_certificates"] = [theirs.sha256]
     (d / "ved1.json").write_bytes(sign(consumer_bundle, keys.operator))
     consumer = write_config(
         d / "ved1", pki, keys, "http://127.0.0.1:9", str(d / "ved1.json"), participant="ved1",
@@ -261,3 +277,58 @@ def test_consumer_sidecar_signs_and_provider_verifies(tmp_path: Path, pki: Pki, 
     finally:
         handle.stop()
         proc.stop()
+
+
+class _SmevAnswers:
+    """An upstream that answers every call with an SMEV 3 SendResponseRequest (unsigned)."""
+
+    def __init__(self) -> None:
+        types = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
+        basic = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.2"
+        body = (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><t:SendResponseRequest xmlns:t="{types}">'
+                f'<t:SenderProvidedResponseData Id="SIGNED_BY_PROVIDER"><t:MessageID>{uuid.uuid1()}</t:MessageID>'
+                f'<t:To>route</t:To><b:MessagePrimaryContent xmlns:b="{basic}"><r:Result xmlns:r="urn:test:r">ok'
+                "</r:Result></b:MessagePrimaryContent></t:SenderProvidedResponseData></t:SendResponseRequest>"
+                "</s:Body></s:Envelope>").encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.mark.parametrize("registered", [True, False], ids=["provider-registered", "provider-not-registered"])
+def test_signed_answers_round_trip(tmp_path: Path, pki: Pki, keys: Keys, gost_pki: GostPki, registered: bool) -> None:
+    """Both directions signed: ved1's sidecar signs the request, ved3's verifies it; the upstream's
+    answer is signed by ved3's sidecar and verified by ved1's against ved3's registered certificate."""
+    me, provider_id = gost_pki.issue("ved1-rt"), gost_pki.issue("ved3-rt")
+    answers = _SmevAnswers()
+    consumer, provider, handle, proc = _signing_pair(tmp_path, pki, keys, answers, me, {"key_file": str(me.key)},
+                                                     provider_id, registered_answers=registered)
+    pair = Pair(consumer, provider, handle, proc, answers, pki)  # type: ignore[arg-type]
+    try:
+        r = pair.call("POST", "/SID0003004", content=_unsigned_smev3(),
+                      headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:SendRequest"'})
+        if registered:
+            assert r.status_code == 200, r.text
+            assert b"SenderInformationSystemSignature" in r.content
+        else:
+            assert r.status_code == 502 and "response-signature-invalid" in r.text
+    finally:
+        handle.stop()
+        proc.stop()
+        answers.server.shutdown()
