@@ -1,6 +1,9 @@
-"""Authorship of SOAP messages (R11: 004 7б, 7г): the caller's XML signature over the SOAP Body.
+"""Authorship of SOAP messages (R11: 004 7б, 7г): the caller's XML signature, by the service's profile.
 
-A service with `signed_messages: true` accepts a SOAP request only if its Body is signed with the
+`check_signatures` dispatches: `smev3` / `smev2` are the GOST signatures where SMEV puts them
+(proxy.soap.smev_signatures); `plain`, below, is XMLDSig RSA/ECDSA over the Body.
+
+A `plain` service with `signed_messages: true` accepts a SOAP request only if its Body is signed with the
 key of the TLS client certificate that authenticated the connection: the registered certificate
 is the author, so a message signed with any other key (even a validly certified one) is invalid.
 
@@ -19,7 +22,7 @@ at the place above, the result is `absent`.
 
 Verification is signxml's, at the exact location, `expect_references=1`, with our algorithm list;
 only `result.signed_xml` is trusted afterwards (docs/sidecar.md). The algorithm list is pluggable
-(`Algorithms`); algorithms outside it (GOST R 34.10/34.11 of real SMEV, SHA-1) are `unsupported`,
+(`Algorithms`); algorithms outside it (GOST on a `plain` service, SHA-1) are `unsupported`,
 reported by URI, never a traceback. The message is the one parse of `proxy.soap.message` (safe
 parser, DOCTYPE refused, MTOM parts inlined); signxml gets that tree, not the bytes.
 

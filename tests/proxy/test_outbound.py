@@ -15,7 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
+import zeep
 from lxml import etree
+from zeep.transports import Transport
 
 from proxy.config import SidecarConfig, load_config
 from proxy.journal.query import export
@@ -282,13 +285,13 @@ def test_consumer_sidecar_signs_and_provider_verifies(tmp_path: Path, pki: Pki, 
 class _SmevAnswers:
     """An upstream that answers every call with an SMEV 3 SendResponseRequest (unsigned)."""
 
-    def __init__(self) -> None:
+    def __init__(self, transport: str = "SendResponseRequest") -> None:
         types = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
         basic = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.2"
-        body = (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><t:SendResponseRequest xmlns:t="{types}">'
+        body = (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><t:{transport} xmlns:t="{types}">'
                 f'<t:SenderProvidedResponseData Id="SIGNED_BY_PROVIDER"><t:MessageID>{uuid.uuid1()}</t:MessageID>'
                 f'<t:To>route</t:To><b:MessagePrimaryContent xmlns:b="{basic}"><r:Result xmlns:r="urn:test:r">ok'
-                "</r:Result></b:MessagePrimaryContent></t:SenderProvidedResponseData></t:SendResponseRequest>"
+                f"</r:Result></b:MessagePrimaryContent></t:SenderProvidedResponseData></t:{transport}>"
                 "</s:Body></s:Envelope>").encode()
 
         class Handler(BaseHTTPRequestHandler):
@@ -328,6 +331,67 @@ def test_signed_answers_round_trip(tmp_path: Path, pki: Pki, keys: Keys, gost_pk
             assert b"SenderInformationSystemSignature" in r.content
         else:
             assert r.status_code == 502 and "response-signature-invalid" in r.text
+    finally:
+        handle.stop()
+        proc.stop()
+        answers.server.shutdown()
+
+
+# a small SMEV 3-shaped WSDL of our own (the transport's elements with open content), for zeep
+_WSDL = """<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+             xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:tns="urn://reestr-test/smev3"
+             xmlns:t="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
+             targetNamespace="urn://reestr-test/smev3">
+  <types><xs:schema targetNamespace="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
+                    elementFormDefault="qualified">
+    <xs:element name="SendRequestRequest"><xs:complexType><xs:sequence>
+      <xs:any processContents="skip" minOccurs="0" maxOccurs="unbounded" namespace="##any"/>
+    </xs:sequence></xs:complexType></xs:element>
+    <xs:element name="SendRequestResponse"><xs:complexType><xs:sequence>
+      <xs:any processContents="skip" minOccurs="0" maxOccurs="unbounded" namespace="##any"/>
+    </xs:sequence></xs:complexType></xs:element>
+  </xs:schema></types>
+  <message name="In"><part name="parameters" element="t:SendRequestRequest"/></message>
+  <message name="Out"><part name="parameters" element="t:SendRequestResponse"/></message>
+  <portType name="Port"><operation name="SendRequest"><input message="tns:In"/><output message="tns:Out"/></operation>
+  </portType>
+  <binding name="Binding" type="tns:Port">
+    <soap:binding transport="http://schemas.xmlsoap.org/soap/http" style="document"/>
+    <operation name="SendRequest"><soap:operation soapAction="urn:SendRequest"/>
+      <input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
+  </binding>
+  <service name="SMEV"><port name="P" binding="tns:Binding"><soap:address location="http://127.0.0.1:9/"/></port>
+  </service>
+</definitions>
+"""
+
+
+def test_zeep_round_trip_signed_both_ways(tmp_path: Path, pki: Pki, keys: Keys, gost_pki: GostPki) -> None:
+    """zeep as the agency's client: ved1's sidecar signs (GOST), ved3's verifies, the upstream
+    answers, ved3's sidecar signs the answer, ved1's verifies it, zeep reads it."""
+    me, provider_id = gost_pki.issue("ved1-zeep"), gost_pki.issue("ved3-zeep")
+    answers = _SmevAnswers("SendRequestResponse")
+    consumer, provider, handle, proc = _signing_pair(tmp_path, pki, keys, answers, me, {"key_file": str(me.key)},
+                                                     provider_id)
+    try:
+        wsdl = tmp_path / "smev3.wsdl"
+        wsdl.write_text(_WSDL, encoding="utf-8")
+        session = requests.Session()
+        session.cert = str(pki.clients["internal"].pem)
+        session.verify = str(pki.ca_pem)
+        session.trust_env = False
+        client = zeep.Client(str(wsdl), transport=Transport(session=session))
+        port = consumer.outbound.listen.port  # type: ignore[union-attr]
+        service = client.create_service("{urn://reestr-test/smev3}Binding", f"https://127.0.0.1:{port}/SID0003004")
+        (data,) = etree.fromstring(_unsigned_smev3()).xpath("//*[local-name()='SenderProvidedRequestData']")
+        answer = service.SendRequest(_value_1=[data])
+        parts = answer if isinstance(answer, list) else answer["_value_1"]
+        names = [etree.QName(el).localname for el in parts]
+        assert names == ["SenderProvidedResponseData", "SenderInformationSystemSignature"]
+        by_id = {x["id"]: x for x in export(provider.journal.path)}
+        request = next(x for x in by_id.values() if x["kind"] == "request" and x["sid"] == "SID0003004")
+        assert request["signature_check"].startswith("valid ")
     finally:
         handle.stop()
         proc.stop()
