@@ -205,7 +205,14 @@ def _smev2_reference_not_body(root: etree._Element) -> None:
     ref.set("URI", "#AppData")
 
 
+def _smev2_many_references(root: etree._Element) -> None:
+    (ref,) = [r for r in root.iter(f"{{{DS}}}Reference") if r.getparent().tag == f"{{{DS}}}SignedInfo"]
+    for _ in range(8):
+        ref.addnext(copy.deepcopy(ref))
+
+
 SMEV2_BROKEN: list[tuple[str, Callable[[etree._Element], None], str]] = [
+    ("too-many-references", _smev2_many_references, "invalid"),
     ("changed-body", _smev2_changed_body, "invalid"),
     ("token-outside-its-block", _smev2_token_elsewhere, "invalid"),
     ("body-id-twice", _smev2_body_id_twice, "invalid"),
@@ -226,3 +233,10 @@ def test_smev2_broken(name: str, breaks: Callable[[etree._Element], None], statu
 def test_real_negative_messages_are_refused(name: str) -> None:
     result = verdict(check((CRYPTOPRO / name).read_bytes(), "smev2", AT_SMEV2))
     assert result.status == "invalid" and "digest" in result.detail
+
+
+def test_reference_count_is_capped_before_any_digest() -> None:
+    root = _tree(CRYPTOPRO / "smev-2.xml")
+    _smev2_many_references(root)
+    result = verdict(check(_xml(root), "smev2", AT_SMEV2))
+    assert result.status == "invalid" and "9 References" in result.detail

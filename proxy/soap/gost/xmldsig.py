@@ -36,6 +36,10 @@ SIGNATURE_METHODS = {
 DIGEST_METHODS = {hashes.STREEBOG_256: hashes.STREEBOG_256, hashes.STREEBOG_512: hashes.STREEBOG_512,
                   hashes.GOST94: hashes.GOST94, f"{_CP}gostr3411": hashes.GOST94}
 _ID_NAMES = frozenset({"Id", "ID", "id"})
+# References per signature: SMEV 3 has one, SMEV 2 one or two (Body, smev:Header). Each costs a
+# canonicalisation and a digest of what it names, so an unbounded list would let one 1 MB message
+# make the sidecar hash gigabytes (nested elements named again and again).
+MAX_REFERENCES = 8
 _HOLDERS = etree.XPath("//*[@*[local-name() = 'Id' or local-name() = 'ID' or local-name() = 'id'][. = $v]]")
 
 
@@ -94,8 +98,8 @@ def verify(root: etree._Element, signature: etree._Element, certificate_der: byt
     if cert.key_algorithm != key_algorithm:
         raise Refused("invalid", f"a {cert.key_algorithm} key cannot make a {algorithm} signature", **known)
     refs = info.findall(f"{{{DS}}}Reference")
-    if not refs:
-        raise Refused("invalid", "SignedInfo has no Reference", **known)
+    if not refs or len(refs) > MAX_REFERENCES:
+        raise Refused("invalid", f"SignedInfo has {len(refs)} References (1 to {MAX_REFERENCES})", **known)
     covered = tuple(_check_reference(root, ref, smev_transform, known) for ref in refs)
     if len({id(el) for el in covered}) != len(covered):
         raise Refused("invalid", "two References name the same element", **known)
