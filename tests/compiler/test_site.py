@@ -188,7 +188,7 @@ def test_index_loads_without_console_errors_and_links_load(browser: object, site
     driver.get((site / "index.html").as_uri())  # type: ignore[attr-defined]
     assert driver.title.startswith("Каталог")  # type: ignore[attr-defined]
     assert _console(driver) == []
-    assert len(_visible_sids(driver)) == 4
+    assert len(_visible_sids(driver)) == 5  # the example registry's services
     links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")]  # type: ignore[attr-defined]
     assert len(links) >= 4 + 4 + 7  # services, owners, participants
     for href in sorted(set(links)):
@@ -201,7 +201,7 @@ def test_index_loads_without_console_errors_and_links_load(browser: object, site
 
 @pytest.mark.parametrize(("query", "expected"), [
     ("SID0007001", ["SID0007001"]),
-    ("sid000300", ["SID0003001", "SID0003002", "SID0003003"]),
+    ("sid000300", ["SID0003001", "SID0003002", "SID0003003", "SID0003004"]),
     ("медицинских справках", ["SID0007001"]),
     ("Веб-сервис Б", ["SID0003002"]),
     ("здравоохранения", ["SID0007001"]),  # the owner's name
@@ -218,7 +218,7 @@ def test_search(browser: object, site: Path, query: str, expected: list[str]) ->
     assert driver.find_element(By.ID, "no-services").is_displayed() == (not expected)  # type: ignore[attr-defined]
     box.clear()
     box.send_keys(" ")  # `clear` fires no input event; a blank query shows everything again
-    assert len(_visible_sids(driver)) == 4
+    assert len(_visible_sids(driver)) == 5  # the example registry's services
     assert _console(driver) == []
 
 
