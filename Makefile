@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap postgres-server
+.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap bench-gost postgres-server
 
 $(STAMP): requirements.lock pyproject.toml
 	python3.12 -m venv $(VENV)
@@ -24,12 +24,20 @@ postgres-server:
 	   apt-get install -y -qq postgresql >/dev/null) || \
 	  echo "install PostgreSQL's server binaries (Debian: postgresql) for the journal tests"
 
+# OpenSSL's GOST provider (Debian: libengine-gost-openssl): fast Streebog / GOST R 34.11-94 and the
+# independent implementation the signature tests cross-check against (docs/sidecar.md).
+GOSTPROV := /usr/lib/x86_64-linux-gnu/ossl-modules/gostprov.so
+$(GOSTPROV):
+	command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq libengine-gost-openssl >/dev/null) || \
+	  echo "install OpenSSL's GOST engine (Debian: libengine-gost-openssl) for the GOST cross-checks"
+
 install: $(STAMP) $(ACTIONLINT)
 
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP) $(ACTIONLINT) postgres-server
+test: $(STAMP) $(ACTIONLINT) postgres-server $(GOSTPROV)
 	$(PY) -m pytest -q
 
 # the invariant fuzz test of tests/security with 20,000 generated requests (make test runs 2,500)
@@ -40,7 +48,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler proxy tests bench
 	$(VENV)/bin/mypy
 
-bench: bench-registry bench-journal bench-sidecar bench-soap
+bench: bench-registry bench-journal bench-sidecar bench-soap bench-gost
 
 bench-registry: $(STAMP)
 	$(PY) bench/registry_bench.py
@@ -61,3 +69,7 @@ bench-soap: $(STAMP)
 	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/soap_bench.py
+
+# GOST verify/sign per SMEV 3 / SMEV 2 message, median CPU (issue 9); the OpenSSL GOST provider for Streebog.
+bench-gost: $(STAMP) $(GOSTPROV)
+	$(PY) bench/gost_bench.py

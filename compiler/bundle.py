@@ -22,7 +22,7 @@ from compiler import gcpause, payload_schemas
 from compiler.access import IMPLICIT_OWNER, Right, effective_rights, inactive_reason
 from compiler.certs import read as read_certificate
 from compiler.errors import CompilerError
-from compiler.models import Operation, Participant, Service
+from compiler.models import Certificate, Operation, Participant, Service
 from compiler.payload_schemas import PayloadSchema
 from compiler.registry import Registry
 from compiler.trust import (
@@ -77,8 +77,10 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Signer],
            repo_root: Path | None) -> dict[str, bytes]:
     today = info.issued_at.date()
     rights, exclusions = effective_rights(registry, today)
-    certs = {pid: _certificates(p) for pid, p in registry.participants.items()}
+    certs = {pid: _certificates(p, p.spec.certificates) for pid, p in registry.participants.items()}
     _check_unique(certs)
+    signing = {pid: _certificates(p, p.spec.signing_certificates) for pid, p in registry.participants.items()}
+    _check_unique(signing)
     fingerprints = {pid: sorted(c) for pid, c in certs.items()}
     ends_on = {pid: _ends_on(p) for pid, p in registry.participants.items()}
     callers: dict[str, list[Right]] = defaultdict(list)
@@ -101,15 +103,16 @@ def _build(registry: Registry, info: BuildInfo, keys: list[Signer],
         active = inactive_reason(participant, today) is None
         schemas: dict[str, PayloadSchema] = {}
         services = {sid: _provided(registry.services[sid], callers[sid], ends_on, fingerprints,
-                                   _schemas_of(registry.services[sid], repo_root, schemas))
+                                   _schemas_of(registry.services[sid], repo_root, schemas), signing)
                     for sid in owned[pid]} if active else {}
-        granted = {r.sid: _granted(r, registry, fingerprints, provider_parts)
+        granted = {r.sid: _granted(r, registry, fingerprints, provider_parts, signing)
                    for r in grants[pid]} if active else {}
         holders = {pid, *(c for svc in services.values() for c in svc["callers"]),
                    *(g["provider"] for g in granted.values())}
         signed = {**header, "type": BUNDLE_TYPE, "audience": pid,
                   "participant": _self(participant, fingerprints[pid]),
                   "certificates": {fp: entry for h in holders for fp, entry in certs[h].items()},
+                  **_signing_table(services, granted, signing),
                   "services": services, "grants": granted,
                   "schemas": {key: schema.entry() for key, schema in schemas.items()},
                   "schema_files": {digest: text for schema in schemas.values()
@@ -135,10 +138,22 @@ def write(files: dict[str, bytes], out: Path) -> None:
         raise BundleError(f"{out}: cannot write bundles: {e.strerror}") from e
 
 
-def _certificates(participant: Participant) -> dict[str, dict[str, str]]:
-    """{sha256: entry of the bundle's `certificates` table} for the participant's certificates."""
+def _signing_table(services: dict[str, Any], granted: dict[str, Any],
+                   signing: dict[str, dict[str, dict[str, str]]]) -> dict[str, Any]:
+    """`signing_certificates`: the signing certificates of the audience's callers and of the
+    providers it calls, of those that registered any (R11); absent when none did, so bundles
+    without signatures keep their bytes."""
+    holders = {c for svc in services.values() for c, entry in svc["callers"].items()
+               if "signing_certificates" in entry}
+    holders |= {g["provider"] for g in granted.values() if "provider_signing_certificates" in g}
+    table = {fp: entry for h in sorted(holders) for fp, entry in signing[h].items()}
+    return {"signing_certificates": table} if table else {}
+
+
+def _certificates(participant: Participant, registered: list[Certificate]) -> dict[str, dict[str, str]]:
+    """{sha256: entry of the bundle's `certificates` (or `signing_certificates`) table}."""
     out = {}
-    for cert in participant.spec.certificates:
+    for cert in registered:
         try:
             parsed = read_certificate(cert.pem)
         except ValueError:
@@ -220,7 +235,8 @@ def _schemas_of(service: Service, repo_root: Path | None,
 
 
 def _provided(service: Service, callers: list[Right], ends_on: dict[str, str | None],
-              certs: dict[str, list[str]], schema_keys: dict[str, dict[str, str]]) -> dict[str, Any]:
+              certs: dict[str, list[str]], schema_keys: dict[str, dict[str, str]],
+              signing: dict[str, dict[str, dict[str, str]]]) -> dict[str, Any]:
     return {**_service_header(service),
             "operations": {op.name: {**_operation(op), **schema_keys.get(op.name, {})}
                            for op in service.spec.operations},
@@ -230,11 +246,13 @@ def _provided(service: Service, callers: list[Right], ends_on: dict[str, str | N
                 "grant": r.where, "legal_basis": r.legal_basis,
                 "valid_until": r.valid_until.isoformat() if r.valid_until else None,
                 "ends_on": ends_on[r.consumer],
-                "certificates": certs[r.consumer]} for r in callers}}
+                "certificates": certs[r.consumer],
+                **({"signing_certificates": sorted(signing[r.consumer])} if signing[r.consumer] else {}),
+            } for r in callers}}
 
 
 def _granted(right: Right, registry: Registry, certs: dict[str, list[str]],
-             shared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+             shared: dict[str, dict[str, Any]], signing: dict[str, dict[str, dict[str, str]]]) -> dict[str, Any]:
     part = shared.get(right.sid)
     if part is None:  # built once per service and reused (same bytes): popular services have thousands
         service = registry.services[right.sid]
@@ -243,6 +261,8 @@ def _granted(right: Right, registry: Registry, certs: dict[str, list[str]],
             **_service_header(service),
             "provider": owner.metadata.id, "provider_sidecar": owner.spec.sidecar,
             "provider_certificates": certs[owner.metadata.id],
+            **({"provider_signing_certificates": sorted(signing[owner.metadata.id])}
+               if signing[owner.metadata.id] else {}),
             "operation_defs": {op.name: _operation(op) for op in service.spec.operations}}
     return {**part,
             "access": right.access.value,

@@ -330,7 +330,7 @@ def new_participant_command(pid: str, name: str, type_: str, contact_name: str, 
 @click.option("--legal-basis", required=True, help="The act under which the service provides the data.")
 @click.option("--contact-name", required=True)
 @click.option("--contact-email", required=True)
-@click.option("--profile", type=click.Choice(["plain", "smev3"]), default="plain", show_default=True,
+@click.option("--profile", type=click.Choice(["plain", "smev2", "smev3"]), default="plain", show_default=True,
               help="SOAP message profile: plain (the Body's element names the operation) or smev3 "
                    "(the payload's root element inside MessagePrimaryContent does).")
 @click.option("--operation", "operations", multiple=True, required=True,

@@ -128,6 +128,9 @@ class ParticipantSpec(_Model):
     contacts: Annotated[list[Contact], Field(min_length=1)]
     review_team: Annotated[StrictStr, Field(pattern=r"^@[A-Za-z0-9-]+(/[A-Za-z0-9._-]+)?$")]
     certificates: list[Certificate] = []
+    # R11: the information system's signature certificates (ЭП-ОВ), GOST or RSA/ECDSA; separate
+    # from the TLS certificates above (docs/registry-format.md)
+    signing_certificates: list[Certificate] = []
     sidecar: Url | None = None
     agreement: Agreement
     status: Status = Status.ACTIVE
@@ -170,11 +173,13 @@ class Method(StrEnum):
 class Profile(StrEnum):
     """How a SOAP service's messages name their operation (docs/sidecar.md).
 
-    `plain`: the Body's element. `smev3`: the Body's element is the SMEV 3 transport's; the
+    `plain`: the Body's element. `smev2`: the Body's element too, signed SMEV 2 style (WS-Security
+    in the Header, GOST R 34.10-2001). `smev3`: the Body's element is the SMEV 3 transport's; the
     operation (вид сведений) is the root element of the payload inside `MessagePrimaryContent`.
     """
 
     PLAIN = "plain"
+    SMEV2 = "smev2"
     SMEV3 = "smev3"
 
 

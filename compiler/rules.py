@@ -71,11 +71,13 @@ def _participant(p: Participant, src: Source, today: date, seen: dict[str, str])
                           f"after notice; the agreement requires {spec.agreement.notice_days}")
     for i, cert in enumerate(spec.certificates):
         yield from _certificate(cert.pem, src, i, today, p.metadata.id, seen)
+    for i, cert in enumerate(spec.signing_certificates):
+        yield from _certificate(cert.pem, src, i, today, p.metadata.id, seen, "signing_certificates")
 
 
 def _certificate(pem: str, src: Source, i: int, today: date, owner: str,
-                 seen: dict[str, str]) -> Iterator[Problem]:
-    where = src.at("spec", "certificates", i, "pem")
+                 seen: dict[str, str], field: str = "certificates") -> Iterator[Problem]:
+    where = src.at("spec", field, i, "pem")
     try:
         cert = certs.read(pem)
     except ValueError:
@@ -173,7 +175,7 @@ def _routes(svc: Service, src: Source) -> Iterator[Problem]:
                               "sidecar identifies an operation by the message, a SOAPAction alone does not")
             else:
                 keys.append((element_field, element))
-            if op.soap_action is not None and spec.profile is Profile.PLAIN:
+            if op.soap_action is not None and spec.profile is not Profile.SMEV3:
                 keys.append(("soap_action", op.soap_action))
         for key in keys:
             if key in seen:

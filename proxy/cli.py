@@ -330,6 +330,32 @@ def run_command(config_path: Path, listen_port: int | None, admin_port: int | No
     run_forever(config)
 
 
+@main.command("verify-message")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--bundle", "bundle_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A provider's signed bundle: signers must also be registered signing certificates.")
+@click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="For --bundle: an operator public key; without one the bundle's own signature is not checked.")
+@click.option("--at", "at", metavar="ISO", help="Check certificate validity at this time (default: now).")
+@_clean_errors
+def verify_message_command(file: Path, bundle_path: Path | None, trusted: tuple[Path, ...], at: str | None) -> None:
+    """Which signatures a saved SOAP message has, what each covers, by whom, valid or why not.
+
+    Exit 0: at least one signature and all valid; 1: any is not; 2: the file cannot be read or parsed.
+    """
+    from proxy.soap.offline import OfflineError, read_bundle, verify_message, when
+
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        raise OfflineError(f"{file}: {e.strerror}") from e
+    signed = read_bundle(bundle_path, trusted) if bundle_path is not None else None
+    report = verify_message(data, at=when(at), signed_bundle=signed)
+    for line in report.lines():
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)
+
+
 @main.command("status")
 @CONFIG
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)

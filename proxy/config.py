@@ -35,6 +35,12 @@ Relative paths are resolved against the directory of the config file. Format::
       idle_timeout_seconds: 60        # a kept-alive connection, or a request body, at most this idle
     payloads:
       responses: record               # enforce | record | off: response payloads vs their schema
+    signatures:
+      replay_window_seconds: 900      # a signed message id is accepted once in this window (R11)
+      signer:                         # optional: sign outbound SMEV 3 requests of signed services
+        certificate: keys/ep-ov.pem   # the registered signing certificate (PEM)
+        key_file: keys/ep-ov.key      # GOST R 34.10-2012 key (PEM PKCS #8), or instead:
+        # command: [/opt/csp/sign, --container, ep-ov]   # SignedInfo on stdin, base64 signature out
     outbound:                         # optional: consumer side (DESIGN §7)
       listen: {host: 127.0.0.1, port: 8088}
       client_bundle: tls/client.pem   # our key + certificate presented to providers
@@ -129,6 +135,30 @@ class PayloadConfig(BaseModel):
     responses: Literal["enforce", "record", "off"] = "record"
 
 
+class SignerConfig(BaseModel):
+    """Who signs this agency's outbound SMEV 3 requests (proxy.soap.signing): a GOST key file, or
+    an external command that reads SignedInfo on stdin and prints the base64 signature."""
+
+    model_config = _STRICT
+    certificate: Path  # PEM, the signing certificate registered as spec.signing_certificates
+    key_file: Path | None = None  # PEM PKCS #8 GOST R 34.10-2012 key
+    command: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SignerConfig:
+        if (self.key_file is None) == (self.command is None):
+            raise ValueError("give exactly one of key_file and command")
+        return self
+
+
+class SignaturesConfig(BaseModel):
+    """Signed messages (R11): the replay window (proxy.replay) and the outbound signer."""
+
+    model_config = _STRICT
+    replay_window_seconds: float = Field(default=900.0, gt=0, le=7 * 86400)
+    signer: SignerConfig | None = None
+
+
 class InternalClient(BaseModel):
     """An agency system allowed to call out through the sidecar, by its TLS client certificate."""
 
@@ -159,6 +189,7 @@ class SidecarConfig(BaseModel):
     journal: JournalConfig
     limits: Limits = Limits()
     payloads: PayloadConfig = PayloadConfig()
+    signatures: SignaturesConfig = SignaturesConfig()
     outbound: OutboundConfig | None = None
 
     @field_validator("upstream")
@@ -171,7 +202,7 @@ class SidecarConfig(BaseModel):
 
 _PATH_FIELDS = (
     ("tls", "server_bundle"), ("state_dir",), ("journal", "path"), ("journal", "signing_key"),
-    ("journal", "anchor_file"),
+    ("journal", "anchor_file"), ("signatures", "signer", "certificate"), ("signatures", "signer", "key_file"),
     ("outbound", "client_bundle"), ("outbound", "provider_ca"),
 )
 

@@ -52,6 +52,11 @@ REASONS: dict[str, tuple[int, str]] = {
     "signature-absent": (403, "The message must be signed by the caller"),  # R11
     "signature-invalid": (403, "The message signature is not valid for the caller's certificate"),
     "signature-unsupported": (403, "The message signature uses an algorithm that is not supported"),
+    "signature-wrong-signer": (403, "The message is signed by a certificate the caller has not registered"),
+    "signature-certificate-expired": (403, "The message's signing certificate is not valid now"),
+    "signing-failed": (500, "The sidecar could not sign the message"),
+    "response-signature-invalid": (502, "The provider's answer is not signed by its registered signing certificate"),
+    "replayed-message": (409, "The signed message was already received, or its time is outside the window"),
 }
 
 _SID_PATH = re.compile(r"^/(?P<sid>[^/?#]+)(?P<rest>/[^?#]*)?")
@@ -87,6 +92,7 @@ class Caller:
     valid_until: date | None
     ends_on: date | None  # R10: the first day without access
     status: str
+    signing_certificates: Mapping[str, CertInfo] = field(default_factory=dict)  # R11: sha256 -> cert
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,8 @@ class Grant:
     classification: str | None = None
     by_element: Mapping[str, Operation] = field(default_factory=dict)
     provider_certificates: frozenset[str] = frozenset()  # outbound TLS accepts only these (sha256)
+    signed_messages: bool = False  # R11: the consumer's sidecar signs requests (smev3) with its signer
+    provider_signing_certificates: Mapping[str, CertInfo] = field(default_factory=dict)  # R11: its answers
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,7 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
     try:
         participant = signed["participant"]
         table = {fp: _cert(fp, c) for fp, c in (signed.get("certificates") or {}).items()}
+        signing_table = {fp: _cert(fp, c) for fp, c in (signed.get("signing_certificates") or {}).items()}
         certificates: dict[str, CertInfo] = {}
         _add_certs(certificates, table, participant["id"], participant.get("certificates") or [])
         services = {}
@@ -179,13 +188,15 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
             callers = {}
             for pid, c in (svc.get("callers") or {}).items():
                 _add_certs(certificates, table, pid, c.get("certificates") or [])
+                signing: dict[str, CertInfo] = {}
+                _add_certs(signing, signing_table, pid, c.get("signing_certificates") or [])
                 ops = c.get("operations")
                 callers[pid] = Caller(
                     participant=pid, access=c["access"],
                     operations=frozenset(ops) if ops is not None else None,
                     grant=c.get("grant") or "", valid_until=_date(c.get("valid_until")),
                     ends_on=_date(c.get("ends_on", c.get("active_until"))),
-                    status=c.get("status", "active"))
+                    status=c.get("status", "active"), signing_certificates=signing)
             operations = tuple(_operation(name, op) for name, op in
                                sorted((svc.get("operations") or {}).items()))
             profile = _profile(svc)
@@ -197,7 +208,8 @@ def parse_policy(signed: Mapping[str, Any]) -> Policy:
         return Policy(audience=participant["id"], status=participant.get("status", "active"),
                       ends_on=_date(participant.get("ends_on")),
                       services=services, certificates=certificates,
-                      grants={sid: _grant(sid, g, table) for sid, g in (signed.get("grants") or {}).items()})
+                      grants={sid: _grant(sid, g, table, signing_table)
+                              for sid, g in (signed.get("grants") or {}).items()})
     except (KeyError, TypeError, ValueError, AttributeError, re.error, TrustError,
             TemplateError) as e:
         raise PolicyFormatError(f"bundle content is malformed: {type(e).__name__}: {e}") from e
@@ -219,19 +231,23 @@ def _add_certs(into: dict[str, CertInfo], table: Mapping[str, CertInfo], partici
         into[info.sha256] = info
 
 
-def _grant(sid: str, g: Mapping[str, Any], table: Mapping[str, CertInfo]) -> Grant:
+def _grant(sid: str, g: Mapping[str, Any], table: Mapping[str, CertInfo],
+           signing_table: Mapping[str, CertInfo]) -> Grant:
     ops = g.get("operations")
     defs = tuple(_operation(n, op) for n, op in sorted((g.get("operation_defs") or {}).items()))
     profile = _profile(g)
     pinned: dict[str, CertInfo] = {}
     _add_certs(pinned, table, g["provider"], g.get("provider_certificates") or [])
+    answers: dict[str, CertInfo] = {}
+    _add_certs(answers, signing_table, g["provider"], g.get("provider_signing_certificates") or [])
     return Grant(sid=sid, provider=g["provider"], provider_sidecar=str(g["provider_sidecar"]).rstrip("/"),
                  protocol=g.get("protocol", "rest"), access=g["access"],
                  operations=frozenset(ops) if ops is not None else None,
                  operation_defs=defs,
                  grant=g.get("grant") or "", valid_until=_date(g.get("valid_until")),
                  profile=profile, classification=g.get("classification"),
-                 by_element=_by_element(sid, profile, defs), provider_certificates=frozenset(pinned))
+                 by_element=_by_element(sid, profile, defs), provider_certificates=frozenset(pinned),
+                 signed_messages=g.get("signed_messages") is True, provider_signing_certificates=answers)
 
 
 def _profile(svc: Mapping[str, Any]) -> Profile:

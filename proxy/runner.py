@@ -51,10 +51,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from mitmproxy import options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig, update_alt_svc
 from mitmproxy.master import Master
@@ -66,7 +69,9 @@ from proxy.addons.hygiene import Hygiene
 from proxy.addons.journaling import Journaling
 from proxy.addons.metrics import Metrics
 from proxy.addons.outbound import OutboundEnforce
+from proxy.addons.outbound_signing import OutboundResponseVerify, OutboundSigning
 from proxy.addons.outbound_tls import ProviderPinning
+from proxy.addons.response_signing import ResponseSigning
 from proxy.addons.responses import ResponseCheck
 from proxy.addons.timeouts import Timeouts
 from proxy.admin import AdminServer, SidecarMetrics
@@ -76,7 +81,12 @@ from proxy.errors import ConfigError, SidecarError
 from proxy.headers import HeadLimits
 from proxy.journal import Journal, JournalError
 from proxy.journal.anchor import AnchorExporter
+from proxy.journal.query import export
+from proxy.journal.record import format_time
 from proxy.journal.target import store_for as journal_store
+from proxy.replay import ReplayGuard
+from proxy.soap.errors import SignatureError
+from proxy.soap.signing import CommandSigner, KeyFileSigner, Signer, xmldsig_method
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
 _PLACEHOLDER = "127.0.0.1:9"
@@ -119,6 +129,7 @@ class Sidecar:
                 raise ConfigError(f"config: outbound.provider_ca: {config.outbound.provider_ca}: "
                                   "no such file")
         self.internal_clients = _internal_clients(config)
+        self.signer = _signer(config)
         self.store = BundleStore(config.participant, self.trusted, config.bundle.threshold,
                                  config.state_dir, config.bundle.max_bytes)
         self.store.load_state()
@@ -141,6 +152,8 @@ class Sidecar:
         """Serve until `shutdown()`; closes the journal on the way out."""
         cfg = self.config
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+        replay = ReplayGuard(timedelta(seconds=cfg.signatures.replay_window_seconds))
+        _seed_replay(replay, cfg)  # before the writer starts: the journal as the last run left it
         self.journal = Journal(journal_store(cfg), self.signing_key)
         self.journal.start()
         try:
@@ -168,10 +181,14 @@ class Sidecar:
                 modes.append(f"reverse:https://{_PLACEHOLDER}@{out.listen.host}:{out.listen.port}")
                 addons += [OutboundEnforce(self.store, modes[-1], self.internal_clients),
                            ProviderPinning(self.store, modes[-1])]
+                if self.signer is not None:
+                    addons.append(OutboundSigning(self.signer))
+                addons.append(OutboundResponseVerify())
                 extra = {"client_certs": str(out.client_bundle),
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
             addons += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
-                       Enforce(self.store), ResponseCheck(cfg.payloads.responses),
+                       Enforce(self.store, replay), ResponseCheck(cfg.payloads.responses),
+                       *([ResponseSigning(self.signer)] if self.signer is not None else []),
                        Journaling(journal, cfg.participant), Metrics(metrics)]
             opts = options.Options(mode=modes, listen_host=cfg.listen.host,
                                    listen_port=cfg.listen.port,
@@ -363,3 +380,32 @@ def start_subprocess(config_path: str | Path, *args: str, timeout: float = 20.0,
         time.sleep(0.05)
     handle.stop()
     raise SidecarStartError(f"sidecar did not answer {url} within {timeout}s")
+
+
+def _seed_replay(replay: ReplayGuard, cfg: SidecarConfig) -> None:
+    """The message ids the journal accepted within the replay window, so a restart forgets none."""
+    now = datetime.now(UTC)
+    since = format_time(now - replay.window)
+    try:
+        replay.seed(export(journal_store(cfg), since=since), now)
+    except JournalError:  # pragma: no cover - a first start: no journal yet
+        return
+
+
+def _signer(cfg: SidecarConfig) -> Signer | None:
+    """The outbound signer of `signatures.signer`, checked at start (a key that does not match its
+    certificate is a ConfigError, never a refusal at the first call); the key is not kept as text."""
+    conf = cfg.signatures.signer
+    if conf is None:
+        return None
+    try:
+        pem = conf.certificate.read_text(encoding="ascii")
+        certs.read(pem)  # exactly one PEM certificate block, readable whole
+        der = x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+        if conf.key_file is not None:
+            return KeyFileSigner.load(conf.key_file, der)
+        method = xmldsig_method(der)
+        assert conf.command is not None  # the config model requires one of the two
+        return CommandSigner(certificate=der, method=method, argv=tuple(conf.command))
+    except (OSError, ValueError, UnicodeDecodeError, SignatureError) as e:
+        raise ConfigError(f"config: signatures.signer: {getattr(e, 'strerror', None) or e}") from e

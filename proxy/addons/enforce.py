@@ -36,7 +36,8 @@ from proxy.bundles import ActiveBundle, BundleStore
 from proxy.identity import identify
 from proxy.payloads import Violation
 from proxy.policy import Decision, deny, evaluate, replace
-from proxy.soap.signatures import check_soap_signature, requires_signature
+from proxy.replay import ReplayGuard
+from proxy.soap.signatures import SignatureResult, check_signatures, requires_signature, verdict
 
 FORWARDED_CONSUMER = "Reestr-Consumer"
 FORWARDED_OPERATION = "Reestr-Operation"
@@ -45,8 +46,9 @@ FORWARDED_OPERATION = "Reestr-Operation"
 class Enforce:
     """Identity + policy for the inbound side."""
 
-    def __init__(self, store: BundleStore) -> None:
+    def __init__(self, store: BundleStore, replay: ReplayGuard | None = None) -> None:
         self.store = store
+        self.replay = replay
 
     def load(self, loader: object) -> None:
         loader.add_option(  # type: ignore[attr-defined]
@@ -83,10 +85,13 @@ class Enforce:
         if not decision.allowed:
             return refuse(flow, decision)
         if requires_signature(bundle.policy, decision.sid) and decision.message is not None:
-            check = check_soap_signature(decision.message, _leaf_der(flow))  # R11
-            flow.metadata[SIGNATURE] = check.status
+            check = _check_signature(bundle, decision, _leaf_der(flow), now)  # R11
+            flow.metadata[SIGNATURE] = check.journal
             if check.reason is not None:
                 return refuse(flow, replace(decision, reason=check.reason))
+            replayed = self._replayed(decision, now)
+            if replayed is not None:
+                return refuse(flow, replace(decision, reason=replayed))
         violation = _check_payload(bundle, decision, flow.request.raw_content or b"")
         if violation is not None:
             flow.metadata[PAYLOAD_CHECK] = "invalid"
@@ -100,6 +105,28 @@ class Enforce:
         flow.request.headers[FORWARDED_CONSUMER] = decision.consumer or ""
         flow.request.headers[FORWARDED_OPERATION] = decision.operation or ""
         return None
+
+
+    def _replayed(self, decision: Decision, now: datetime) -> str | None:
+        """A validly signed message is accepted once per service within the window (proxy.replay)."""
+        if self.replay is None or decision.message is None or decision.sid is None:
+            return None
+        message_id = decision.message.content.message_id
+        reason = self.replay.check(decision.sid, message_id, now)
+        if reason is None:
+            self.replay.remember(decision.sid, message_id, now)
+        return reason
+
+
+def _check_signature(bundle: ActiveBundle, decision: Decision, leaf: bytes, now: datetime) -> SignatureResult:
+    """The message's signatures by the service's profile; the author's certificate must be one
+    the caller registered for signing (`spec.signing_certificates`), valid now."""
+    service = bundle.policy.services[decision.sid or ""]
+    caller = service.callers.get(decision.consumer or "")
+    signers = caller.signing_certificates if caller is not None else {}
+    assert decision.message is not None
+    return verdict(check_signatures(decision.message, service.profile, client_certificate=leaf,
+                                    signers=signers, at=now))
 
 
 def _check_payload(bundle: ActiveBundle, decision: Decision, body: bytes) -> Violation | None:

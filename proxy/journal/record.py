@@ -10,6 +10,12 @@ Record format versions (the `format` member of the text; absent means 1):
 - 2: adds `profile`, `payload`, `message_id`, `reference_message_id`, `transaction_code`,
   `classification` and `payload_check` (null when absent), and `"format": 2`.
 
+Within format 2, `signature_check` (issue 9) is `valid`, `absent`, ... alone, or — once a
+signature was read far enough — `<status> <SignatureMethod URI> <signer's certificate SHA-256>`
+(`-` when no certificate was read), space-separated: the algorithm and signer of a valid or
+refused signature (`proxy.soap.verdict.SignatureResult.journal`). Profile `smev2` joined
+`plain` and `smev3`. Old records keep their text and verify unchanged.
+
 A format-1 record still verifies (its text is hashed as stored) and reads back with the newer
 members as null (`record_data`).
 """
@@ -32,13 +38,13 @@ RECORD_FORMAT = 2
 Direction = Literal["inbound", "outbound"]
 Kind = Literal["request", "response"]
 Decision = Literal["allow", "deny", "error"]
-Profile = Literal["plain", "smev3"]
+Profile = Literal["plain", "smev2", "smev3"]
 PayloadCheck = Literal["valid", "invalid"]
 
 _DIRECTIONS = frozenset({"inbound", "outbound"})
 _KINDS = frozenset({"request", "response"})
 _DECISIONS = frozenset({"allow", "deny", "error"})
-_PROFILES = frozenset({"plain", "smev3", None})
+_PROFILES = frozenset({"plain", "smev2", "smev3", None})
 _PAYLOAD_CHECKS = frozenset({"valid", "invalid", None})
 _TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 

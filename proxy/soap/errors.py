@@ -14,3 +14,9 @@ class MessageError(SidecarError):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class SignatureError(SidecarError):
+    """Root of the signature layer's errors (GOST certificates, keys, signers); `code` is stable."""
+
+    code = "signature-error"

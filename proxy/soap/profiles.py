@@ -1,6 +1,7 @@
 """Message profiles: where in a SOAP message the operation's element is, and its identifiers.
 
 - `plain`: the operation is the Body's one element (its Clark name); that element is the payload.
+- `smev2`: read as `plain`; only its signatures differ (WS-Security, GOST R 34.10-2001).
 - `smev3`: the Body's element is always the transport's (`SendRequestRequest`,
   `SendResponseRequest`, `GetRequestResponse`, `GetResponseResponse`, SMEV 3 message exchange
   types 1.1, 1.2 or 1.3) and the kind of information (вид сведений) is the root element of the
@@ -25,8 +26,8 @@ from lxml import etree  # type: ignore[import-untyped]
 from proxy.soap.envelope import Envelope
 from proxy.soap.errors import MessageError
 
-Profile = Literal["plain", "smev3"]
-PROFILES: frozenset[str] = frozenset({"plain", "smev3"})
+Profile = Literal["plain", "smev2", "smev3"]
+PROFILES: frozenset[str] = frozenset({"plain", "smev2", "smev3"})
 
 SMEV3_TYPES = tuple(f"urn://x-artefacts-smev-gov-ru/services/message-exchange/types/{v}"
                     for v in ("1.1", "1.2", "1.3"))
@@ -54,8 +55,8 @@ class Content:
 
 def read_content(envelope: Envelope, profile: Profile) -> Content:
     transport = envelope.content.tag
-    if profile == "plain":
-        return Content(profile="plain", element=transport, payload=envelope.content, transport=transport)
+    if profile != "smev3":
+        return Content(profile=profile, element=transport, payload=envelope.content, transport=transport)
     return _smev3(envelope.content)
 
 

@@ -1,6 +1,9 @@
-"""Authorship of SOAP messages (R11: 004 7б, 7г): the caller's XML signature over the SOAP Body.
+"""Authorship of SOAP messages (R11: 004 7б, 7г): the caller's XML signature, by the service's profile.
 
-A service with `signed_messages: true` accepts a SOAP request only if its Body is signed with the
+`check_signatures` dispatches: `smev3` / `smev2` are the GOST signatures where SMEV puts them
+(proxy.soap.smev_signatures); `plain`, below, is XMLDSig RSA/ECDSA over the Body.
+
+A `plain` service with `signed_messages: true` accepts a SOAP request only if its Body is signed with the
 key of the TLS client certificate that authenticated the connection: the registered certificate
 is the author, so a message signed with any other key (even a validly certified one) is invalid.
 
@@ -19,18 +22,20 @@ at the place above, the result is `absent`.
 
 Verification is signxml's, at the exact location, `expect_references=1`, with our algorithm list;
 only `result.signed_xml` is trusted afterwards (docs/sidecar.md). The algorithm list is pluggable
-(`Algorithms`); algorithms outside it (GOST R 34.10/34.11 of real SMEV, SHA-1) are `unsupported`,
+(`Algorithms`); algorithms outside it (GOST on a `plain` service, SHA-1) are `unsupported`,
 reported by URI, never a traceback. The message is the one parse of `proxy.soap.message` (safe
 parser, DOCTYPE refused, MTOM parts inlined); signxml gets that tree, not the bytes.
 
-No mitmproxy import: the enforce addon calls `check_soap_signature` with the message and the DER
-of the client's leaf certificate.
+No mitmproxy import: the enforce addon calls `check_signatures` with the message, the service's
+profile, the DER of the client's leaf certificate and the caller's signing certificates; the
+GOST profiles `smev3` / `smev2` are `proxy.soap.smev_signatures`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import datetime
 
 from cryptography import x509
 from lxml import etree  # type: ignore[import-untyped]
@@ -43,13 +48,17 @@ from signxml.exceptions import SignXMLException
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from proxy.policy import Policy
+from proxy.soap import smev_signatures
 from proxy.soap.message import Message
+from proxy.soap.profiles import Profile
+from proxy.soap.verdict import Refused, SignatureResult, Status
+
+__all__ = ["DEFAULT", "Algorithms", "SignatureResult", "Status", "check_signatures", "check_soap_signature",
+           "requires_signature", "verdict"]
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-
-Status = Literal["valid", "invalid", "absent", "unsupported"]
 
 _ID_NAMES = frozenset({"Id", "ID", "id"})  # local names signxml resolves `#id` by (wsu:Id, xml:id too)
 _C14N = frozenset(m.value for m in CanonicalizationMethod)
@@ -88,29 +97,28 @@ DEFAULT = Algorithms(
                               DigestAlgorithm.SHA512.value}))
 
 
-@dataclass(frozen=True)
-class SignatureResult:
-    """The outcome of one check; `detail` says why, for logs and tests (not for the caller)."""
-
-    status: Status
-    detail: str
-
-    @property
-    def reason(self) -> str | None:
-        """The sidecar's reason code for a refusal (`signature-absent` ...), None when valid."""
-        return None if self.status == "valid" else f"signature-{self.status}"
-
-
 def requires_signature(policy: Policy, sid: str | None) -> bool:
     """True if calls to `sid` must carry the caller's signature (a SOAP service, signed_messages)."""
     service = policy.services.get(sid) if sid is not None else None
     return service is not None and service.protocol == "soap" and service.signed_messages
 
 
-class _Refused(Exception):
-    def __init__(self, status: Status, detail: str) -> None:
-        super().__init__(detail)
-        self.result = SignatureResult(status, detail)
+def check_signatures(message: Message, profile: Profile, *, client_certificate: bytes,
+                     signers: Mapping[str, object] | None, at: datetime) -> list[SignatureResult]:
+    """Every signature of `message` by the service's profile, the decisive one first (R11).
+
+    `plain`: the XMLDSig RSA/ECDSA signature over the Body by the TLS client's key (below).
+    `smev3` / `smev2`: the GOST signatures where SMEV puts them, the author's certificate one of
+    the caller's registered signing certificates `signers` (proxy.soap.smev_signatures).
+    """
+    if profile == "plain":
+        return [check_soap_signature(message, client_certificate)]
+    return smev_signatures.check(message, profile, signers=signers, at=at)
+
+
+def verdict(results: list[SignatureResult]) -> SignatureResult:
+    """The decision over all signatures of a message: the first refusal, else the author's."""
+    return smev_signatures.verdict(results)
 
 
 def check_soap_signature(message: Message, certificate_der: bytes,
@@ -127,11 +135,11 @@ def check_soap_signature(message: Message, certificate_der: bytes,
         try:
             result = XMLVerifier().verify(root, x509_cert=cert, expect_config=algorithms.config(location))
         except (SignXMLException, ValueError) as e:
-            raise _Refused("invalid", f"verification failed: {e}") from e
+            raise Refused("invalid", f"verification failed: {e}") from e
         signed = result.signed_xml if isinstance(result, VerifyResult) else None
         if signed is None or signed.tag != body_el.tag or _element_id(signed) != body_id:
-            raise _Refused("invalid", "the signed element is not the SOAP Body")
-    except _Refused as refused:
+            raise Refused("invalid", "the signed element is not the SOAP Body")
+    except Refused as refused:
         return refused.result
     return SignatureResult("valid", f"SOAP Body #{body_id} signed by the client certificate")
 
@@ -140,7 +148,7 @@ def _the_body(root: etree._Element, envelope_ns: str) -> etree._Element:
     bodies = list(root.iter(f"{{{envelope_ns}}}Body"))
     body_el = root.find(f"{{{envelope_ns}}}Body")
     if body_el is None or len(bodies) != 1:
-        raise _Refused("invalid", f"expected exactly one SOAP Body, found {len(bodies)}")
+        raise Refused("invalid", f"expected exactly one SOAP Body, found {len(bodies)}")
     return body_el
 
 
@@ -151,31 +159,31 @@ def _the_signature(root: etree._Element, envelope_ns: str,
     places = [header, f"{header}{{{WSSE}}}Security/"]
     found = [(sig, place) for place in places for sig in root.findall(f"{place}{{{DS}}}Signature")]
     if len(found) > 1:
-        raise _Refused("invalid", f"{len(found)} signatures in the SOAP Header, expected one")
+        raise Refused("invalid", f"{len(found)} signatures in the SOAP Header, expected one")
     if found:
         return found[0]
     body_id = _element_id(body_el)
     for sig in root.iter(f"{{{DS}}}Signature"):
         uris = {ref.get("URI") for ref in sig.iter(f"{{{DS}}}Reference")}
         if "" in uris or (body_id is not None and f"#{body_id}" in uris):
-            raise _Refused("invalid", "a signature over the Body outside the SOAP Header")
-    raise _Refused("absent", "no signature in the SOAP Header")
+            raise Refused("invalid", "a signature over the Body outside the SOAP Header")
+    raise Refused("absent", "no signature in the SOAP Header")
 
 
 def _check_algorithms(signature: etree._Element, algorithms: Algorithms) -> None:
     method = signature.find(f"{{{DS}}}SignedInfo/{{{DS}}}SignatureMethod")
     if method is None:
-        raise _Refused("invalid", "no SignedInfo/SignatureMethod")
+        raise Refused("invalid", "no SignedInfo/SignatureMethod")
     uri = method.get("Algorithm") or ""
     if uri not in algorithms.signature_methods:
-        raise _Refused("unsupported", f"signature method {uri!r}{_gost(uri)} is not supported")
+        raise Refused("unsupported", f"signature method {uri!r}{_gost(uri)} is not supported")
     for digest in signature.iterfind(f"{{{DS}}}SignedInfo/{{{DS}}}Reference/{{{DS}}}DigestMethod"):
         uri = digest.get("Algorithm") or ""
         if uri not in algorithms.digest_methods:
-            raise _Refused("unsupported", f"digest method {uri!r}{_gost(uri)} is not supported")
+            raise Refused("unsupported", f"digest method {uri!r}{_gost(uri)} is not supported")
     c14n = signature.find(f"{{{DS}}}SignedInfo/{{{DS}}}CanonicalizationMethod")
     if c14n is None or c14n.get("Algorithm") not in _C14N:
-        raise _Refused("unsupported", "SignedInfo canonicalization missing or not supported")
+        raise Refused("unsupported", "SignedInfo canonicalization missing or not supported")
 
 
 def _gost(uri: str) -> str:
@@ -186,18 +194,18 @@ def _check_reference(root: etree._Element, signature: etree._Element, body_el: e
     """The one Reference must name the Body by a unique id, with canonicalization transforms only."""
     refs = signature.findall(f"{{{DS}}}SignedInfo/{{{DS}}}Reference")
     if len(refs) != 1:
-        raise _Refused("invalid", f"expected one Reference (the SOAP Body), found {len(refs)}")
+        raise Refused("invalid", f"expected one Reference (the SOAP Body), found {len(refs)}")
     body_id = _element_id(body_el)
     if body_id is None:
-        raise _Refused("invalid", "the SOAP Body has no Id / wsu:Id")
+        raise Refused("invalid", "the SOAP Body has no Id / wsu:Id")
     if refs[0].get("URI") != f"#{body_id}":
-        raise _Refused("invalid", f"the Reference {refs[0].get('URI')!r} does not name the SOAP Body")
+        raise Refused("invalid", f"the Reference {refs[0].get('URI')!r} does not name the SOAP Body")
     holders = _HOLDERS(root, v=body_id)
     if len(holders) != 1:
-        raise _Refused("invalid", f"the id {body_id!r} is carried by {len(holders)} elements")
+        raise Refused("invalid", f"the id {body_id!r} is carried by {len(holders)} elements")
     for transform in refs[0].iterfind(f"{{{DS}}}Transforms/{{{DS}}}Transform"):
         if transform.get("Algorithm") not in _C14N:
-            raise _Refused("invalid", f"transform {transform.get('Algorithm')!r} is not allowed")
+            raise Refused("invalid", f"transform {transform.get('Algorithm')!r} is not allowed")
     return body_id
 
 
@@ -205,7 +213,7 @@ def _element_id(element: etree._Element) -> str | None:
     values = {value for name, value in element.attrib.items()
               if etree.QName(name).localname in _ID_NAMES}
     if len(values) > 1:
-        raise _Refused("invalid", "the SOAP Body carries conflicting ids")
+        raise Refused("invalid", "the SOAP Body carries conflicting ids")
     return next(iter(values), None)
 
 
@@ -213,4 +221,4 @@ def _certificate(der: bytes) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
     except ValueError as e:
-        raise _Refused("invalid", f"client certificate unreadable: {e}") from e
+        raise Refused("invalid", f"client certificate unreadable: {e}") from e

@@ -188,7 +188,7 @@ def test_index_loads_without_console_errors_and_links_load(browser: object, site
     driver.get((site / "index.html").as_uri())  # type: ignore[attr-defined]
     assert driver.title.startswith("Каталог")  # type: ignore[attr-defined]
     assert _console(driver) == []
-    assert len(_visible_sids(driver)) == 5
+    assert len(_visible_sids(driver)) == 5  # the example registry's services
     links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")]  # type: ignore[attr-defined]
     assert len(links) >= 5 + 5 + 7  # services, owners, participants
     for href in sorted(set(links)):

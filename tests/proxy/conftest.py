@@ -345,4 +345,5 @@ def signed_consumer_bundle(pki: Pki, provider_sidecar: str, serial: int = 10,
 
 # --- PostgreSQL (journal backend) ---------------------------------------------------------------
 
+from tests.proxy.gost_pki import gost_pki  # noqa: E402, F401  (fixture: GOST keys made by OpenSSL)
 from tests.proxy.pgcluster import pg_cluster, pg_dsn  # noqa: E402, F401  (fixtures: a real server)

@@ -113,7 +113,7 @@ def test_export_by_message_id_finds_the_message_its_replies_and_their_responses(
 
 
 @pytest.mark.parametrize(("changes", "match"), [
-    pytest.param({"profile": "smev2"}, "profile", id="unknown-profile"),
+    pytest.param({"profile": "smev4"}, "profile", id="unknown-profile"),
     pytest.param({"payload_check": "maybe"}, "payload_check", id="unknown-payload-check"),
     pytest.param({"message_id": 5}, "message_id", id="message-id-not-text"),
 ])

@@ -3,17 +3,28 @@ ved1's client certificate to ved3's sidecar (a real second process), which decid
 
 from __future__ import annotations
 
+import base64
+import sys
+import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import requests
+import zeep
+from lxml import etree
+from zeep.transports import Transport
 
 from proxy.config import SidecarConfig, load_config
 from proxy.journal.query import export
 from proxy.policy import Request, evaluate_outbound, parse_policy
 from proxy.runner import ProcessHandle, ThreadHandle, start_in_thread, start_subprocess
+from proxy.soap.gost import certs
 from tests.proxy.conftest import (
     NOW,
     Keys,
@@ -25,6 +36,7 @@ from tests.proxy.conftest import (
     signed_consumer_bundle,
     write_config,
 )
+from tests.proxy.gost_pki import GostIdentity, GostPki
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +175,224 @@ def test_outbound_grant_expired(pki: Pki) -> None:
     d = evaluate_outbound(parse_policy(signed), Request("GET", "/SID0003001/certificates"),
                           NOW.date())
     assert d.reason == "grant-expired"
+
+
+# --- the consumer's sidecar signs SMEV 3 requests (R11), the provider's verifies -----------------
+
+SMEV3_REQUEST = (Path(__file__).resolve().parents[1] / "data/real/gosha20777__smev-client/_docs/docs/"
+                 "raw_requests.SendRequestRequest.xml").read_bytes()
+EGRZ = "{urn://x-artefacts-gis-ergz-public/2.0.0}PublicPrintOutRequest"
+
+
+def _unsigned_smev3() -> bytes:
+    """The real ЕГРЗ request as an agency system sends it to its sidecar: fresh MessageID, unsigned."""
+    root = etree.fromstring(SMEV3_REQUEST)
+    (holder,) = root.xpath("//*[local-name()='CallerInformationSystemSignature']")
+    holder.getparent().remove(holder)
+    (mid,) = root.xpath("//*[local-name()='MessageID']")
+    mid.text = str(uuid.uuid1())
+    return etree.tostring(root, encoding="utf-8")
+
+
+def _entry(cert: certs.GostCertificate, who: str) -> dict[str, str]:
+    return {"participant": who, "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def _signing_pair(d: Path, pki: Pki, keys: Keys, upstream: Any, me: GostIdentity,
+                  signer: dict[str, Any], provider_signer: GostIdentity | None = None,
+                  registered_answers: bool = True) -> tuple[SidecarConfig, SidecarConfig, ThreadHandle, ProcessHandle]:
+    cert = certs.read(me.der)
+    provider_bundle = signed_bundle(pki)
+    ved1 = provider_bundle["services"]["SID0003001"]["callers"]["ved1"]
+    provider_bundle["services"]["SID0003004"] = {
+        "name": "ЕГРЗ", "protocol": "soap", "profile": "smev3", "classification": "restricted",
+        "signed_messages": True, "operations": {"publicPrintOut": {"payload_element": EGRZ}},
+        "callers": {"ved1": {**ved1, "access": "operations", "operations": ["publicPrintOut"],
+                             "signing_certificates": [cert.sha256]}}}
+    provider_bundle["signing_certificates"] = {cert.sha256: {
+        "participant": "ved1", "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    (d / "ved3.json").write_bytes(sign(provider_bundle, keys.operator))
+    extra: dict[str, Any] = {}
+    if provider_signer is not None:
+        extra["signatures"] = {"signer": {"certificate": str(provider_signer.cert_pem),
+                                          "key_file": str(provider_signer.key)}}
+    provider = write_config(d / "ved3", pki, keys, upstream.url, str(d / "ved3.json"),
+                            tls={"server_bundle": str(pki.clients["ved3"].pem)}, **extra)
+    provider_cfg = load_config(provider)
+    consumer_bundle = signed_consumer_bundle(pki, f"https://127.0.0.1:{provider_cfg.listen.port}")
+    consumer_bundle["grants"]["SID0003004"] = {
+        **consumer_bundle["grants"]["SID0003002"], "name": "ЕГРЗ", "profile": "smev3", "signed_messages": True,
+        "operations": ["publicPrintOut"], "operation_defs": {"publicPrintOut": {"payload_element": EGRZ}}}
+    if provider_signer is not None and registered_answers:
+        theirs = certs.read(provider_signer.der)
+        consumer_bundle["signing_certificates"] = {theirs.sha256: _entry(theirs, "ved3")}
+        consumer_bundle["grants"]["SID0003004"]["provider_signing_certificates"] = [theirs.sha256]
+    (d / "ved1.json").write_bytes(sign(consumer_bundle, keys.operator))
+    consumer = write_config(
+        d / "ved1", pki, keys, "http://127.0.0.1:9", str(d / "ved1.json"), participant="ved1",
+        outbound={"listen": {"host": "127.0.0.1", "port": free_port()},
+                  "client_bundle": str(pki.clients["ved1"].pem), "provider_ca": str(pki.ca_pem),
+                  "clients": [{"name": "internal-app", "certificate": str(pki.clients["internal"].cert_only())}]},
+        signatures={"signer": {"certificate": str(me.cert_pem), **signer}})
+    proc = start_subprocess(provider)
+    try:
+        handle = start_in_thread(load_config(consumer))
+    except BaseException:
+        proc.stop()
+        raise
+    return load_config(consumer), provider_cfg, handle, proc
+
+
+@pytest.mark.parametrize("kind", ["key-file", "external-command"])
+def test_consumer_sidecar_signs_and_provider_verifies(tmp_path: Path, pki: Pki, keys: Keys, upstream: Upstream,
+                                                     gost_pki: GostPki, kind: str) -> None:
+    me = gost_pki.issue(f"ved1-ep-ov-{kind}")
+    if kind == "key-file":
+        signer: dict[str, Any] = {"key_file": str(me.key)}
+    else:  # a small external signer: SignedInfo on stdin, base64 signature on stdout
+        script = tmp_path / "sign.py"
+        script.write_text("import base64, sys\nfrom pathlib import Path\n"
+                          "from proxy.soap.signing import KeyFileSigner\n"
+                          f"der = base64.b64decode({base64.b64encode(me.der).decode()!r})\n"
+                          f"s = KeyFileSigner.load(Path({str(me.key)!r}), der)\n"
+                          "sys.stdout.write(base64.b64encode(s.sign(sys.stdin.buffer.read())).decode())\n")
+        signer = {"command": [sys.executable, str(script)]}
+    consumer, provider, handle, proc = _signing_pair(tmp_path, pki, keys, upstream, me, signer)
+    pair = Pair(consumer, provider, handle, proc, upstream, pki)
+    try:
+        before = len(upstream.calls)
+        body = _unsigned_smev3()
+        r = pair.call("POST", "/SID0003004", content=body,
+                      headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:SendRequest"'})
+        assert r.status_code == 200, r.text
+        assert len(upstream.calls) == before + 1
+        theirs = int(r.headers["Reestr-Provider-Journal-Id"])
+        by_id = {x["id"]: x for x in export(provider.journal.path)}
+        exchange = by_id[theirs]["exchange"]
+        record = next(x for x in by_id.values() if x["exchange"] == exchange and x["kind"] == "request")
+        assert record["signature_check"].startswith("valid ") and record["signature_check"].endswith(
+            certs.read(me.der).sha256)
+        again = pair.call("POST", "/SID0003004", content=body,
+                          headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:SendRequest"'})
+        assert again.status_code == 409  # the same message signed again: the provider refuses the replay
+    finally:
+        handle.stop()
+        proc.stop()
+
+
+class _SmevAnswers:
+    """An upstream that answers every call with an SMEV 3 SendResponseRequest (unsigned)."""
+
+    def __init__(self, transport: str = "SendResponseRequest") -> None:
+        types = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
+        basic = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.2"
+        body = (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><t:{transport} xmlns:t="{types}">'
+                f'<t:SenderProvidedResponseData Id="SIGNED_BY_PROVIDER"><t:MessageID>{uuid.uuid1()}</t:MessageID>'
+                f'<t:To>route</t:To><b:MessagePrimaryContent xmlns:b="{basic}"><r:Result xmlns:r="urn:test:r">ok'
+                f"</r:Result></b:MessagePrimaryContent></t:SenderProvidedResponseData></t:{transport}>"
+                "</s:Body></s:Envelope>").encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.mark.parametrize("registered", [True, False], ids=["provider-registered", "provider-not-registered"])
+def test_signed_answers_round_trip(tmp_path: Path, pki: Pki, keys: Keys, gost_pki: GostPki, registered: bool) -> None:
+    """Both directions signed: ved1's sidecar signs the request, ved3's verifies it; the upstream's
+    answer is signed by ved3's sidecar and verified by ved1's against ved3's registered certificate."""
+    me, provider_id = gost_pki.issue("ved1-rt"), gost_pki.issue("ved3-rt")
+    answers = _SmevAnswers()
+    consumer, provider, handle, proc = _signing_pair(tmp_path, pki, keys, answers, me, {"key_file": str(me.key)},
+                                                     provider_id, registered_answers=registered)
+    pair = Pair(consumer, provider, handle, proc, answers, pki)  # type: ignore[arg-type]
+    try:
+        r = pair.call("POST", "/SID0003004", content=_unsigned_smev3(),
+                      headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:SendRequest"'})
+        if registered:
+            assert r.status_code == 200, r.text
+            assert b"SenderInformationSystemSignature" in r.content
+        else:
+            assert r.status_code == 502 and "response-signature-invalid" in r.text
+    finally:
+        handle.stop()
+        proc.stop()
+        answers.server.shutdown()
+
+
+# a small SMEV 3-shaped WSDL of our own (the transport's elements with open content), for zeep
+_WSDL = """<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
+             xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:tns="urn://reestr-test/smev3"
+             xmlns:t="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
+             targetNamespace="urn://reestr-test/smev3">
+  <types><xs:schema targetNamespace="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
+                    elementFormDefault="qualified">
+    <xs:element name="SendRequestRequest"><xs:complexType><xs:sequence>
+      <xs:any processContents="skip" minOccurs="0" maxOccurs="unbounded" namespace="##any"/>
+    </xs:sequence></xs:complexType></xs:element>
+    <xs:element name="SendRequestResponse"><xs:complexType><xs:sequence>
+      <xs:any processContents="skip" minOccurs="0" maxOccurs="unbounded" namespace="##any"/>
+    </xs:sequence></xs:complexType></xs:element>
+  </xs:schema></types>
+  <message name="In"><part name="parameters" element="t:SendRequestRequest"/></message>
+  <message name="Out"><part name="parameters" element="t:SendRequestResponse"/></message>
+  <portType name="Port"><operation name="SendRequest"><input message="tns:In"/><output message="tns:Out"/></operation>
+  </portType>
+  <binding name="Binding" type="tns:Port">
+    <soap:binding transport="http://schemas.xmlsoap.org/soap/http" style="document"/>
+    <operation name="SendRequest"><soap:operation soapAction="urn:SendRequest"/>
+      <input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
+  </binding>
+  <service name="SMEV"><port name="P" binding="tns:Binding"><soap:address location="http://127.0.0.1:9/"/></port>
+  </service>
+</definitions>
+"""
+
+
+def test_zeep_round_trip_signed_both_ways(tmp_path: Path, pki: Pki, keys: Keys, gost_pki: GostPki) -> None:
+    """zeep as the agency's client: ved1's sidecar signs (GOST), ved3's verifies, the upstream
+    answers, ved3's sidecar signs the answer, ved1's verifies it, zeep reads it."""
+    me, provider_id = gost_pki.issue("ved1-zeep"), gost_pki.issue("ved3-zeep")
+    answers = _SmevAnswers("SendRequestResponse")
+    consumer, provider, handle, proc = _signing_pair(tmp_path, pki, keys, answers, me, {"key_file": str(me.key)},
+                                                     provider_id)
+    try:
+        wsdl = tmp_path / "smev3.wsdl"
+        wsdl.write_text(_WSDL, encoding="utf-8")
+        session = requests.Session()
+        session.cert = str(pki.clients["internal"].pem)
+        session.verify = str(pki.ca_pem)
+        session.trust_env = False
+        client = zeep.Client(str(wsdl), transport=Transport(session=session))
+        port = consumer.outbound.listen.port  # type: ignore[union-attr]
+        service = client.create_service("{urn://reestr-test/smev3}Binding", f"https://127.0.0.1:{port}/SID0003004")
+        (data,) = etree.fromstring(_unsigned_smev3()).xpath("//*[local-name()='SenderProvidedRequestData']")
+        answer = service.SendRequest(_value_1=[data])
+        parts = answer if isinstance(answer, list) else answer["_value_1"]
+        names = [etree.QName(el).localname for el in parts]
+        assert names == ["SenderProvidedResponseData", "SenderInformationSystemSignature"]
+        by_id = {x["id"]: x for x in export(provider.journal.path)}
+        request = next(x for x in by_id.values() if x["kind"] == "request" and x["sid"] == "SID0003004")
+        assert request["signature_check"].startswith("valid ")
+    finally:
+        handle.stop()
+        proc.stop()
+        answers.server.shutdown()

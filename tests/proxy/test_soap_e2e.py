@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +32,12 @@ from lxml import etree
 from zeep.transports import Transport
 
 from compiler.trust import canonical_json
+from proxy.soap.gost import certs
+from proxy.soap.message import read_message
+from proxy.soap.signatures import check_signatures
+from proxy.soap.signing import KeyFileSigner, sign_smev3
 from tests.proxy.conftest import Keys, Pki, signed_bundle
+from tests.proxy.gost_pki import GostIdentity, GostPki
 from tests.proxy.test_runner import Running, records, run_sidecar
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
@@ -145,10 +151,11 @@ class SoapUpstream:
 
 
 @contextmanager
-def soap_sidecar(d: Path, pki: Pki, keys: Keys, **overrides: Any) -> Iterator[Running]:
+def soap_sidecar(d: Path, pki: Pki, keys: Keys, bundle: dict[str, Any] | None = None,
+                 **overrides: Any) -> Iterator[Running]:
     upstream = SoapUpstream()
     try:
-        with run_sidecar(d, pki, keys, upstream, soap_bundle(pki),  # type: ignore[arg-type]
+        with run_sidecar(d, pki, keys, upstream, bundle or soap_bundle(pki),  # type: ignore[arg-type]
                          limits={"max_body_bytes": 1 << 20}, **overrides) as running:
             yield running
     finally:
@@ -472,3 +479,157 @@ def test_journal_export_finds_a_message_and_the_replies_that_reference_it(sideca
         ("request", "reply-1", message_id), ("response", None, None)]
     assert {r["classification"] for r in lines} == {"restricted"}
     assert lines[0]["payload"] == f"{{{PUBLIC}}}PublicPrintOutRequest"
+
+
+# --- GOST signatures of SMEV 3 requests (R11) ----------------------------------------------------
+
+DSIG = "http://www.w3.org/2000/09/xmldsig#"
+
+
+def _resigned(identity: GostIdentity, change: str | None = None, message_id: str | None = None) -> bytes:
+    """The real ЕГРЗ request with a fresh MessageID (a time UUID, as SMEV 3 requires), its
+    (expired) signature replaced by one of `identity`."""
+    root = etree.fromstring(SMEV3_REQUEST)
+    (holder,) = root.xpath("//*[local-name()='CallerInformationSystemSignature']")
+    holder.getparent().remove(holder)
+    (mid,) = root.xpath("//*[local-name()='MessageID']")
+    mid.text = message_id or str(uuid.uuid1())
+    sign_smev3(root, KeyFileSigner.load(identity.key, identity.der))
+    if change is not None:
+        (number,) = root.xpath("//*[local-name()='ExpertiseResultNumber']")
+        number.text = change
+    return etree.tostring(root, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def gost_signers(gost_pki: GostPki) -> dict[str, GostIdentity]:
+    return {who: gost_pki.issue(f"{who}-signing") for who in ("ved1", "ved2", "ved3")}
+
+
+@pytest.fixture(scope="module")
+def signed_sidecar(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys,
+                   gost_signers: dict[str, GostIdentity]) -> Iterator[Running]:
+    bundle = soap_bundle(pki)
+    service = bundle["services"]["SID0003004"]
+    service["signed_messages"] = True
+    service["callers"]["ved2"]["operations"] = ["publicPrintOut", "otherKind"]
+    bundle["signing_certificates"] = {}
+    for who in ("ved1", "ved2"):
+        cert = certs.read(gost_signers[who].der)
+        bundle["signing_certificates"][cert.sha256] = {
+            "participant": who, "subject": cert.subject,
+            "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        service["callers"][who]["signing_certificates"] = [cert.sha256]
+    provider = gost_signers["ved3"]  # the provider signs its SMEV 3 answers with its own ЭП-ОВ
+    signer = {"signer": {"certificate": str(provider.cert_pem), "key_file": str(provider.key)}}
+    with soap_sidecar(tmp_path_factory.mktemp("soap-signed"), pki, keys, bundle, signatures=signer) as running:
+        yield running
+
+
+def test_gost_signed_smev3_request_is_verified_forwarded_and_journaled(
+        signed_sidecar: Running, gost_signers: dict[str, GostIdentity]) -> None:
+    body = _resigned(gost_signers["ved1"])
+    before = len(signed_sidecar.upstream.calls)
+    r = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert r.status_code == 200, r.text
+    assert signed_sidecar.upstream.calls[before:][0]["body"] == body
+    request, _ = _record(signed_sidecar, r.headers["Reestr-Journal-Id"])
+    fp = certs.read(gost_signers["ved1"].der).sha256
+    assert request["signature_check"] == (
+        f"valid urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-256 {fp}")
+
+
+@pytest.mark.parametrize(("who", "signer", "change", "code"), [
+    ("ved1", "ved2", None, "signature-wrong-signer"),       # signed by another registered participant
+    ("ved1", "ved1", "00-1-2-3-000099-2000", "signature-invalid"),  # body changed after signing
+    ("ved1", None, None, "signature-certificate-expired"),  # the real message: its certificate expired in 2020
+    ("ved1", "unsigned", None, "signature-absent"),
+], ids=["other-participants-signature", "changed-after-signing", "real-expired-certificate", "unsigned"])
+def test_gost_signature_refusals(signed_sidecar: Running, gost_signers: dict[str, GostIdentity], who: str,
+                                 signer: str | None, change: str | None, code: str) -> None:
+    if signer is None:
+        body = SMEV3_REQUEST
+    elif signer == "unsigned":
+        body = smev3(f'<p:PublicPrintOutRequest xmlns:p="{PUBLIC}"><t:ExpertiseResultNumber '
+                     'xmlns:t="urn://x-artefacts-gis-ergz-types/2.0.0">00-1-2-3-000010-2000'
+                     "</t:ExpertiseResultNumber></p:PublicPrintOutRequest>")
+    else:
+        body = _resigned(gost_signers[signer], change)
+    before = len(signed_sidecar.upstream.calls)
+    r = signed_sidecar.call(who, "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert r.status_code == 403, r.text
+    assert code in r.text
+    assert len(signed_sidecar.upstream.calls) == before  # nothing forwarded
+    request, _ = _record(signed_sidecar, r.headers["Reestr-Journal-Id"])
+    assert request["reason"] == code
+    assert request["signature_check"].startswith(code.removeprefix("signature-"))
+
+
+def test_a_signed_message_is_accepted_once(signed_sidecar: Running, gost_signers: dict[str, GostIdentity]) -> None:
+    body = _resigned(gost_signers["ved1"])
+    first = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert first.status_code == 200, first.text
+    before = len(signed_sidecar.upstream.calls)
+    again = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert again.status_code == 409 and "replayed-message" in again.text
+    assert len(signed_sidecar.upstream.calls) == before
+    request, _ = _record(signed_sidecar, again.headers["Reestr-Journal-Id"])
+    assert request["reason"] == "replayed-message"
+
+
+def test_a_signed_message_from_outside_the_window_is_refused(
+        signed_sidecar: Running, gost_signers: dict[str, GostIdentity]) -> None:
+    """Validly signed now, but its MessageID's time is the real request's (2020): an old capture."""
+    body = _resigned(gost_signers["ved1"], message_id=MESSAGE_ID)
+    r = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+    assert r.status_code == 409 and "replayed-message" in r.text
+
+
+def test_replay_protection_survives_a_restart(tmp_path: Path, pki: Pki, keys: Keys, signed_sidecar: Running,
+                                              gost_signers: dict[str, GostIdentity]) -> None:
+    """The second sidecar process reads the first one's journal: the message it accepted is refused."""
+    bundle = soap_bundle(pki)
+    service = bundle["services"]["SID0003004"]
+    service["signed_messages"] = True
+    cert = certs.read(gost_signers["ved1"].der)
+    bundle["signing_certificates"] = {cert.sha256: {
+        "participant": "ved1", "subject": cert.subject,
+        "not_before": cert.not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "not_after": cert.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    service["callers"]["ved1"]["signing_certificates"] = [cert.sha256]
+    body = _resigned(gost_signers["ved1"])
+    with soap_sidecar(tmp_path, pki, keys, copy.deepcopy(bundle)) as first:
+        assert first.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body).status_code == 200
+    with soap_sidecar(tmp_path, pki, keys, copy.deepcopy(bundle)) as second:
+        r = second.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=body)
+        assert r.status_code == 409 and "replayed-message" in r.text
+        fresh = _resigned(gost_signers["ved1"])
+        assert second.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML, content=fresh).status_code == 200
+
+
+def _smev3_answer() -> bytes:
+    return (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><t:SendResponseRequest xmlns:t="{SMEV3_TYPES}">'
+            f'<t:SenderProvidedResponseData Id="SIGNED_BY_PROVIDER"><t:MessageID>{uuid.uuid1()}</t:MessageID>'
+            f"<t:To>route</t:To><b:MessagePrimaryContent xmlns:b=\"{SMEV3_BASIC}\"><r:Result xmlns:r=\"urn:test:r\">"
+            "ok</r:Result></b:MessagePrimaryContent></t:SenderProvidedResponseData></t:SendResponseRequest>"
+            "</s:Body></s:Envelope>").encode()
+
+
+def test_the_providers_smev3_answer_leaves_signed(signed_sidecar: Running,
+                                                  gost_signers: dict[str, GostIdentity]) -> None:
+    signed_sidecar.upstream.answer = _smev3_answer()
+    try:
+        r = signed_sidecar.call("ved1", "POST", "/SID0003004", headers=SMEV3_XML,
+                                content=_resigned(gost_signers["ved1"]))
+    finally:
+        signed_sidecar.upstream.answer = (MVVACT / "putData/response.xml").read_bytes()
+    assert r.status_code == 200, r.text
+    message = read_message(r.content, r.headers["content-type"], [], "smev3")
+    provider = certs.read(gost_signers["ved3"].der).sha256
+    results = check_signatures(message, "smev3", client_certificate=b"", signers={provider: object()},
+                               at=dt.datetime.now(dt.UTC))
+    assert [(x.status, x.holder, x.signer) for x in results] == [
+        ("valid", "SenderInformationSystemSignature", provider)]
+    _, response = _record(signed_sidecar, r.headers["Reestr-Journal-Id"])
+    assert response["body_sha256"] == hashlib.sha256(r.content).hexdigest()  # the journal has the signed bytes
