@@ -378,17 +378,7 @@ class PostgresStore(Store):
 
 
 def _clauses(where: Filter) -> tuple[list[str], list[object]]:
-    clauses: list[str] = ["doc->>'kind' = 'request'"] if where.requests_only else []
-    params: list[object] = []
-    if where.since is not None:
-        clauses.append("doc->>'time' >= %s")
-        params.append(where.since)
-    if where.until is not None:
-        clauses.append("doc->>'time' < %s")
-        params.append(where.until)
-    if where.provider is not None:
-        clauses.append("doc->>'provider' = %s")
-        params.append(where.provider)
+    clauses, params = where.clauses(lambda name: f"doc->>'{name}'", "%s")
     return clauses or ["true"], params
 
 

@@ -331,18 +331,8 @@ def _pruned(conn: sqlite3.Connection) -> tuple[int, str]:
 
 
 def _time_clauses(where: Filter) -> tuple[list[str], list[object]]:
-    """Clauses over the indexed `time` column (bounds already in the record spelling)."""
-    clauses: list[str] = ["kind = 'request'"] if where.requests_only else []
-    params: list[object] = []
-    if where.since is not None:
-        clauses.append("time >= ?")
-        params.append(where.since)
-    if where.until is not None:
-        clauses.append("time < ?")
-        params.append(where.until)
-    if where.provider is not None:
-        clauses.append("provider = ?")
-        params.append(where.provider)
+    """Clauses over the indexed generated columns (bounds already in the record spelling)."""
+    clauses, params = where.clauses(lambda name: name, "?")
     return clauses or ["1"], params
 
 

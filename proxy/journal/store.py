@@ -45,6 +45,18 @@ class Filter:
                 and (not self.requests_only or data.get("kind") == "request")
                 and (self.provider is None or data.get("provider") == self.provider))
 
+    def clauses(self, column: Callable[[str], str], mark: str) -> tuple[list[str], list[object]]:
+        """The same filter as SQL conditions (message_id excluded), for a backend that spells a
+        record field as `column(name)` and a parameter as `mark` (`?` SQLite, `%s` psycopg)."""
+        clauses = [f"{column('kind')} = 'request'"] if self.requests_only else []
+        params: list[object] = []
+        for name, op, value in (("time", ">=", self.since), ("time", "<", self.until),
+                                ("provider", "=", self.provider)):
+            if value is not None:
+                clauses.append(f"{column(name)} {op} {mark}")
+                params.append(value)
+        return clauses, params
+
 
 @dataclass(frozen=True, slots=True)
 class StatsRow:

@@ -10,32 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from proxy.config import SidecarConfig, load_config
 from proxy.journal.query import export
 from proxy.runner import ProcessHandle, start_subprocess
-from tests.proxy.conftest import Keys, Pki, make_pki, sign, signed_bundle, write_config
+from tests.proxy.conftest import Keys, Pki, keys, pki, sign, signed_bundle, write_config
 from tests.security.helpers import RecordingUpstream
 
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="session")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    d = tmp_path_factory.mktemp("keys")
-    operator, other, sidecar = (Ed25519PrivateKey.generate() for _ in range(3))
-    pub = d / "operator.pub"
-    pub.write_bytes(operator.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    sk = d / "sidecar.key"
-    sk.write_bytes(sidecar.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()))
-    return Keys(operator, other, pub, sk)
+__all__ = ["keys", "pki"]  # the session PKI and keys of tests/proxy, shared, not made again
 
 
 def security_bundle(pki: Pki) -> dict[str, Any]:
