@@ -71,6 +71,7 @@ from proxy.addons.metrics import Metrics
 from proxy.addons.outbound import OutboundEnforce
 from proxy.addons.outbound_signing import OutboundResponseVerify, OutboundSigning
 from proxy.addons.outbound_tls import ProviderPinning
+from proxy.addons.pipeline import Pipeline
 from proxy.addons.response_signing import ResponseSigning
 from proxy.addons.responses import ResponseCheck
 from proxy.addons.timeouts import Timeouts
@@ -173,20 +174,19 @@ class Sidecar:
                     f"admin listener {cfg.admin.host}:{cfg.admin.port}: {e.strerror}") from e
             modes = [f"reverse:{cfg.upstream}"]
             lim = cfg.limits
-            addons: list[Any] = [_Lifecycle(self),
-                                 Timeouts(lim.header_timeout_seconds, lim.idle_timeout_seconds)]
+            stages: list[Any] = [Timeouts(lim.header_timeout_seconds, lim.idle_timeout_seconds)]
             extra: dict[str, Any] = {}
             if cfg.outbound is not None:  # consumer side: a second listener, same process
                 out = cfg.outbound
                 modes.append(f"reverse:https://{_PLACEHOLDER}@{out.listen.host}:{out.listen.port}")
-                addons += [OutboundEnforce(self.store, modes[-1], self.internal_clients),
+                stages += [OutboundEnforce(self.store, modes[-1], self.internal_clients),
                            ProviderPinning(self.store, modes[-1])]
                 if self.signer is not None:
-                    addons.append(OutboundSigning(self.signer))
-                addons.append(OutboundResponseVerify())
+                    stages.append(OutboundSigning(self.signer))
+                stages.append(OutboundResponseVerify())
                 extra = {"client_certs": str(out.client_bundle),
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
-            addons += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
+            stages += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
                        Enforce(self.store, replay), ResponseCheck(cfg.payloads.responses),
                        *([ResponseSigning(self.signer)] if self.signer is not None else []),
                        Journaling(journal, cfg.participant), Metrics(metrics)]
@@ -194,7 +194,8 @@ class Sidecar:
                                    listen_port=cfg.listen.port,
                                    confdir=str(cfg.state_dir / "mitmproxy"))
             self.master = Master(opts)
-            self.master.addons.add(*mitmproxy_addons(), *addons)
+            # the stages in this order, as one addon (proxy.addons.pipeline)
+            self.master.addons.add(*mitmproxy_addons(), _Lifecycle(self), Pipeline(*stages))
             limit = cfg.limits.max_body_bytes
             self.master.options.update(
                 certs=[f"*={cfg.tls.server_bundle}"], request_client_cert=True, connection_strategy="lazy",
