@@ -195,7 +195,7 @@ class Sidecar:
                                    confdir=str(cfg.state_dir / "mitmproxy"))
             self.master = Master(opts)
             # the stages in this order, as one addon (proxy.addons.pipeline)
-            self.master.addons.add(*mitmproxy_addons(), _Lifecycle(self), Pipeline(*stages))
+            self.master.addons.add(*mitmproxy_addons(), Pipeline(_Lifecycle(self), *stages))
             limit = cfg.limits.max_body_bytes
             self.master.options.update(
                 certs=[f"*={cfg.tls.server_bundle}"], request_client_cert=True, connection_strategy="lazy",
