@@ -816,6 +816,11 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
     _print_report(env_line, conns, targets, results, load, mem, records, args)
     print(f"one-row SQLite commit with synchronous=FULL, measured right after the runs: p50 "
           f"{probe[0]:.2f} ms, p99 {probe[1]:.2f} ms (the sidecar awaits two per call)")
+    print()
+    import pipeline_bench  # bench/: reestr's stages in-process, on the same big bundle
+
+    store = pipeline_bench.load_store(big, OUT / "keys" / "operator.pub", OUT / "pipeline-state")
+    pipeline_bench.print_costs(pipeline_bench.stage_costs(store), results[("a", max(conns))].loop_us_per_req)
     if args.profile:
         for key in ("b", "b-lean", "a"):
             print_profile(OUT / f"py-spy-{key}.txt", {t.key: t.label for t in targets}[key])
