@@ -203,7 +203,8 @@ def print_costs(costs: dict[str, Any], loop_us: float | None = None) -> None:
     print("in-process CPU per request through mitmproxy's addon manager (4 flow hooks, hot caches, "
           "median of 5; no network, TLS or HTTP parsing):")
     print(f"  mitmproxy's addons only                    {base:8.1f} µs")
-    for key, label in (("separate", "+ reestr's stages as separate addons"), ("pipeline", "+ the same as ONE addon (pipeline)")):
+    for key, label in (("separate", "+ reestr's stages as separate addons"),
+                       ("pipeline", "+ the same as ONE addon (pipeline)")):
         print(f"  {label:<42} {costs[key]:8.1f} µs   reestr's share {costs[key] - base:6.1f} µs")
     print("  per stage in the pipeline:  " + " · ".join(f"{n} {us:.1f}" for n, us in costs["stages"].items()) + " µs")
     hardening = sum(us for n, us in costs["stages"].items() if n in HARDENING)
