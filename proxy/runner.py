@@ -50,6 +50,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +65,7 @@ from mitmproxy.master import Master
 
 from compiler import certs
 from compiler.trust import KeyFileError, load_private_key, load_public_key
+from proxy import heap
 from proxy.addons.enforce import Enforce
 from proxy.addons.hygiene import Hygiene
 from proxy.addons.journaling import Journaling
@@ -110,8 +112,11 @@ class SidecarStartError(SidecarError):
 class Sidecar:
     """One sidecar process's parts, validated at construction, run by `run()`."""
 
-    def __init__(self, config: SidecarConfig) -> None:
+    def __init__(self, config: SidecarConfig, *, own_process: bool = False) -> None:
         self.config = config
+        # the process is this sidecar's alone (`reestr-sidecar run`): it may freeze the heap
+        # after each bundle swap (proxy.heap); a sidecar in a thread of another program does not
+        self.settle_heap: Callable[[], None] = heap.settle if own_process else _nothing
         try:
             self.trusted = [load_public_key(p) for p in config.bundle.trusted_keys]
         except KeyFileError as e:
@@ -159,6 +164,7 @@ class Sidecar:
         self.journal.start()
         try:
             await poll_once(self.store, self.source)
+            self.settle_heap()  # the bundle, the config, the modules: out of every later collection
             journal = self.journal
             warn_at = cfg.bundle.expiry_warning_seconds
             metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth), warn_at)
@@ -224,7 +230,7 @@ class Sidecar:
     async def _on_running(self) -> None:
         self._tasks.append(asyncio.create_task(
             poll_forever(self.store, self.source, self.config.bundle.poll_seconds,
-                         self.config.bundle.expiry_warning_seconds)))
+                         self.config.bundle.expiry_warning_seconds, on_swap=self.settle_heap)))
         if self.anchors is not None:
             self._tasks.append(asyncio.create_task(self.anchors.run()))
         self.started.set()
@@ -233,6 +239,10 @@ class Sidecar:
         """Thread-safe."""
         if self.master is not None:
             self.master.shutdown()
+
+
+def _nothing() -> None:
+    pass
 
 
 def mitmproxy_addons() -> list[Any]:
@@ -294,7 +304,7 @@ def _check_pem_bundle(path: Path, name: str) -> None:
 
 def run_forever(config: SidecarConfig) -> None:
     """Run in the foreground until SIGTERM/SIGINT (what `reestr-sidecar run` does)."""
-    sidecar = Sidecar(config)
+    sidecar = Sidecar(config, own_process=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
