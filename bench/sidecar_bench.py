@@ -22,6 +22,10 @@ duration after a short warm-up, all on the same machine, the same upstream, the 
       work (policy, durable journal, metrics), (b')/(b) what dropping the defaults saves;
   (a'') with --postgres (what `make bench-sidecar` runs): the same sidecar with the PostgreSQL
       journal on a throwaway local server (fsync on, synchronous_commit on); target ≥ 85% of (a);
+  (a-N) with --journal-sizes N,M (default 10,000 and 200,000; what `make bench-sidecar` runs): the
+      FULL sidecar on a journal that already holds N (and M) records, filled before the start by
+      the sidecar's own writer: loop CPU per request with M records must be within 10% of N's
+      (nothing on the request path may grow with uptime or journal size);
   (c) the upstream directly (`bench/fast_upstream.py`, a minimal asyncio HTTP server with a small
       fixed JSON answer): it must be far faster than (a) and (b), and the table shows that it is.
 
@@ -80,6 +84,7 @@ Outputs (configs, bundles, journals, stunnel log, wrk raw output) go to bench/ou
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import shutil
@@ -129,6 +134,7 @@ end
 """
 
 TARGETS_TARGET_RATIO = 0.85  # (a) ≥ 85% of (b)
+LEAN_TARGET_RATIO = 0.80  # (a) ≥ 80% of (b'), issue 13
 LOAD_TARGET_MS = 100.0
 RSS_TARGET_MB = 150.0
 
@@ -478,6 +484,40 @@ journal:
     return config, listen, admin
 
 
+def prefill_journal(path: Path, records: int, key_path: Path) -> float:
+    """Write `records` records (request/response pairs of allowed calls, with their checkpoints)
+    into a new journal at `path`, as a sidecar with that much history leaves it; seconds taken.
+    The writer is the sidecar's own (`proxy.journal.Journal`); `synchronous=NORMAL` only to fill
+    it fast, the sidecar then opens the file with FULL."""
+    import asyncio
+    import uuid
+
+    from proxy.journal import Journal, sidecar_record, utc_now
+
+    journal = Journal(path, load_private_key(key_path), synchronous="NORMAL")
+    journal.start()
+    digest = hashlib.sha256(b"").hexdigest()
+
+    def record(i: int) -> Any:
+        exchange = str(uuid.UUID(int=random.getrandbits(128), version=4))
+        return sidecar_record(time=utc_now(), direction="inbound", kind="request" if i % 2 == 0 else "response",
+                              exchange=exchange, decision="allow", method="GET",
+                              path=f"/SID0003001/applicants/{i}", size=0, body_sha256=digest,
+                              consumer=CALLER, provider="ved3", sid="SID0003001", operation="full",
+                              status=None if i % 2 == 0 else 200, bundle_serial=1, grant="full")
+
+    async def fill() -> None:
+        for start in range(0, records, 4096):
+            await asyncio.gather(*(journal.append(record(i)) for i in range(start, min(records, start + 4096))))
+
+    t0 = time.perf_counter()
+    try:
+        asyncio.run(fill())
+    finally:
+        journal.close()
+    return time.perf_counter() - t0
+
+
 def _start_before(rev: str, upstream_port: int, bundle: Path, procs: Procs) -> tuple[Any, int]:
     """The sidecar of git revision `rev` (its proxy/ and compiler/ exported), journal FULL."""
     tree = OUT / "before-tree"
@@ -591,7 +631,10 @@ def main() -> int:
     ap.add_argument("--before", metavar="REV", default=None,
                     help="also run the sidecar of git revision REV as row (a0), for a before/after "
                          "comparison in the same run (e.g. the commit before a change)")
-    ap.add_argument("--deadline", type=float, default=1200.0, help="overall cap in seconds")
+    ap.add_argument("--journal-sizes", default="10000,200000", metavar="N,M",
+                    help="also rows (a) FULL on a journal that already holds N and M records "
+                         "(loop CPU per request must not grow with the journal); '' for none")
+    ap.add_argument("--deadline", type=float, default=1800.0, help="overall cap in seconds")
     ap.add_argument("--postgres", action="store_true",
                     help="also a row (a'') with the PostgreSQL journal, on a throwaway local server "
                          "(initdb/pg_ctl from Debian's postgresql package); target ≥ 85%% of (a)")
@@ -686,6 +729,18 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
         sidecars[sync] = (proc, listen)
     if args.before:
         sidecars["BEFORE"] = _start_before(args.before, up_port, big, procs)
+    sizes = [int(n) for n in args.journal_sizes.split(",") if n.strip()]
+    for size in sizes:
+        name = f"sidecar-{size}"
+        config, listen, admin = write_sidecar_config(name, "FULL", up_port, big)
+        took = prefill_journal(OUT / name / "journal.sqlite", size, OUT / "keys" / "sidecar.key")
+        print(f"   journal of ({_size_key(size)}) prefilled with {size:,} records in {took:.1f} s", flush=True)
+        with (OUT / name / "sidecar.log").open("wb") as log:
+            proc = procs.add(name, subprocess.Popen(
+                [str(BIN / "reestr-sidecar"), "run", "--config", str(config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+        wait_ready(admin, proc, name)
+        sidecars[str(size)] = (proc, listen)
 
     routes = {"bare": (free_port(), bare_port), "lean": (free_port(), lean_port)}
     routes.update({f"sidecar-{s.lower()}": (free_port(), listen) for s, (_, listen) in sidecars.items()})
@@ -713,6 +768,10 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
                sidecars["NORMAL"][0].pid),
         *before,
     ]
+    for size in sizes:
+        targets.append(Target(_size_key(size), f"(a) FULL on {size:,} old records",
+                              f"http://127.0.0.1:{routes[f'sidecar-{size}'][0]}{CALL_PATH}", _check_sidecar,
+                              sidecars[str(size)][0].pid))
     if args.postgres:
         targets.append(Target("a-pg", "(a'') sidecar, journal PostgreSQL",
                               f"http://127.0.0.1:{routes['sidecar-pg'][0]}{CALL_PATH}", _check_sidecar,
@@ -757,14 +816,26 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
     _print_report(env_line, conns, targets, results, load, mem, records, args)
     print(f"one-row SQLite commit with synchronous=FULL, measured right after the runs: p50 "
           f"{probe[0]:.2f} ms, p99 {probe[1]:.2f} ms (the sidecar awaits two per call)")
+    print()
+    import pipeline_bench  # bench/: reestr's stages in-process, on the same big bundle
+
+    store = pipeline_bench.load_store(big, OUT / "keys" / "operator.pub", OUT / "pipeline-state")
+    pipeline_bench.print_costs(pipeline_bench.stage_costs(store), results[("a", max(conns))].loop_us_per_req)
     if args.profile:
         for key in ("b", "b-lean", "a"):
             print_profile(OUT / f"py-spy-{key}.txt", {t.key: t.label for t in targets}[key])
     ok_ratio = all(results[("a", c)].rps >= TARGETS_TARGET_RATIO * results[("b", c)].rps for c in conns)
     ok_load = statistics.median(load.offer_ms) <= LOAD_TARGET_MS
     ok_rss = mem["a"]["VmHWM"] / 1024 <= RSS_TARGET_MB
+    ok_lean = all(results[("a", c)].rps >= LEAN_TARGET_RATIO * results[("b-lean", c)].rps for c in conns)
+    grown = sorted(int(key[1:]) for key, _ in results if key.startswith("j"))
+    ok_size = "n/a" if len(grown) < 2 else "PASS" if all(
+        results[(f"j{grown[-1]}", c)].loop_us_per_req <= 1.10 * results[(f"j{grown[0]}", c)].loop_us_per_req
+        for c in conns) else "FAIL"
     clean = all(r.errors == 0 and r.non2xx == 0 for r in results.values())
-    print(f"\nverdict: throughput (a)/(b) ≥ 85%: {'PASS' if ok_ratio else 'FAIL'} · bundle load ≤ 100 ms: "
+    print(f"\nverdict: throughput (a)/(b) ≥ 85%: {'PASS' if ok_ratio else 'FAIL'} · (a)/(b') ≥ 80%: "
+          f"{'PASS' if ok_lean else 'FAIL'} · loop CPU per request not growing with the journal (≤ 110%): "
+          f"{ok_size} · bundle load ≤ 100 ms: "
           f"{'PASS' if ok_load else 'FAIL'} · RSS ≤ 150 MB: {'PASS' if ok_rss else 'FAIL'} · "
           f"errors/non-2xx: {'none' if clean else 'SOME (see table)'}")
     print(f"load average after: {_loadavg()} (other work on this {_nproc()}-core machine skews "
@@ -802,8 +873,14 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
             print(f"{'before/after':<34} {c:>5}  (a)/(a0) {a / a0.rps:6.1%} [target ≥ 95%]   loop CPU "
                   f"per request (a0)/(a) {a0.loop_us_per_req / results[('a', c)].loop_us_per_req:6.1%}")
         print(f"{'ratios':<34} {c:>5}  (a)/(b) {a / b:6.1%} [target ≥ 85%]   (a')/(b) {a2 / b:6.1%}"
-              f"   (a)/(b') {a / b2:6.1%}   (b')/(b) {b2 / b:6.1%}   (b)/(c) {b / cc:6.2%}"
+              f"   (a)/(b') {a / b2:6.1%} [target ≥ 80%]   (b')/(b) {b2 / b:6.1%}   (b)/(c) {b / cc:6.2%}"
               f"   loop CPU per request (b)/(a) {lb / la if la else 0:6.1%}")
+        grown = [(int(k[0][1:]), r) for k, r in results.items() if k[1] == c and k[0].startswith("j")]
+        if len(grown) >= 2:
+            (small, rs), (large, rl) = min(grown, key=lambda x: x[0]), max(grown, key=lambda x: x[0])
+            print(f"{'journal size':<34} {c:>5}  loop CPU per request with {large:,} records / with "
+                  f"{small:,}: {rl.loop_us_per_req / rs.loop_us_per_req if rs.loop_us_per_req else 0:6.1%} "
+                  f"[target ≤ 110%]   req/s {rl.rps / rs.rps if rs.rps else 0:6.1%}")
         if ("a-pg", c) in results:
             pg = results[("a-pg", c)]
             print(f"{'':<34} {c:>5}  (a'')/(a) PostgreSQL journal vs SQLite FULL {pg.rps / a:6.1%} "
@@ -826,6 +903,11 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
                   f"peak VmHWM {m['VmHWM'] / 1024:6.1f} MB{note}")
     if records is not None:
         print(f"journal of (a) FULL: {records:,} records")
+
+
+def _size_key(size: int) -> str:
+    """The target key of the row on a journal prefilled with `size` records."""
+    return f"j{size}"
 
 
 def _journal_records(path: Path) -> int | None:

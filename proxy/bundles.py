@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -336,12 +336,15 @@ async def poll_once(store: BundleStore, source: FileSource | UrlSource) -> bool:
 
 
 async def poll_forever(store: BundleStore, source: FileSource | UrlSource, interval: float,
-                       warning_seconds: float | None = None) -> None:
+                       warning_seconds: float | None = None,
+                       on_swap: Callable[[], None] | None = None) -> None:
     """Poll until cancelled; a failing state directory is reported, never ends the polling; the
-    expiry warning (BundleStore.expiry_warning) is logged after each poll while it holds."""
+    expiry warning (BundleStore.expiry_warning) is logged after each poll while it holds;
+    `on_swap` runs after a new bundle came into force (the runner's `proxy.heap.settle`)."""
     while True:
         try:
-            await poll_once(store, source)
+            if await poll_once(store, source) and on_swap is not None:
+                on_swap()
         except SidecarError as e:
             print(f"reestr-sidecar: bundle update: {e}", file=sys.stderr)
         if (warning := store.expiry_warning(warning_seconds)) is not None:

@@ -58,6 +58,6 @@ def check_head(target: bytes, fields: Sequence[tuple[bytes, bytes]], limits: Hea
     return None
 
 
-def namespaced(names: Sequence[str]) -> list[str]:
+def namespaced(names: Sequence[str | bytes]) -> list[str]:
     """The caller-sent names in the sidecar's namespace (after folding), to be removed."""
-    return [n for n in names if fold(n).startswith(NAMESPACE)]
+    return [n.decode("latin-1") if isinstance(n, bytes) else n for n in names if fold(n).startswith(NAMESPACE)]

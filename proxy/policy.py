@@ -55,6 +55,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "signature-wrong-signer": (403, "The message is signed by a certificate the caller has not registered"),
     "signature-certificate-expired": (403, "The message's signing certificate is not valid now"),
     "signing-failed": (500, "The sidecar could not sign the message"),
+    "internal-error": (500, "The sidecar failed while deciding on the message; nothing was forwarded"),
     "response-signature-invalid": (502, "The provider's answer is not signed by its registered signing certificate"),
     "replayed-message": (409, "The signed message was already received, or its time is outside the window"),
 }

@@ -50,6 +50,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +65,7 @@ from mitmproxy.master import Master
 
 from compiler import certs
 from compiler.trust import KeyFileError, load_private_key, load_public_key
+from proxy import heap
 from proxy.addons.enforce import Enforce
 from proxy.addons.hygiene import Hygiene
 from proxy.addons.journaling import Journaling
@@ -71,6 +73,7 @@ from proxy.addons.metrics import Metrics
 from proxy.addons.outbound import OutboundEnforce
 from proxy.addons.outbound_signing import OutboundResponseVerify, OutboundSigning
 from proxy.addons.outbound_tls import ProviderPinning
+from proxy.addons.pipeline import Pipeline
 from proxy.addons.response_signing import ResponseSigning
 from proxy.addons.responses import ResponseCheck
 from proxy.addons.timeouts import Timeouts
@@ -109,8 +112,11 @@ class SidecarStartError(SidecarError):
 class Sidecar:
     """One sidecar process's parts, validated at construction, run by `run()`."""
 
-    def __init__(self, config: SidecarConfig) -> None:
+    def __init__(self, config: SidecarConfig, *, own_process: bool = False) -> None:
         self.config = config
+        # the process is this sidecar's alone (`reestr-sidecar run`): it may freeze the heap
+        # after each bundle swap (proxy.heap); a sidecar in a thread of another program does not
+        self.settle_heap: Callable[[], None] = heap.settle if own_process else _nothing
         try:
             self.trusted = [load_public_key(p) for p in config.bundle.trusted_keys]
         except KeyFileError as e:
@@ -158,6 +164,7 @@ class Sidecar:
         self.journal.start()
         try:
             await poll_once(self.store, self.source)
+            self.settle_heap()  # the bundle, the config, the modules: out of every later collection
             journal = self.journal
             warn_at = cfg.bundle.expiry_warning_seconds
             metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth), warn_at)
@@ -173,20 +180,19 @@ class Sidecar:
                     f"admin listener {cfg.admin.host}:{cfg.admin.port}: {e.strerror}") from e
             modes = [f"reverse:{cfg.upstream}"]
             lim = cfg.limits
-            addons: list[Any] = [_Lifecycle(self),
-                                 Timeouts(lim.header_timeout_seconds, lim.idle_timeout_seconds)]
+            stages: list[Any] = [Timeouts(lim.header_timeout_seconds, lim.idle_timeout_seconds)]
             extra: dict[str, Any] = {}
             if cfg.outbound is not None:  # consumer side: a second listener, same process
                 out = cfg.outbound
                 modes.append(f"reverse:https://{_PLACEHOLDER}@{out.listen.host}:{out.listen.port}")
-                addons += [OutboundEnforce(self.store, modes[-1], self.internal_clients),
+                stages += [OutboundEnforce(self.store, modes[-1], self.internal_clients),
                            ProviderPinning(self.store, modes[-1])]
                 if self.signer is not None:
-                    addons.append(OutboundSigning(self.signer))
-                addons.append(OutboundResponseVerify())
+                    stages.append(OutboundSigning(self.signer))
+                stages.append(OutboundResponseVerify())
                 extra = {"client_certs": str(out.client_bundle),
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
-            addons += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
+            stages += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
                        Enforce(self.store, replay), ResponseCheck(cfg.payloads.responses),
                        *([ResponseSigning(self.signer)] if self.signer is not None else []),
                        Journaling(journal, cfg.participant), Metrics(metrics)]
@@ -194,7 +200,8 @@ class Sidecar:
                                    listen_port=cfg.listen.port,
                                    confdir=str(cfg.state_dir / "mitmproxy"))
             self.master = Master(opts)
-            self.master.addons.add(*mitmproxy_addons(), *addons)
+            # the stages in this order, as one addon (proxy.addons.pipeline)
+            self.master.addons.add(*mitmproxy_addons(), Pipeline(_Lifecycle(self), *stages))
             limit = cfg.limits.max_body_bytes
             self.master.options.update(
                 certs=[f"*={cfg.tls.server_bundle}"], request_client_cert=True, connection_strategy="lazy",
@@ -223,7 +230,7 @@ class Sidecar:
     async def _on_running(self) -> None:
         self._tasks.append(asyncio.create_task(
             poll_forever(self.store, self.source, self.config.bundle.poll_seconds,
-                         self.config.bundle.expiry_warning_seconds)))
+                         self.config.bundle.expiry_warning_seconds, on_swap=self.settle_heap)))
         if self.anchors is not None:
             self._tasks.append(asyncio.create_task(self.anchors.run()))
         self.started.set()
@@ -232,6 +239,10 @@ class Sidecar:
         """Thread-safe."""
         if self.master is not None:
             self.master.shutdown()
+
+
+def _nothing() -> None:
+    pass
 
 
 def mitmproxy_addons() -> list[Any]:
@@ -293,7 +304,7 @@ def _check_pem_bundle(path: Path, name: str) -> None:
 
 def run_forever(config: SidecarConfig) -> None:
     """Run in the foreground until SIGTERM/SIGINT (what `reestr-sidecar run` does)."""
-    sidecar = Sidecar(config)
+    sidecar = Sidecar(config, own_process=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -26,11 +26,14 @@ class Hygiene:
         if DECISION in flow.metadata:
             return
         request = flow.request
-        reason = check_head(request.data.path, request.headers.fields, self.limits)
+        fields = request.headers.fields
+        reason = check_head(request.data.path, fields, self.limits)
         if reason is not None:
             return refuse(flow, deny(reason))
-        for name in namespaced(list(request.headers)):
-            del request.headers[name]
+        # raw names: iterating `request.headers` builds a set of every lower-cased name first
+        for name in namespaced([name for name, _ in fields]):
+            if name in request.headers:
+                del request.headers[name]
         return None
 
     def request(self, flow: http.HTTPFlow) -> None:

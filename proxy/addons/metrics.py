@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from mitmproxy import http
 
@@ -56,6 +57,8 @@ class Metrics:
         # the names of the bundle last seen, rebuilt when another bundle is in force: one pass
         # over the bundle per swap instead of one per request (this instance only)
         self._names: tuple[Policy, _Names] | None = None
+        # the children of the label sets seen so far; as bounded as the labels (by the bundle)
+        self._series: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._count(flow, error=False)
@@ -78,10 +81,13 @@ class Metrics:
                                                                        d.consumer or ""))
             else:
                 sid, operation, consumer = self._names_of(bundle.policy).labels(d)
-        self.metrics.requests.labels(direction, sid, operation, consumer, verdict,
-                                     (d.reason if d else None) or "").inc()
-        started = flow.request.timestamp_start
-        self.metrics.latency.labels(direction, verdict).observe(max(0.0, time.time() - started))
+        key = (direction, sid, operation, consumer, verdict, (d.reason if d else None) or "")
+        series = self._series.get(key)
+        if series is None:  # labels() validates and locks: once per series, not once per call
+            series = self._series[key] = (self.metrics.requests.labels(*key),
+                                          self.metrics.latency.labels(direction, verdict))
+        series[0].inc()
+        series[1].observe(max(0.0, time.time() - flow.request.timestamp_start))
 
     def _names_of(self, policy: Policy) -> _Names:
         if self._names is None or self._names[0] is not policy:

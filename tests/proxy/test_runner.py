@@ -16,6 +16,7 @@ import httpx
 import pytest
 from lxml import etree
 
+from proxy.addons.pipeline import Pipeline
 from proxy.config import SidecarConfig, load_config
 from proxy.journal.query import export
 from proxy.runner import ThreadHandle, journal_store, start_in_thread
@@ -327,3 +328,44 @@ def test_readyz_and_metrics_warn_before_the_bundle_expires(tmp_path: Path, pki: 
 
     status = render_status(read_state(tmp_path / "calm" / "state"))
     assert f"commit:        {'c0ffee' * 6}c0ff" in status  # `reestr-sidecar status` names the commit
+
+
+class _Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("stage", "hook"), [
+    pytest.param("proxy.addons.enforce.Enforce", "request", id="enforce-request"),
+    pytest.param("proxy.addons.hygiene.Hygiene", "requestheaders", id="hygiene-requestheaders"),
+    pytest.param("proxy.addons.responses.ResponseCheck", "response", id="response-check"),
+])
+def test_a_stage_that_raises_refuses_the_call_and_journals_it(
+        sidecar: Running, monkeypatch: pytest.MonkeyPatch, stage: str, hook: str) -> None:
+    """A bug in a stage must fail closed. With the stages as separate mitmproxy addons, mitmproxy
+    logged the exception and went on: `Enforce.request` raising let the call go upstream with no
+    decision. Now the call is refused (500 internal-error), the request is not forwarded (or the
+    upstream's answer is not returned), the refusal is journaled, and the text of the exception
+    (which may quote the message) is not in the answer."""
+    module, _, cls = stage.rpartition(".")
+    target = getattr(__import__(module, fromlist=[cls]), cls)
+
+    def boom(self: object, flow: Any) -> None:
+        raise _Boom("secret-snils-123-456-789 00")
+
+    # the running pipeline's stage gets the bug; the pipeline's dispatcher of that hook is made
+    # again from its stages (it holds their bound methods from the start)
+    master = sidecar.handle.sidecar.master
+    assert master is not None
+    pipeline = next(a for a in master.addons.chain if isinstance(a, Pipeline))
+    stage_obj = next(s for s in pipeline.stages if isinstance(s, target))
+    monkeypatch.setattr(stage_obj, hook, boom.__get__(stage_obj))
+    monkeypatch.setattr(pipeline, hook, getattr(Pipeline(*pipeline.stages), hook))
+    before = len(sidecar.upstream.calls)
+    r = sidecar.call("ved1", "GET", "/SID0003001/applicants/7")
+    assert r.status_code == 500 and r.json()["code"] == "internal-error"
+    assert "secret-snils" not in r.text
+    if hook != "response":
+        assert len(sidecar.upstream.calls) == before
+    rid = int(r.headers["Reestr-Journal-Id"])
+    records = {rec["id"]: rec for rec in export(journal_store(sidecar.config))}
+    assert records[rid]["decision"] == "deny" and records[rid]["reason"] == "internal-error"
