@@ -26,7 +26,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree  # type: ignore[import-untyped]
 from mitmproxy import http
 
-from proxy.addons._responses import BUNDLE, DECISION, DIRECTION, RESPONSE_SIGNATURE, SIGNATURE, deny_response, refuse
+from proxy.addons._responses import (
+    BUNDLE,
+    DECISION,
+    DIRECTION,
+    JOURNAL_HEADER,
+    PROVIDER_JOURNAL_HEADER,
+    RESPONSE_SIGNATURE,
+    SIGNATURE,
+    deny_response,
+    refuse,
+)
 from proxy.bundles import ActiveBundle
 from proxy.policy import Decision, Grant
 from proxy.soap import authorship
@@ -94,7 +104,8 @@ class OutboundResponseVerify:
       certificates by proxy.addons.outbound_tls).
 
     Otherwise the agency's system gets `response-signature-invalid` (502) instead of the answer;
-    the response record's `signature_check` says why.
+    the response record's `signature_check` says why, and the refusal keeps the provider's
+    journal id (`Reestr-Provider-Journal-Id`).
     """
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -122,7 +133,10 @@ class OutboundResponseVerify:
     def _refuse(flow: http.HTTPFlow, decision: Decision, why: str) -> None:
         log.warning("answer of %s refused: %s", decision.sid, why)
         flow.metadata.setdefault(RESPONSE_SIGNATURE, "invalid")
+        theirs = flow.response.headers.get(JOURNAL_HEADER) if flow.response is not None else None
         flow.response = deny_response(replace(decision, reason="response-signature-invalid"), flow.request)
+        if theirs is not None:  # both ends of the refused exchange stay matchable
+            flow.response.headers[PROVIDER_JOURNAL_HEADER] = theirs
 
 
 def _server_leaf(flow: http.HTTPFlow) -> bytes:

@@ -4,8 +4,8 @@ check through a real in-process sidecar (real TLS, real mitmproxy, real journal)
 from __future__ import annotations
 
 import copy
-import hashlib
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
