@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -82,6 +83,7 @@ class Pair:
     answers: Answers
     pki: Pki
     ids: dict[str, GostIdentity]
+    provider_path: Path
 
     def call(self, profile: str, body: bytes) -> httpx.Response:
         port = self.consumer.outbound.listen.port  # type: ignore[union-attr]
@@ -152,9 +154,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory, pki: Pki, keys: Keys, gost_pk
     except BaseException:
         proc.stop()
         raise
-    yield Pair(consumer, provider, handle, proc, answers, pki, ids)
+    running = Pair(consumer, provider, handle, proc, answers, pki, ids, provider_path)
+    yield running
     handle.stop()
-    proc.stop()
+    running.proc.stop()
     answers.server.shutdown()
 
 
@@ -244,4 +247,38 @@ def test_smev2_refusals_at_the_provider(pair: Pair, date: dt.datetime | None, wh
     before = len(pair.answers.calls)
     r = pair.direct("ved1", "smev2", etree.tostring(root))
     assert r.status_code in (403, 409) and code in r.text
+    assert len(pair.answers.calls) == before
+
+
+@pytest.mark.parametrize(("profile", "change", "code"), [
+    ("smev2", True, "signature-invalid"), ("plain", True, "signature-invalid"), ("plain", False, "signature-invalid"),
+], ids=["smev2-agency-signed-then-changed", "plain-agency-signed-then-changed", "plain-agency-signed-with-another-key"])
+def test_requests_the_agency_signed_badly_never_leave(pair: Pair, profile: str, change: bool, code: str) -> None:
+    """A request the agency's system signed itself is checked at its own sidecar, not re-signed."""
+    root = unsigned_smev2()
+    signer: Signer = (_gost(pair.ids["ved1"]) if profile == "smev2" else
+                      PemSigner.load(pair.pki.clients["ved1" if change else "ved2"].pem))
+    authorship.sign(root, profile, signer)  # type: ignore[arg-type]
+    if change:
+        (status,) = root.xpath("//*[local-name()='ServiceName']")
+        status.text = "Other"
+    before = len(pair.answers.calls)
+    r = pair.call(profile, etree.tostring(root))
+    assert r.status_code == 403 and code in r.text
+    assert len(pair.answers.calls) == before and "Reestr-Provider-Journal-Id" not in r.headers  # never sent
+    out_req, _ = pair.exchange("consumer", int(r.headers["Reestr-Journal-Id"]))
+    assert (out_req["reason"], out_req["signature_check"].split()[0]) == (code, "invalid")
+
+
+def test_smev2_replay_protection_survives_a_restart(pair: Pair) -> None:
+    """The restarted provider sidecar reads the replay ids (`sig-sha256:…`) back from its journal."""
+    root = unsigned_smev2()
+    authorship.sign(root, "smev2", _gost(pair.ids["ved1"]))
+    body = etree.tostring(root)
+    assert pair.direct("ved1", "smev2", body).status_code == 200
+    pair.proc.stop()
+    pair.proc = start_subprocess(pair.provider_path)
+    before = len(pair.answers.calls)
+    again = pair.direct("ved1", "smev2", body)
+    assert again.status_code == 409 and "replayed-message" in again.text
     assert len(pair.answers.calls) == before
