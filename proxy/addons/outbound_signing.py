@@ -103,9 +103,10 @@ class OutboundResponseVerify:
       key of the TLS server certificate the provider's sidecar presented (pinned to its registered
       certificates by proxy.addons.outbound_tls).
 
-    Otherwise the agency's system gets `response-signature-invalid` (502) instead of the answer;
-    the response record's `signature_check` says why, and the refusal keeps the provider's
-    journal id (`Reestr-Provider-Journal-Id`).
+    An empty answer (a one-way operation's 202) claims nothing and passes. For any other that
+    fails, the agency's system gets `response-signature-invalid` (502) instead of the answer; the
+    response record's `signature_check` says why, and the refusal keeps the provider's journal id
+    (`Reestr-Provider-Journal-Id`).
     """
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -115,6 +116,8 @@ class OutboundResponseVerify:
         if grant is None or decision is None or response is None or not 200 <= response.status_code < 300:
             return
         body = response.raw_content or b""
+        if not body:
+            return  # a one-way operation's empty 202 / 204 claims nothing
         try:
             message = read_message(body, response.headers.get("content-type"), [], grant.profile)
         except MessageError:

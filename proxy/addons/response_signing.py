@@ -5,7 +5,8 @@ with the provider's ЭП-ОВ signer (`signatures.signer`); `plain` in the Heade
 sidecar's TLS server certificate (`tls.server_bundle`), the certificate the consumer's sidecar
 pins. An answer the provider's system signed itself is checked (cryptography; for `plain`, our
 server certificate) and journaled, and forwarded as it is: the consumer's sidecar decides. An
-SMEV 3 answer without sender-provided data (an Ack, a status) is forwarded unsigned.
+SMEV 3 answer without sender-provided data (an Ack, a status) and an empty answer (a one-way
+operation's 202) are forwarded unsigned.
 
 Works on the response check's one parse (proxy.addons.responses). A signer failure, a missing
 signer, an MTOM answer or an answer that is not a SOAP message replace the answer with
@@ -50,6 +51,8 @@ class ResponseSigning:
             return
         facts: ResponseFacts | None = flow.metadata.get(RESPONSE_PAYLOAD)
         message = facts.message if facts is not None else None
+        if not response.raw_content:
+            return  # a one-way operation's empty 202 / 204: nothing to sign
         if message is None:
             if service.profile == "smev3" and b"SenderProvided" not in (response.raw_content or b""):
                 return  # an SMEV 3 Ack or status: no sender-provided data to sign
