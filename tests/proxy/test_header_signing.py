@@ -30,38 +30,40 @@ from tests.proxy.gost_pki import GostPki
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
 PUT_DATA = REAL / "CodeInside__siu/gws-core/src/test/resources/mvvact/putData/request.xml"
 SOAP11 = "{http://schemas.xmlsoap.org/soap/envelope/}"
-NOW = dt.datetime.now(dt.UTC)
 
 
 def _pem_signer(tmp_path: Path, kind: str, name: str = "x") -> PemSigner:
     key = ec.generate_private_key(ec.SECP256R1()) if kind == "ec" else rsa.generate_private_key(
         public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(days=1))
-            .not_valid_after(NOW + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
     path = tmp_path / f"{name}-{kind}.pem"
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM))
     return PemSigner.load(path)
 
 
-def unsigned_smev2(date: dt.datetime | None = NOW) -> etree._Element:
-    """The real mvvact putData request, its (2001, expired) signature removed, dated `date`."""
+def unsigned_smev2(age: dt.timedelta | None = dt.timedelta(0)) -> etree._Element:
+    """The real mvvact putData request, its (2001, expired) signature removed, dated `age` ago
+    (None: its smev:Date removed)."""
     root = etree.fromstring(PUT_DATA.read_bytes())
     root.remove(root.find(f"{SOAP11}Header"))
     (when,) = root.xpath("//*[local-name()='Message']/*[local-name()='Date']")
-    if date is None:
+    if age is None:
         when.getparent().remove(when)
     else:
-        when.text = date.isoformat()
+        when.text = (dt.datetime.now(dt.UTC) - age).isoformat()
     return root
 
 
 def _check(root: etree._Element, profile: str, certificate: bytes = b"",
            signers: dict[str, object] | None = None) -> SignatureResult:
     message = read_message(etree.tostring(root), "text/xml; charset=utf-8", [], profile)  # type: ignore[arg-type]
-    return authorship.check(message, profile, certificate=certificate, signers=signers, at=NOW)  # type: ignore[arg-type]
+    return authorship.check(message, profile, certificate=certificate, signers=signers,
+                            at=dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -190,30 +192,33 @@ def test_pem_key_must_match_its_certificate(tmp_path: Path) -> None:
 # --- replay ids of SMEV 2 and plain messages ----------------------------------------------------
 
 
-def _signed_identity(gost: dict[str, KeyFileSigner], date: dt.datetime | None) -> tuple[etree._Element, Identity]:
-    root = unsigned_smev2(date)
+def _signed_identity(gost: dict[str, KeyFileSigner], age: dt.timedelta | None) -> tuple[etree._Element, Identity]:
+    root = unsigned_smev2(age)
     authorship.sign(root, "smev2", gost["a"])
     message = read_message(etree.tostring(root), "text/xml", [], "smev2")
     return root, identity(message, _check(root, "smev2"))
 
 
-@pytest.mark.parametrize(("date", "reason"), [
-    (NOW, None), (NOW - dt.timedelta(hours=1), "replayed-message"), (NOW + dt.timedelta(hours=1), "replayed-message"),
+@pytest.mark.parametrize(("age", "reason"), [
+    (dt.timedelta(0), None), (dt.timedelta(hours=1), "replayed-message"), (-dt.timedelta(hours=1), "replayed-message"),
     (None, "replayed-message"),
 ], ids=["now", "smev2-too-old", "smev2-from-the-future", "smev2-without-date"])
-def test_smev2_replay_window(gost: dict[str, KeyFileSigner], date: dt.datetime | None, reason: str | None) -> None:
-    _, who = _signed_identity(gost, date)
-    assert ReplayGuard(dt.timedelta(minutes=15)).check_identity("SID1", who, NOW) == reason
+def test_smev2_replay_window(gost: dict[str, KeyFileSigner], age: dt.timedelta | None, reason: str | None) -> None:
+    _, who = _signed_identity(gost, age)
+    assert who.key is not None  # the signature verified: the id is known, only the time decides
+    now = dt.datetime.now(dt.UTC)
+    assert ReplayGuard(dt.timedelta(minutes=15)).check_identity("SID1", who, now) == reason
 
 
 def test_smev2_replay_id_is_the_signing_act(gost: dict[str, KeyFileSigner]) -> None:
     """The same capture re-sent is the same id; the author signing the same content again is a new one."""
-    root, first = _signed_identity(gost, NOW)
+    now = dt.datetime.now(dt.UTC)
+    root, first = _signed_identity(gost, dt.timedelta(0))
     again = identity(read_message(etree.tostring(root), "text/xml", [], "smev2"), _check(root, "smev2"))
-    _, other = _signed_identity(gost, NOW)
+    _, other = _signed_identity(gost, dt.timedelta(0))
     assert first == again and first.key != other.key
     assert first.key is not None and first.key.startswith("sig-sha256:")
     guard = ReplayGuard(dt.timedelta(minutes=15))
-    guard.remember("SID1", first.key, NOW)
-    assert guard.check_identity("SID1", again, NOW) == "replayed-message"
-    assert guard.check_identity("SID1", other, NOW) is None
+    guard.remember("SID1", first.key, now)
+    assert guard.check_identity("SID1", again, now) == "replayed-message"
+    assert guard.check_identity("SID1", other, now) is None

@@ -221,11 +221,9 @@ def test_answers_not_signed_by_the_provider_are_refused(pair: Pair, profile: str
     assert in_resp["signature_check"].split()[0] == provider_check  # the provider journals what it forwarded
 
 
-@pytest.mark.parametrize(("profile", "date"), [
-    ("smev2", dt.datetime.now(dt.UTC)), ("plain", dt.datetime.now(dt.UTC)),
-], ids=["smev2-replay", "plain-replay"])
-def test_a_signed_message_is_accepted_once(pair: Pair, profile: str, date: dt.datetime) -> None:
-    root = unsigned_smev2(date)
+@pytest.mark.parametrize("profile", ["smev2", "plain"], ids=["smev2-replay", "plain-replay"])
+def test_a_signed_message_is_accepted_once(pair: Pair, profile: str) -> None:
+    root = unsigned_smev2()
     signer: Signer = _gost(pair.ids["ved1"]) if profile == "smev2" else PemSigner.load(pair.pki.clients["ved1"].pem)
     authorship.sign(root, profile, signer)  # type: ignore[arg-type]
     body = etree.tostring(root)
@@ -236,13 +234,13 @@ def test_a_signed_message_is_accepted_once(pair: Pair, profile: str, date: dt.da
     assert len(pair.answers.calls) == before
 
 
-@pytest.mark.parametrize(("date", "who", "code"), [
-    (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2), "ved1", "replayed-message"),
+@pytest.mark.parametrize(("age", "who", "code"), [
+    (dt.timedelta(hours=2), "ved1", "replayed-message"),
     (None, "ved1", "replayed-message"),
-    (dt.datetime.now(dt.UTC), "ved2", "signature-wrong-signer"),
+    (dt.timedelta(0), "ved2", "signature-wrong-signer"),
 ], ids=["smev2-outside-the-window", "smev2-without-date", "smev2-signed-by-another-participant"])
-def test_smev2_refusals_at_the_provider(pair: Pair, date: dt.datetime | None, who: str, code: str) -> None:
-    root = unsigned_smev2(date)
+def test_smev2_refusals_at_the_provider(pair: Pair, age: dt.timedelta | None, who: str, code: str) -> None:
+    root = unsigned_smev2(age)
     authorship.sign(root, "smev2", _gost(pair.ids[who]))
     before = len(pair.answers.calls)
     r = pair.direct("ved1", "smev2", etree.tostring(root))
