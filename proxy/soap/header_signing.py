@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from proxy.soap.gost import hashes as gost_hashes
 from proxy.soap.gost import xmldsig
 from proxy.soap.signing import Signer, SigningError
 from proxy.soap.smev_signatures import SMEV2_ACTOR, WSSE, X509V3
+from proxy.soap.verdict import Refused
 
 DS = xmldsig.DS
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
@@ -38,7 +40,7 @@ BASE64 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-s
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-_SHA256 = {SHA256: lambda data: hashlib.sha256(data).digest()}
+_SHA256: dict[str, Callable[[bytes], bytes]] = {SHA256: lambda data: hashlib.sha256(data).digest()}
 
 
 @dataclass
@@ -129,13 +131,15 @@ def _body_id(root: etree._Element) -> str:
     if body_id is None:
         body_id = "body"
         body.set(f"{{{WSU}}}Id", body_id)
-    if len(xmldsig._HOLDERS(root, v=body_id)) != 1:
-        raise SigningError("the Body's id is not unique")
+    try:
+        xmldsig.by_id(root, f"#{body_id}")  # exactly one element carries it, as the verifier requires
+    except Refused:
+        raise SigningError("the Body's id is not unique") from None
     return body_id
 
 
 def _signature(root: etree._Element, body_id: str, signer: Signer, digest_uri: str,
-               digest: object) -> etree._Element:
+               digest: Callable[[bytes], bytes]) -> etree._Element:
     """ds:Signature with SignedInfo over the Body and its SignatureValue (KeyInfo is the caller's)."""
     body = root.find(f"{{{etree.QName(root).namespace}}}Body")
     sig = etree.Element(f"{{{DS}}}Signature", nsmap={"ds": DS})
@@ -146,7 +150,7 @@ def _signature(root: etree._Element, body_id: str, signer: Signer, digest_uri: s
     etree.SubElement(etree.SubElement(ref, f"{{{DS}}}Transforms"), f"{{{DS}}}Transform",
                      Algorithm=xmldsig.EXC_C14N)
     etree.SubElement(ref, f"{{{DS}}}DigestMethod", Algorithm=digest_uri)
-    value = digest(etree.tostring(body, method="c14n", exclusive=True))  # type: ignore[operator]
+    value = digest(etree.tostring(body, method="c14n", exclusive=True))
     etree.SubElement(ref, f"{{{DS}}}DigestValue").text = base64.b64encode(value).decode()
     signature = signer.sign(etree.tostring(info, method="c14n", exclusive=True))
     etree.SubElement(sig, f"{{{DS}}}SignatureValue").text = base64.b64encode(signature).decode()

@@ -222,3 +222,15 @@ def test_smev2_replay_id_is_the_signing_act(gost: dict[str, KeyFileSigner]) -> N
     guard.remember("SID1", first.key, now)
     assert guard.check_identity("SID1", again, now) == "replayed-message"
     assert guard.check_identity("SID1", other, now) is None
+
+
+@pytest.mark.parametrize("profile", ["smev2", "plain"])
+def test_a_body_id_carried_twice_is_not_signed(tmp_path: Path, gost: dict[str, KeyFileSigner], profile: str) -> None:
+    """reestr does not sign what its own verifier would refuse as wrapping."""
+    root = unsigned_smev2()
+    body = root.find(f"{SOAP11}Body")
+    body.set("{http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd}Id", "twice")
+    etree.SubElement(body[0], "decoy", Id="twice")
+    signer = gost["a"] if profile == "smev2" else _pem_signer(tmp_path, "ec")
+    with pytest.raises(SigningError, match="not unique"):
+        authorship.sign(root, profile, signer)  # type: ignore[arg-type]
