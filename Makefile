@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap bench-gost postgres-server
+.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap bench-gost bench-signed postgres-server
 
 $(STAMP): requirements.lock pyproject.toml
 	python3.12 -m venv $(VENV)
@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler proxy tests bench
 	$(VENV)/bin/mypy
 
-bench: bench-registry bench-journal bench-sidecar bench-soap bench-gost
+bench: bench-registry bench-journal bench-sidecar bench-soap bench-gost bench-signed
 
 bench-registry: $(STAMP)
 	$(PY) bench/registry_bench.py
@@ -73,3 +73,10 @@ bench-soap: $(STAMP)
 # GOST verify/sign per SMEV 3 / SMEV 2 message, median CPU (issue 9); the OpenSSL GOST provider for Streebog.
 bench-gost: $(STAMP) $(GOSTPROV)
 	$(PY) bench/gost_bench.py
+
+# Sidecar throughput with GOST signature checking against the same SMEV 3 service without it, one
+# run (issue 9); pre-signed bodies with distinct MessageIDs, since replay protection refuses repeats.
+bench-signed: $(STAMP) $(GOSTPROV)
+	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
+	$(PY) bench/signed_sidecar_bench.py $(SIGNED_BENCH_ARGS)

@@ -37,7 +37,7 @@ Relative paths are resolved against the directory of the config file. Format::
       responses: record               # enforce | record | off: response payloads vs their schema
     signatures:
       replay_window_seconds: 900      # a signed message id is accepted once in this window (R11)
-      signer:                         # optional: sign outbound SMEV 3 requests of signed services
+      signer:                         # optional: the ЭП-ОВ that signs smev3/smev2 requests and answers
         certificate: keys/ep-ov.pem   # the registered signing certificate (PEM)
         key_file: keys/ep-ov.key      # GOST R 34.10-2012 key (PEM PKCS #8), or instead:
         # command: [/opt/csp/sign, --container, ep-ov]   # SignedInfo on stdin, base64 signature out
@@ -136,8 +136,10 @@ class PayloadConfig(BaseModel):
 
 
 class SignerConfig(BaseModel):
-    """Who signs this agency's outbound SMEV 3 requests (proxy.soap.signing): a GOST key file, or
-    an external command that reads SignedInfo on stdin and prints the base64 signature."""
+    """Who signs this agency's SMEV 3 / SMEV 2 messages — outbound requests and the answers of its
+    signed services (proxy.soap.signing, proxy.soap.authorship): a GOST key file, or an external
+    command that reads SignedInfo on stdin and prints the base64 signature. `plain` messages are
+    signed with the sidecar's TLS keys instead (no setting)."""
 
     model_config = _STRICT
     certificate: Path  # PEM, the signing certificate registered as spec.signing_certificates

@@ -88,7 +88,9 @@ from proxy.journal.query import export
 from proxy.journal.record import format_time
 from proxy.journal.target import store_for as journal_store
 from proxy.replay import ReplayGuard
+from proxy.soap.authorship import Signers
 from proxy.soap.errors import SignatureError
+from proxy.soap.header_signing import PemSigner
 from proxy.soap.signing import CommandSigner, KeyFileSigner, Signer, xmldsig_method
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
@@ -136,6 +138,8 @@ class Sidecar:
                                   "no such file")
         self.internal_clients = _internal_clients(config)
         self.signer = _signer(config)
+        self.server_signer = _tls_signer(config.tls.server_bundle)
+        self.client_signer = _tls_signer(config.outbound.client_bundle) if config.outbound is not None else None
         self.store = BundleStore(config.participant, self.trusted, config.bundle.threshold,
                                  config.state_dir, config.bundle.max_bytes)
         self.store.load_state()
@@ -187,14 +191,13 @@ class Sidecar:
                 modes.append(f"reverse:https://{_PLACEHOLDER}@{out.listen.host}:{out.listen.port}")
                 stages += [OutboundEnforce(self.store, modes[-1], self.internal_clients),
                            ProviderPinning(self.store, modes[-1])]
-                if self.signer is not None:
-                    stages.append(OutboundSigning(self.signer))
-                stages.append(OutboundResponseVerify())
+                stages += [OutboundSigning(Signers(self.signer, self.client_signer)),
+                           OutboundResponseVerify()]
                 extra = {"client_certs": str(out.client_bundle),
                          "ssl_verify_upstream_trusted_ca": str(out.provider_ca)}
             stages += [Hygiene(HeadLimits(lim.max_target_bytes, lim.max_header_bytes, lim.max_headers)),
                        Enforce(self.store, replay), ResponseCheck(cfg.payloads.responses),
-                       *([ResponseSigning(self.signer)] if self.signer is not None else []),
+                       ResponseSigning(Signers(self.signer, self.server_signer)),
                        Journaling(journal, cfg.participant), Metrics(metrics)]
             opts = options.Options(mode=modes, listen_host=cfg.listen.host,
                                    listen_port=cfg.listen.port,
@@ -401,6 +404,15 @@ def _seed_replay(replay: ReplayGuard, cfg: SidecarConfig) -> None:
         replay.seed(export(journal_store(cfg), since=since), now)
     except JournalError:  # pragma: no cover - a first start: no journal yet
         return
+
+
+def _tls_signer(bundle: Path) -> Signer | None:
+    """The signer of `plain` messages: the key of this side's TLS certificate (RSA / ECDSA); None
+    for another kind of key (then signed `plain` services refuse with `signing-failed`)."""
+    try:
+        return PemSigner.load(bundle)
+    except (OSError, SignatureError):
+        return None
 
 
 def _signer(cfg: SidecarConfig) -> Signer | None:

@@ -24,6 +24,7 @@ from proxy.addons._responses import (
     DECISION,
     DIRECTION,
     PAYLOAD_CHECK,
+    REPLAY_ID,
     SIGNATURE,
     admit_headers,
     client_leaf,
@@ -36,7 +37,7 @@ from proxy.bundles import ActiveBundle, BundleStore
 from proxy.identity import identify
 from proxy.payloads import Violation
 from proxy.policy import Decision, deny, evaluate, replace
-from proxy.replay import ReplayGuard
+from proxy.replay import ReplayGuard, identity
 from proxy.soap.signatures import SignatureResult, check_signatures, requires_signature, verdict
 
 FORWARDED_CONSUMER = "Reestr-Consumer"
@@ -89,7 +90,7 @@ class Enforce:
             flow.metadata[SIGNATURE] = check.journal
             if check.reason is not None:
                 return refuse(flow, replace(decision, reason=check.reason))
-            replayed = self._replayed(decision, now)
+            replayed = self._replayed(flow, decision, check, now)
             if replayed is not None:
                 return refuse(flow, replace(decision, reason=replayed))
         violation = _check_payload(bundle, decision, flow.request.raw_content or b"")
@@ -106,15 +107,18 @@ class Enforce:
         flow.request.headers[FORWARDED_OPERATION] = decision.operation or ""
         return None
 
-
-    def _replayed(self, decision: Decision, now: datetime) -> str | None:
-        """A validly signed message is accepted once per service within the window (proxy.replay)."""
+    def _replayed(self, flow: http.HTTPFlow, decision: Decision, check: SignatureResult,
+                  now: datetime) -> str | None:
+        """A validly signed message is accepted once per service within the window (proxy.replay);
+        its replay id is journaled as the request's `message_id` when the message names none."""
         if self.replay is None or decision.message is None or decision.sid is None:
             return None
-        message_id = decision.message.content.message_id
-        reason = self.replay.check(decision.sid, message_id, now)
+        who = identity(decision.message, check)
+        if who.key is not None and who.key != decision.message.content.message_id:
+            flow.metadata[REPLAY_ID] = who.key
+        reason = self.replay.check_identity(decision.sid, who, now)
         if reason is None:
-            self.replay.remember(decision.sid, message_id, now)
+            self.replay.remember(decision.sid, who.key, now)
         return reason
 
 

@@ -7,7 +7,13 @@ its response record in `Reestr-Journal-Id`; the upstream gets the request record
 header. On the outbound side the provider's id is kept as `Reestr-Provider-Journal-Id`, so both ends
 of one call can be matched. Bodies are not stored, only their size and SHA-256 (personal data stays
 out of the journal). `signature_check` is set on the request record of a call to a service with
-`signed_messages` (the check is of the request body); it stays null otherwise. Responses mitmproxy
+`signed_messages` (the check of the request body on the inbound side; on the outbound side,
+the signature this sidecar made, or the check of the one the agency's system made); a response
+record carries the
+`signature_check` of the answer — the signature the provider's sidecar made (or checked, when
+the provider's system signed itself), and on the consumer's side the check of the provider's
+signature. It stays null otherwise. A signed message that names no SMEV 3 `MessageID` (SMEV 2,
+`plain`) has its replay id (proxy.replay) as `message_id`. Responses mitmproxy
 makes by itself (upstream unreachable, a body over its hard cap) go through `error`: recorded with
 decision "error", but they carry no journal header.
 
@@ -39,9 +45,11 @@ from proxy.addons._responses import (
     JOURNAL_HEADER,
     PAYLOAD_CHECK,
     PROVIDER_JOURNAL_HEADER,
+    REPLAY_ID,
     REQUEST_RECORD,
     RESPONSE_PAYLOAD,
     RESPONSE_RECORD,
+    RESPONSE_SIGNATURE,
     SIGNATURE,
     client_leaf,
     deny_response,
@@ -144,7 +152,7 @@ class Journaling:
             reason=(decision.reason if decision else None) if kind != "error" else (
                 decision.reason if decision and decision.reason else "upstream-error"),
             status=status,
-            signature_check=flow.metadata.get(SIGNATURE) if kind == "request" else None,
+            signature_check=flow.metadata.get(SIGNATURE if kind == "request" else RESPONSE_SIGNATURE),
             bundle_serial=bundle.serial if bundle is not None else None,
             grant=decision.grant if decision else None,
             client_fingerprint=leaf.sha256 if leaf else None,
@@ -172,7 +180,8 @@ def _message_fields(flow: http.HTTPFlow, decision: Decision | None,
     if message is not None:
         content = message.content
         payload = bounded(content.element, BOUNDS["path"]) if content.element is not None else None  # a caller's name
-        fields.update(profile=content.profile, payload=payload, message_id=content.message_id,
+        message_id = content.message_id or (flow.metadata.get(REPLAY_ID) if kind == "request" else None)
+        fields.update(profile=content.profile, payload=payload, message_id=message_id,
                       reference_message_id=content.reference_message_id,
                       transaction_code=content.transaction_code)
     return fields

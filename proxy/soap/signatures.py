@@ -33,6 +33,8 @@ GOST profiles `smev3` / `smev2` are `proxy.soap.smev_signatures`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -141,7 +143,13 @@ def check_soap_signature(message: Message, certificate_der: bytes,
             raise Refused("invalid", "the signed element is not the SOAP Body")
     except Refused as refused:
         return refused.result
-    return SignatureResult("valid", f"SOAP Body #{body_id} signed by the client certificate")
+    method = signature.find(f"{{{DS}}}SignedInfo/{{{DS}}}SignatureMethod")
+    value = "".join((signature.findtext(f"{{{DS}}}SignatureValue") or "").split())
+    return SignatureResult("valid", f"SOAP Body #{body_id} signed by the certificate",
+                           algorithm=method.get("Algorithm") if method is not None else None,
+                           signer=hashlib.sha256(certificate_der).hexdigest(), holder="Header",
+                           covers=(f"Body#{body_id}",),
+                           value_sha256=hashlib.sha256(base64.b64decode(value)).hexdigest())
 
 
 def _the_body(root: etree._Element, envelope_ns: str) -> etree._Element:

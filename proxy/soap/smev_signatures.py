@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,9 +89,10 @@ def _verify(root: etree._Element, found: _Found, smev: bool, signers: Mapping[st
                          found.signature.iterfind(f"{{{DS}}}SignedInfo/{{{DS}}}Reference"))
         return SignatureResult(r.status, r.detail, algorithm=r.algorithm, signer=r.signer,
                                subject=r.subject, holder=holder, covers=declared)
+    value = _b64(found.signature.findtext(f"{{{DS}}}SignatureValue"))
     return SignatureResult("valid", f"{holder}: {', '.join(covers)} signed", algorithm=ok.algorithm,
                            signer=ok.certificate.sha256, subject=ok.certificate.subject, holder=holder,
-                           covers=covers)
+                           covers=covers, value_sha256=hashlib.sha256(value).hexdigest())
 
 
 def _describe(el: etree._Element) -> str:

@@ -25,6 +25,7 @@ class SignatureResult:
     subject: str | None = None     # the signing certificate's subject
     holder: str | None = None      # the element that holds the signature (local name)
     covers: tuple[str, ...] = ()   # local names (and ids) of the elements its references sign
+    value_sha256: str | None = None  # SHA-256 of the SignatureValue bytes: one signing act (replay key)
 
     @property
     def reason(self) -> str | None:

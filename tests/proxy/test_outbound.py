@@ -283,22 +283,24 @@ def test_consumer_sidecar_signs_and_provider_verifies(tmp_path: Path, pki: Pki, 
 
 
 class _SmevAnswers:
-    """An upstream that answers every call with an SMEV 3 SendResponseRequest (unsigned)."""
+    """An upstream that answers every call with an SMEV 3 SendResponseRequest (unsigned), or `answer`."""
 
-    def __init__(self, transport: str = "SendResponseRequest") -> None:
+    def __init__(self, transport: str = "SendResponseRequest", answer: bytes | None = None) -> None:
+        self.calls: list[bytes] = []
+        calls = self.calls
         types = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
         basic = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.2"
         body = (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><t:{transport} xmlns:t="{types}">'
                 f'<t:SenderProvidedResponseData Id="SIGNED_BY_PROVIDER"><t:MessageID>{uuid.uuid1()}</t:MessageID>'
                 f'<t:To>route</t:To><b:MessagePrimaryContent xmlns:b="{basic}"><r:Result xmlns:r="urn:test:r">ok'
                 f"</r:Result></b:MessagePrimaryContent></t:SenderProvidedResponseData></t:{transport}>"
-                "</s:Body></s:Envelope>").encode()
+                "</s:Body></s:Envelope>").encode() if answer is None else answer
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                calls.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
                 self.send_response(200)
                 self.send_header("Content-Type", "text/xml; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
@@ -337,61 +339,60 @@ def test_signed_answers_round_trip(tmp_path: Path, pki: Pki, keys: Keys, gost_pk
         answers.server.shutdown()
 
 
-# a small SMEV 3-shaped WSDL of our own (the transport's elements with open content), for zeep
-_WSDL = """<?xml version="1.0" encoding="UTF-8"?>
-<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
-             xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:tns="urn://reestr-test/smev3"
-             xmlns:t="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
-             targetNamespace="urn://reestr-test/smev3">
-  <types><xs:schema targetNamespace="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2"
-                    elementFormDefault="qualified">
-    <xs:element name="SendRequestRequest"><xs:complexType><xs:sequence>
-      <xs:any processContents="skip" minOccurs="0" maxOccurs="unbounded" namespace="##any"/>
-    </xs:sequence></xs:complexType></xs:element>
-    <xs:element name="SendRequestResponse"><xs:complexType><xs:sequence>
-      <xs:any processContents="skip" minOccurs="0" maxOccurs="unbounded" namespace="##any"/>
-    </xs:sequence></xs:complexType></xs:element>
-  </xs:schema></types>
-  <message name="In"><part name="parameters" element="t:SendRequestRequest"/></message>
-  <message name="Out"><part name="parameters" element="t:SendRequestResponse"/></message>
-  <portType name="Port"><operation name="SendRequest"><input message="tns:In"/><output message="tns:Out"/></operation>
-  </portType>
-  <binding name="Binding" type="tns:Port">
-    <soap:binding transport="http://schemas.xmlsoap.org/soap/http" style="document"/>
-    <operation name="SendRequest"><soap:operation soapAction="urn:SendRequest"/>
-      <input><soap:body use="literal"/></input><output><soap:body use="literal"/></output></operation>
-  </binding>
-  <service name="SMEV"><port name="P" binding="tns:Binding"><soap:address location="http://127.0.0.1:9/"/></port>
-  </service>
-</definitions>
-"""
+# the real SMEV 3 transport WSDL, version 1.3, and its XSDs (noadavis/smevsign, MIT: tests/data/real)
+SMEV3_WSDL = (Path(__file__).resolve().parents[1] / "data/real/noadavis__smevsign/src/main/resources/smevsign/"
+              "smev/v1_3/smev-message-exchange-service-1.3.wsdl")
+TYPES13 = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.3"
 
 
-def test_zeep_round_trip_signed_both_ways(tmp_path: Path, pki: Pki, keys: Keys, gost_pki: GostPki) -> None:
-    """zeep as the agency's client: ved1's sidecar signs (GOST), ved3's verifies, the upstream
-    answers, ved3's sidecar signs the answer, ved1's verifies it, zeep reads it."""
+def _metadata_ack() -> bytes:
+    """SMEV's acceptance of a request as the 1.3 schema defines SendRequestResponse."""
+    return (f'<s:Envelope xmlns:s="{SOAP11}"><s:Body><t:SendRequestResponse xmlns:t="{TYPES13}">'
+            f"<t:MessageMetadata><t:MessageId>{uuid.uuid1()}</t:MessageId><t:MessageType>REQUEST</t:MessageType>"
+            "<t:SendingTimestamp>2026-12-02T10:00:00.000+03:00</t:SendingTimestamp>"
+            "<t:DeliveryTimestamp>2026-12-02T10:00:01.000+03:00</t:DeliveryTimestamp>"
+            "<t:Status>requestIsQueued</t:Status></t:MessageMetadata></t:SendRequestResponse>"
+            "</s:Body></s:Envelope>").encode()
+
+
+def test_zeep_with_the_real_smev3_wsdl_through_two_sidecars(tmp_path: Path, pki: Pki, keys: Keys,
+                                                            gost_pki: GostPki) -> None:
+    """zeep as the agency's client, built from the real SMEV 3 1.3 WSDL: it sends a typed
+    SendRequestRequest without a signature; ved1's sidecar signs it (GOST), ved3's verifies it
+    and forwards the signed bytes; the upstream's SendRequestResponse (MessageMetadata, an
+    acknowledgement: no sender-provided data, so nothing to sign) comes back and zeep reads it
+    by the schema. Signed answers through two sidecars: test_signed_answers_round_trip."""
     me, provider_id = gost_pki.issue("ved1-zeep"), gost_pki.issue("ved3-zeep")
-    answers = _SmevAnswers("SendRequestResponse")
+    answers = _SmevAnswers(answer=_metadata_ack())
     consumer, provider, handle, proc = _signing_pair(tmp_path, pki, keys, answers, me, {"key_file": str(me.key)},
                                                      provider_id)
     try:
-        wsdl = tmp_path / "smev3.wsdl"
-        wsdl.write_text(_WSDL, encoding="utf-8")
         session = requests.Session()
         session.cert = str(pki.clients["internal"].pem)
         session.verify = str(pki.ca_pem)
         session.trust_env = False
-        client = zeep.Client(str(wsdl), transport=Transport(session=session))
+        client = zeep.Client(str(SMEV3_WSDL), transport=Transport(session=session))
         port = consumer.outbound.listen.port  # type: ignore[union-attr]
-        service = client.create_service("{urn://reestr-test/smev3}Binding", f"https://127.0.0.1:{port}/SID0003004")
-        (data,) = etree.fromstring(_unsigned_smev3()).xpath("//*[local-name()='SenderProvidedRequestData']")
-        answer = service.SendRequest(_value_1=[data])
-        parts = answer if isinstance(answer, list) else answer["_value_1"]
-        names = [etree.QName(el).localname for el in parts]
-        assert names == ["SenderProvidedResponseData", "SenderInformationSystemSignature"]
-        by_id = {x["id"]: x for x in export(provider.journal.path)}
-        request = next(x for x in by_id.values() if x["kind"] == "request" and x["sid"] == "SID0003004")
-        assert request["signature_check"].startswith("valid ")
+        service = client.create_service(
+            "{urn://x-artefacts-smev-gov-ru/services/message-exchange/1.3}SMEVMessageExchangeSoap11Binding",
+            f"https://127.0.0.1:{port}/SID0003004")
+        (payload,) = etree.fromstring(SMEV3_REQUEST).xpath("//*[local-name()='PublicPrintOutRequest']")
+        message_id = str(uuid.uuid1())
+        answer = service.SendRequest(SenderProvidedRequestData={
+            "Id": "SIGNED_BY_CONSUMER", "MessageID": message_id, "MessagePrimaryContent": {"_value_1": payload}})
+        assert answer.MessageMetadata.Status == "requestIsQueued"  # zeep read the answer by the real schema
+        assert answer.MessageMetadata.MessageType == "REQUEST"
+        (forwarded,) = answers.calls
+        names = [etree.QName(el).localname for el in etree.fromstring(forwarded).iter(f"{{{TYPES13}}}*")]
+        assert "CallerInformationSystemSignature" in names  # the provider's system got the signed message
+        mine = certs.read(me.der).sha256
+        provider_records = list(export(provider.journal.path))  # type: ignore[arg-type]
+        request = next(x for x in provider_records if x["kind"] == "request" and x["sid"] == "SID0003004")
+        assert request["decision"] == "allow" and request["message_id"] == message_id
+        assert request["signature_check"].startswith("valid ") and request["signature_check"].endswith(mine)
+        outbound = next(x for x in export(consumer.journal.path)  # type: ignore[arg-type]
+                        if x["kind"] == "request" and x["sid"] == "SID0003004")
+        assert outbound["signature_check"] == request["signature_check"]  # what ved1 made is what ved3 checked
     finally:
         handle.stop()
         proc.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -346,12 +347,16 @@ def test_sidecar_allows_signed_and_denies_unsigned(signed_sidecar: Running, sign
     headers = {"Content-Type": "text/xml", "SOAPAction": '"urn:getStatus"'}
     before = len(signed_sidecar.upstream.calls)
     ok = signed_sidecar.call("ved1", "POST", "/SID0003002", headers=headers, content=xml(signed(signers["ec"])))
-    assert ok.status_code == 200, ok.text
-    assert ok.json()["operation"] == "op1"
     assert len(signed_sidecar.upstream.calls) == before + 1
+    assert signed_sidecar.upstream.calls[-1]["headers"]["Reestr-Operation"] == "op1"
+    # this upstream answers JSON: an answer of a signed SOAP service that cannot be signed never
+    # leaves unsigned (proxy.addons.response_signing)
+    assert ok.status_code == 500 and b"signing-failed" in ok.content
     request, response = _exchange(signed_sidecar, ok)
-    assert (request["kind"], request["decision"], request["signature_check"]) == ("request", "allow", "valid")
-    assert (response["kind"], response["signature_check"]) == ("response", None)
+    assert (request["kind"], request["decision"]) == ("request", "allow")
+    ecdsa = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+    assert request["signature_check"] == f"valid {ecdsa} {hashlib.sha256(signers['ec'].der).hexdigest()}"
+    assert (response["kind"], response["status"], response["signature_check"]) == ("response", 500, None)
 
     denied = signed_sidecar.call("ved1", "POST", "/SID0003002", headers=headers, content=xml(envelope()))
     assert denied.status_code == 403 and denied.headers["content-type"].startswith("text/xml")
