@@ -81,7 +81,12 @@ def journal_group() -> None:
 @journal_group.command("verify")
 @JOURNAL
 @DSN
-@KEYS
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A sidecar's public key (PEM) that signs checkpoints; repeat for the sidecars of a --dsn. "
+                   "Required unless --config.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A sidecar config: every chain it writes (one per worker), checked against the public "
+                   "half of its journal.signing_key.")
 @click.option("--archives", type=click.Path(file_okay=False, path_type=Path),
               help="Also prove the chain from record 1 through these archives into the journal "
                    "(alone: the archives).")
@@ -93,7 +98,7 @@ def journal_group() -> None:
                    "writer's checkpoint interval).")
 @_clean_errors
 def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...],
-                           archives: Path | None, anchor_source: str | None,
+                           config_path: Path | None, archives: Path | None, anchor_source: str | None,
                            max_unsealed_age: float | None) -> None:
     """Check the hash chain and signed checkpoints, that the journal reaches the anchor and has
     no stale unsealed tail; exit 1 naming the first problem.
@@ -104,6 +109,13 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
     from proxy.journal.verify import verify_store
     from proxy.journal.writer import CHECKPOINT_INTERVAL
 
+    if config_path is not None:
+        if path is not None or dsn is not None or archives is not None or anchor_source is not None:
+            raise click.UsageError("--config names the journals: no PATH, --dsn, --archives or --anchor with it")
+        _verify_config(config_path, key_paths, max_unsealed_age)
+        return
+    if not key_paths:
+        raise click.UsageError("give --key (a sidecar's public key), or --config")
     keys = [load_public_key(k) for k in key_paths]
     anchor = anchors.parse_anchor(anchors.load_anchor(anchor_source), keys) if anchor_source else None
     store = None
@@ -149,6 +161,42 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
         bad = True
     if bad:
         sys.exit(1)
+
+
+def _verify_config(config_path: Path, key_paths: tuple[Path, ...], max_unsealed_age: float | None) -> None:
+    """`journal verify --config`: every worker's chain of one sidecar (proxy.workers)."""
+    from compiler.trust import load_private_key
+    from proxy.config import load_config
+    from proxy.journal import anchor as anchors
+    from proxy.journal.verify import verify_store
+    from proxy.journal.writer import CHECKPOINT_INTERVAL
+    from proxy.workers import journal_stores
+
+    config = load_config(config_path)
+    keys = ([load_public_key(k) for k in key_paths] if key_paths
+            else [load_private_key(config.journal.signing_key).public_key()])
+    max_age = 2 * CHECKPOINT_INTERVAL if max_unsealed_age is None else max_unsealed_age
+    bad = False
+    for store in journal_stores(config):
+        chain = store.chain  # PostgreSQL: this worker's chain only; SQLite: the file's one chain
+        reports = [r for r in verify_store(store, keys) if chain is None or r.chain == chain]
+        if not reports:
+            click.echo(f"{store.label}: no chain {chain or ''} yet".rstrip())
+            continue
+        for report in reports:
+            name = report.path if report.chain is None else f"{report.path}: chain {_shown(report.chain)}"
+            end = anchors.chain_end(store, report.chain, report.last_record,
+                                    max(report.last_sealed_record, report.pruned), None)
+            if (why := anchors.tail_problem(end, max_age)) is not None:
+                bad = True
+                click.echo(f"{name}: SHORTENED: {why}")
+            if report.ok:
+                click.echo(f"{name}: intact: {report.records} records, {report.checkpoints} checkpoints")
+            else:
+                bad = True
+                first = report.problems[0]
+                click.echo(f"{name}: TAMPERED: first bad record {first.record_id}: {first.code}: {first.message}")
+    sys.exit(1 if bad else 0)
 
 
 @journal_group.command("export")
@@ -253,12 +301,16 @@ def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[P
 @click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="For --bundle: an operator public key that signs bundles (repeatable).")
 @click.option("--threshold", type=int, help="For --bundle: signatures required (default 1, or the config's).")
+@click.option("--availability", is_flag=True,
+              help="Per service: the share of the period its upstream answered its health check (004 §7д).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
 def stats_command(paths: tuple[Path, ...], dsn: str | None, config_path: Path | None, since: str | None,
                   until: str | None, provider: str | None, archives: Path | None, priced: bool,
-                  bundle_path: Path | None, trusted: tuple[Path, ...], threshold: int | None, fmt: str) -> None:
-    """Calls per service, operation, consumer and decision over a period (R12); --priced: what they cost (R13)."""
+                  bundle_path: Path | None, trusted: tuple[Path, ...], threshold: int | None,
+                  availability: bool, fmt: str) -> None:
+    """Calls per service, operation, consumer and decision over a period (R12); --priced: what they
+    cost (R13); --availability: how much of the period each service was up (from health events)."""
     config = None
     if config_path is not None:
         from proxy.config import load_config
@@ -266,13 +318,18 @@ def stats_command(paths: tuple[Path, ...], dsn: str | None, config_path: Path | 
         config = load_config(config_path)
     stores: list[Store]
     if not paths and dsn is None and config is not None:
-        from proxy.journal.target import store_for
+        from proxy.workers import journal_stores
 
-        stores = [store_for(config)]
+        stores = journal_stores(config)
     elif len(paths) > 1 and dsn is None:
         stores = [_store(path, None) for path in paths]
     else:
         stores = [_store(paths[0] if paths else None, dsn)]
+    if availability:
+        if priced or archives is not None or provider is not None:
+            raise click.UsageError("--availability takes no --priced, --archives or --provider")
+        _print_availability(stores, since, until, fmt)
+        return
     if not priced:
         _print_stats(stores, since, until, provider, archives, fmt)
         return
@@ -302,6 +359,22 @@ def _print_stats(store: Store | list[Store], since: str | None, until: str | Non
     click.echo(f"{'total':<70} {sum(row.calls for row in rows):>8}")
 
 
+def _print_availability(stores: list[Store], since: str | None, until: str | None, fmt: str) -> None:
+    from proxy.journal.availability import availability
+
+    rows = availability(stores, since, until)
+    if fmt == "json":
+        click.echo(json.dumps([{"sid": r.sid, "availability": r.availability, "observed_seconds": r.observed_seconds,
+                                "down_seconds": r.down_seconds, "downs": r.downs, "up_now": r.up_now}
+                               for r in rows], indent=2))
+        return
+    click.echo(f"{'SID':<12} {'AVAILABILITY':>12} {'OBSERVED s':>12} {'DOWN s':>10} {'DOWNS':>6} NOW")
+    for r in rows:
+        share = "-" if r.availability is None else f"{100 * r.availability:.3f}%"
+        click.echo(f"{r.sid:<12} {share:>12} {r.observed_seconds:>12.1f} {r.down_seconds:>10.1f} {r.downs:>6} "
+                   + ("up" if r.up_now else "down"))
+
+
 # --- run and status (issue 3: the sidecar runtime) ----------------------------------------------
 
 CONFIG = click.option("--config", "config_path", required=True,
@@ -324,10 +397,9 @@ def run_command(config_path: Path, listen_port: int | None, admin_port: int | No
     from proxy.config import load_config
     from proxy.runner import run_forever
 
-    config = load_config(config_path, {
-        "listen.port": listen_port, "admin.port": admin_port, "upstream": upstream,
-        "bundle.source": bundle_source, "state_dir": state_dir, "journal.path": journal_path})
-    run_forever(config)
+    overrides = {"listen.port": listen_port, "admin.port": admin_port, "upstream": upstream,
+                 "bundle.source": bundle_source, "state_dir": state_dir, "journal.path": journal_path}
+    run_forever(load_config(config_path, overrides), config_path, overrides)
 
 
 @main.command("verify-message")
@@ -361,12 +433,28 @@ def verify_message_command(file: Path, bundle_path: Path | None, trusted: tuple[
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
 def status_command(config_path: Path, fmt: str) -> None:
-    """The bundle in force, its serial and expiry, and the last refusal (from the state dir)."""
+    """The bundle in force, its serial and expiry, the last refusal, service health, and the
+    workers of a `workers: N` sidecar (from the state dir)."""
     from proxy.bundles import read_state, render_status
     from proxy.config import load_config
+    from proxy.health import read_health, render_health
+    from proxy.workers import read_status
 
-    state = read_state(load_config(config_path).state_dir)
-    click.echo(json.dumps(state, indent=2) if fmt == "json" else render_status(state))
+    config = load_config(config_path)
+    state = read_state(config.state_dir)
+    health = read_health(config.state_dir) if config.health is not None else None
+    workers = read_status(config) if config.workers > 1 else None
+    if fmt == "json":
+        click.echo(json.dumps({**state, "health": health, "workers": workers}, indent=2))
+        return
+    click.echo(render_status(state))
+    if config.health is not None:
+        click.echo(render_health(health))
+    if config.workers > 1:
+        click.echo(f"workers: {config.workers}")
+        for w in (workers or {}).get("workers", []):
+            click.echo(f"  worker {w.get('index')}: pid {w.get('pid')}, restarts {w.get('restarts')}, "
+                       + ("ready" if w.get("ready") else f"not ready ({w.get('not_ready')})"))
 
 
 def _print_priced(store: list[Store], since: str | None, until: str | None, provider: str | None, archives: Path | None,
