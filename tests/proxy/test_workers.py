@@ -175,6 +175,15 @@ def test_sigkill_of_a_worker_under_load(cluster_factory: Callable[..., Cluster],
     metrics = c.admin("/metrics").text
     assert 'reestr_worker_restarts_total{worker="1"} 1.0' in metrics
     assert "reestr_workers_alive 2.0" in metrics
+    # what an operator aggregates, summed over the workers: bounded labels, histograms, gauges
+    calls = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                if line.startswith("reestr_requests_total{") and 'sid="SID0003001"' in line)
+    assert calls >= len(load.received)
+    assert 'reestr_request_duration_seconds_bucket{decision="allow",direction="inbound",le="+Inf",sid="SID0003001"}' \
+        in metrics
+    for name in ("reestr_journal_commit_seconds_count", "reestr_bundle_age_seconds", "reestr_bundle_serial 10.0",
+                 "reestr_journal_queue_depth", "reestr_journal_healthy 1.0"):
+        assert name in metrics, name
     c.proc.stop(timeout=60)  # type: ignore[union-attr]
     c.verify()
     records = by_path(c.records())
