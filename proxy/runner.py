@@ -148,6 +148,7 @@ class Sidecar:
         self.health_dir = config.state_dir  # where health.json goes (a worker: the supervisor's)
         self.metrics: SidecarMetrics | None = None
         self.admin_sock: Any = None  # a worker: the admin socket its supervisor bound
+        self.replay_file: Path | None = None  # a worker: the replay ledger all workers share
 
     def ready(self) -> str | None:
         """None when ready to serve; otherwise why not (for /readyz)."""
@@ -160,7 +161,13 @@ class Sidecar:
         """Serve until `shutdown()`; closes the journal on the way out."""
         cfg = self.config
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-        replay = ReplayGuard(timedelta(seconds=cfg.signatures.replay_window_seconds))
+        window = timedelta(seconds=cfg.signatures.replay_window_seconds)
+        if self.replay_file is not None:  # workers share one ledger (proxy.replay_shared)
+            from proxy.replay_shared import SharedReplayGuard
+
+            replay: ReplayGuard = SharedReplayGuard(window, self.replay_file)
+        else:
+            replay = ReplayGuard(window)
         _seed_replay(replay, cfg)  # before the writer starts: the journal as the last run left it
         self.journal = Journal(journal_store(cfg), self.signing_key)
         self.journal.start()

@@ -8,6 +8,7 @@ for its index (its own journal chain and state, the bundle the supervisor handed
   supervisor asks for /healthz and /readyz;
 - metrics in prometheus-client's multiprocess mode (the supervisor sets PROMETHEUS_MULTIPROC_DIR;
   its admin port serves the sum of all workers);
+- replay protection shared with the other workers (`proxy.replay_shared`);
 - SIGTERM: drain (`proxy.drain`), then stop; SIGHUP: read the handed-over bundle now; SIGINT is
   ignored (a Ctrl-C reaches the whole process group: the supervisor turns it into a drain);
 - it ends itself when the supervisor dies (PR_SET_PDEATHSIG on Linux, and a check of its parent).
@@ -32,7 +33,8 @@ from proxy import listeners
 from proxy.config import load_config
 from proxy.drain import Drain
 from proxy.errors import SidecarError
-from proxy.workers import worker_config
+from proxy.replay_shared import FILE as REPLAY_FILE
+from proxy.workers import worker_config, workers_dir
 
 ENV = "REESTR_WORKER"
 _PR_SET_PDEATHSIG = 1
@@ -68,6 +70,7 @@ def run(worker: dict[str, Any]) -> None:
     sidecar.multiprocess_metrics = True
     sidecar.probe_health = index == 0
     sidecar.health_dir = config.state_dir
+    sidecar.replay_file = workers_dir(config) / REPLAY_FILE
     sidecar.admin_sock = socket.socket(fileno=int(worker["admin_fd"]))
     sidecar.admin_sock.setblocking(False)
 
