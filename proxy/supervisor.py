@@ -241,7 +241,7 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         return {"supervisor_pid": os.getpid(), "workers": [
-            {"index": w.index, "pid": w.process.pid if w.process is not None else None,
+            {"index": w.index, "pid": w.process.pid if w.process is not None else None, "admin_port": w.port,
              "restarts": len(w.pids) - 1, "live": w.live, "ready": w.ready is None,
              "not_ready": w.ready} for w in self.workers]}
 
