@@ -133,8 +133,8 @@ class Supervisor:
             for task in tasks:
                 task.cancel()
             await self.admin.stop()
-            for s in [*self.sockets.values(), *(w.admin for w in self.workers)]:
-                s.close()
+            for sock in [*self.sockets.values(), *(w.admin for w in self.workers)]:
+                sock.close()
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -177,6 +177,8 @@ class Supervisor:
             await asyncio.sleep(0.05)
 
     async def _drain(self) -> None:
+        for s in self.sockets.values():  # with the workers' copies closed too, new connections are refused
+            s.close()
         running = [w for w in self.workers if w.process is not None and w.process.poll() is None]
         for w in running:
             assert w.process is not None

@@ -153,8 +153,9 @@ def test_availability_over_a_period(tmp_path: Path, keys: Keys) -> None:
 
     store = SqliteStore(tmp_path / "j.sqlite")
     with Journal(store, load_private_key(keys.sidecar_key)) as journal:
-        for time, event in [("2026-01-01T00:00:00.000000Z", "health-up"), ("2026-01-01T01:00:00.000000Z", "health-down"),
-                            ("2026-01-01T01:30:00.000000Z", "health-up"), ("2026-01-01T03:00:00.000000Z", "health-down")]:
+        for hhmm, event in [("00:00", "health-up"), ("01:00", "health-down"), ("01:30", "health-up"),
+                            ("03:00", "health-down")]:
+            time = f"2026-01-01T{hhmm}:00.000000Z"
             journal.append_blocking(service_event(time=time, event=event, exchange=time, sid="SID1",
                                                   provider="ved3", method="GET", path="/h"))
     rows = availability([SqliteStore(tmp_path / "j.sqlite")], until="2026-01-01T04:00:00Z")
@@ -200,3 +201,16 @@ def test_bad_workers(tmp_path: Path, pki: Pki, keys: Keys, workers: Any, message
     path = write_config(tmp_path, pki, keys, "http://127.0.0.1:1", "b.json", workers=workers)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["journal", "verify", "--config", "{cfg}", "{cfg}"], "--config names the journals"),
+    (["journal", "verify", "--config", "{cfg}", "--dsn", "postgresql://x/y"], "--config names the journals"),
+    (["stats", "--availability", "--priced", "--config", "{cfg}"], "--availability takes no --priced"),
+    (["stats", "--availability", "--config", "{cfg}", "--since", "yesterday"], "not an ISO 8601 time"),
+], ids=["verify-config-and-path", "verify-config-and-dsn", "availability-priced", "availability-bad-since"])
+def test_cli_usage_errors(tmp_path: Path, pki: Pki, keys: Keys, args: list[str], message: str) -> None:
+    cfg = write_config(tmp_path, pki, keys, "http://127.0.0.1:1", "b.json", workers=2)
+    result = cli(*(a.replace("{cfg}", str(cfg)) for a in args))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
