@@ -73,8 +73,11 @@ def use_inherited(fds: dict[tuple[str, int], int]) -> None:
 
     async def listen(self: Any, host: str, port: int) -> list[Any]:
         fd = fds.get((host, port))
-        if fd is None or self.mode.transport_protocol != "tcp":
+        if fd is None or self.mode.transport_protocol == "udp":
             return await original(self, host, port)
+        # TCP only: mitmproxy would also open a UDP (QUIC) listener for an https:// reverse mode
+        # (the outbound listener); N processes cannot share one, and the sidecar's callers speak TLS
+        # over TCP
         # a duplicate: asyncio closes its socket when mitmproxy stops the server (a drain), and the
         # inherited descriptor must stay valid for a later start
         sock = socket.socket(fileno=socket.dup(fd))

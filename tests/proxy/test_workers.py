@@ -307,3 +307,41 @@ def test_readyz_waits_for_every_worker(cluster_factory: Callable[..., Cluster], 
     assert all(f"worker {i}:" in r.text for i in range(3)), r.text
     status = cli("status", "--config", str(c.config_path))
     assert status.returncode == 0 and "workers: 3" in status.stdout, status.stdout
+
+
+def test_both_sides_with_workers(tmp_path: Path, pki: Pki, keys: Keys, upstream: Upstream) -> None:
+    """A consumer sidecar whose outbound listener is shared by 2 workers calls a provider with 2."""
+    from tests.proxy.conftest import free_port, signed_consumer_bundle
+
+    (tmp_path / "ved3.json").write_bytes(sign(signed_bundle(pki), keys.operator))
+    provider = write_config(tmp_path / "ved3", pki, keys, upstream.url, str(tmp_path / "ved3.json"),
+                            tls={"server_bundle": str(pki.clients["ved3"].pem)}, workers=2)
+    provider_port = yaml.safe_load(provider.read_text())["listen"]["port"]
+    (tmp_path / "ved1.json").write_bytes(sign(signed_consumer_bundle(
+        pki, f"https://127.0.0.1:{provider_port}"), keys.operator))
+    out_port = free_port()
+    consumer = write_config(
+        tmp_path / "ved1", pki, keys, "http://127.0.0.1:9", str(tmp_path / "ved1.json"), participant="ved1",
+        workers=2, outbound={"listen": {"host": "127.0.0.1", "port": out_port},
+                             "client_bundle": str(pki.clients["ved1"].pem), "provider_ca": str(pki.ca_pem),
+                             "clients": [{"name": "internal-app",
+                                          "certificate": str(pki.clients["internal"].cert_only())}]})
+    procs = [start_subprocess(provider, timeout=40)]
+    try:
+        procs.append(start_subprocess(consumer, timeout=40))
+        with httpx.Client(verify=pki.client_context("internal"), timeout=10) as client:
+            answers = [client.get(f"https://127.0.0.1:{out_port}/SID0003001/certificates/{i}") for i in range(20)]
+        assert [r.status_code for r in answers] == [200] * 20
+        assert all(r.json()["consumer"] == "ved1" for r in answers)
+        denied = httpx.post(f"https://127.0.0.1:{out_port}/SID0003001/certificates",
+                            verify=pki.client_context("internal"), timeout=10)
+        assert (denied.status_code, denied.json()["code"]) == (403, "operation-not-granted")
+    finally:
+        for p in reversed(procs):
+            assert p.stop(timeout=60) == 0
+    for config in (consumer, provider):
+        result = cli("journal", "verify", "--config", str(config))
+        assert result.returncode == 0 and result.stdout.count(": intact:") == 2, result.stdout
+    outbound = [r for store in journal_stores(load_config(consumer)) for r in export(store)
+                if r["kind"] == "request" and r["decision"] == "allow"]
+    assert len(outbound) == 20 and {r["direction"] for r in outbound} == {"outbound"}
