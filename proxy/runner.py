@@ -33,6 +33,11 @@ The config file (full reference in `proxy.config`; relative paths are relative t
       client_bundle: tls/client.pem
       provider_ca: tls/ca.pem
 
+With `workers: N` (N > 1) `run_forever` runs `proxy.supervisor` instead: N processes, each an
+ordinary `Sidecar` configured by `proxy.worker` through the hooks set before `run()`
+(`extra_addons`, `multiprocess_metrics`, `probe_health`, `health_dir`, `admin_sock`,
+`replay_file`). SIGHUP makes a running sidecar fetch its bundle at once (`reload`).
+
 Everything that can be checked is checked before anything listens (`Sidecar.__init__`): keys,
 the TLS bundle, the state directory. Then `run()` opens the journal, fetches the bundle once, binds
 the admin port and starts mitmproxy in reverse mode in front of the upstream; /healthz answers 200
