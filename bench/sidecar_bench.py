@@ -1,7 +1,7 @@
 """Sidecar benchmark (issue 3, "Done when"): throughput with wrk, bundle load time, sidecar RSS.
 
     .venv/bin/python bench/sidecar_bench.py [--duration 10] [--warmup 2] [--connections 10,50]
-        [--rounds 3] [--profile] [--postgres] [--before REV]
+        [--rounds 3] [--profile] [--postgres] [--before REV] [--workers N]
 
 Needs the Debian packages `wrk` and `stunnel4` (`apt-get install -y wrk stunnel4`). Takes about
 six minutes with the defaults (24 wrk runs of 2 + 10 s). Everything listens on and talks to
@@ -22,6 +22,11 @@ duration after a short warm-up, all on the same machine, the same upstream, the 
       work (policy, durable journal, metrics), (b')/(b) what dropping the defaults saves;
   (a'') with --postgres (what `make bench-sidecar` runs): the same sidecar with the PostgreSQL
       journal on a throwaway local server (fsync on, synchronous_commit on); target ≥ 85% of (a);
+  (aW) with --workers N (`make bench-sidecar` runs --workers 2): the same sidecar as (a), journal
+      FULL, with `workers: N` — a supervisor and N worker processes on the same ports
+      (docs/sidecar.md); the row shows (aW)/(a) (target ≥ 1.4× with 2 workers on 2 cores, where
+      wrk and stunnel share them) and each worker's loop CPU per request beside (a)'s (target
+      within 10%); CPU and loop figures are the workers' (`bench/workers_rows.py`);
   (c) the upstream directly (`bench/fast_upstream.py`, a minimal asyncio HTTP server with a small
       fixed JSON answer): it must be far faster than (a) and (b), and the table shows that it is.
 

@@ -211,7 +211,8 @@ class Supervisor:
             print(f"reestr-sidecar: bundle update: {e}", file=sys.stderr)
             return
         target = handoff_path(self.config)
-        if self.store.current is not None and (swapped or not target.exists()):
+        # at start always: a hand-over file left by an earlier run may be older than the state
+        if self.store.current is not None and (swapped or not signal_workers or not target.exists()):
             self._hand_off(target)
             swapped = True
         if signal_workers and (swapped or always):
