@@ -147,24 +147,39 @@ def test_a_5xx_is_down_and_a_dead_port_is_down(tmp_path: Path, pki: Pki, keys: K
     assert [e["status"] for e in health_events(config_path)] == [503]
 
 
-def test_availability_over_a_period(tmp_path: Path, keys: Keys) -> None:
-    """The arithmetic on a real journal: observed from the first event, down between down and up."""
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_availability_over_a_period(tmp_path: Path, keys: Keys, backend: str, request: pytest.FixtureRequest) -> None:
+    """The arithmetic on a real journal: observed from the first event, down between down and up;
+    events of two chains merged; the calls between them are not events and the events not calls."""
     from compiler.trust import load_private_key
+    from proxy.journal.postgres import PostgresStore
+    from proxy.journal.record import sidecar_record
 
-    store = SqliteStore(tmp_path / "j.sqlite")
-    with Journal(store, load_private_key(keys.sidecar_key)) as journal:
-        for hhmm, event in [("00:00", "health-up"), ("01:00", "health-down"), ("01:30", "health-up"),
-                            ("03:00", "health-down")]:
-            time = f"2026-01-01T{hhmm}:00.000000Z"
-            journal.append_blocking(service_event(time=time, event=event, exchange=time, sid="SID1",
-                                                  provider="ved3", method="GET", path="/h"))
-    rows = availability([SqliteStore(tmp_path / "j.sqlite")], until="2026-01-01T04:00:00Z")
+    dsn = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
+
+    def store(chain: str) -> SqliteStore | PostgresStore:
+        return PostgresStore(dsn, chain) if dsn is not None else SqliteStore(tmp_path / f"{chain}.sqlite")
+
+    key = load_private_key(keys.sidecar_key)
+    events = {"a": [("00:00", "health-up"), ("01:00", "health-down")],
+              "b": [("01:30", "health-up"), ("03:00", "health-down")]}  # the same service, two workers
+    for chain, items in events.items():
+        with Journal(store(chain), key) as journal:
+            for hhmm, event in items:
+                time = f"2026-01-01T{hhmm}:00.000000Z"
+                journal.append_blocking(service_event(time=time, event=event, exchange=time, sid="SID1",
+                                                      provider="ved3", method="GET", path="/h"))
+                journal.append_blocking(sidecar_record(
+                    time=time, direction="inbound", kind="request", exchange="x" + time, decision="allow",
+                    method="GET", path="/SID1/x", size=0, body_sha256="0" * 64, sid="SID1", consumer="ved1"))
+    stores = [store("a"), store("b")] if dsn is None else [store("a")]  # one database holds both chains
+    rows = availability(stores, until="2026-01-01T04:00:00Z")
     assert [(r.sid, r.observed_seconds, r.down_seconds, r.downs, r.up_now) for r in rows] == [
         ("SID1", 4 * 3600, 1.5 * 3600, 2, False)]
-    rows = availability([SqliteStore(tmp_path / "j.sqlite")], since="2026-01-01T01:15:00Z",
-                        until="2026-01-01T02:15:00Z")
+    rows = availability(stores, since="2026-01-01T01:15:00Z", until="2026-01-01T02:15:00Z")
     assert (rows[0].observed_seconds, rows[0].down_seconds, rows[0].downs) == (3600, 900, 0)
     assert rows[0].availability == 0.75
+    assert sum(row.calls for row in stats(stores)) == 4  # the calls only
 
 
 @pytest.mark.parametrize("bad", [
