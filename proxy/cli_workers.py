@@ -26,17 +26,25 @@ def verify_config(config_path: Path, key_paths: tuple[Path, ...], max_unsealed_a
     from proxy.journal import anchor as anchors
     from proxy.journal.verify import verify_store
     from proxy.journal.writer import CHECKPOINT_INTERVAL
-    from proxy.workers import journal_stores
+    from proxy.workers import journal_stores, workers_dir
 
     config = load_config(config_path)
     keys = ([load_public_key(k) for k in key_paths] if key_paths
             else [load_private_key(config.journal.signing_key).public_key()])
     max_age = 2 * CHECKPOINT_INTERVAL if max_unsealed_age is None else max_unsealed_age
     bad = False
-    for store in journal_stores(config):
+    for index, store in enumerate(journal_stores(config)):
         chain = store.chain  # PostgreSQL: this worker's chain only; SQLite: the file's one chain
+        path = getattr(store, "path", None)
+        if config.workers > 1 and isinstance(path, Path) and not path.exists():
+            if (workers_dir(config) / str(index)).is_dir():  # the worker ran: its journal is gone
+                bad = True
+                click.echo(f"{store.label}: MISSING: worker {index} ran (its state exists) but its journal does not")
+            else:
+                click.echo(f"{store.label}: worker {index} has not run yet")
+            continue
         reports = [r for r in verify_store(store, keys) if chain is None or r.chain == chain]
-        if not reports:
+        if not reports:  # PostgreSQL: a chain appears with its first record
             click.echo(f"{store.label}: no chain {chain or ''} yet".rstrip())
             continue
         for report in reports:

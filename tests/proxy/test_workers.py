@@ -345,3 +345,19 @@ def test_both_sides_with_workers(tmp_path: Path, pki: Pki, keys: Keys, upstream:
     outbound = [r for store in journal_stores(load_config(consumer)) for r in export(store)
                 if r["kind"] == "request" and r["decision"] == "allow"]
     assert len(outbound) == 20 and {r["direction"] for r in outbound} == {"outbound"}
+
+
+def test_verify_config_names_a_missing_worker_journal(cluster_factory: Callable[..., Cluster],
+                                                     upstream: Upstream, pki: Pki, keys: Keys) -> None:
+    c = cluster_factory(upstream.url)
+    c.publish(sign(signed_bundle(pki), keys.operator))
+    c.start()
+    wait_for(c.all_ready, timeout=20)
+    c.proc.stop(timeout=60)  # type: ignore[union-attr]
+    c.verify()
+    second = Path(c.config["journal"]["path"]).with_name("journal-w1.sqlite")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{second}{suffix}").unlink(missing_ok=True)  # a worker's whole journal deleted
+    result = cli("journal", "verify", "--config", str(c.config_path))
+    assert result.returncode == 1
+    assert "MISSING: worker 1 ran" in result.stdout and result.stdout.count(": intact:") == 1, result.stdout
