@@ -62,7 +62,7 @@ bench-sidecar: $(STAMP) postgres-server
 	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/bundle_load_bench.py
-	$(PY) bench/sidecar_bench.py --postgres $(SIDECAR_BENCH_ARGS)
+	$(PY) bench/sidecar_bench.py --postgres --workers 2 $(SIDECAR_BENCH_ARGS)
 
 # The SMEV 3 request routed by payload + XSD-validated beside the REST call (issue 8); same tools.
 bench-soap: $(STAMP)

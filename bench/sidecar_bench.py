@@ -1,7 +1,7 @@
 """Sidecar benchmark (issue 3, "Done when"): throughput with wrk, bundle load time, sidecar RSS.
 
     .venv/bin/python bench/sidecar_bench.py [--duration 10] [--warmup 2] [--connections 10,50]
-        [--rounds 3] [--profile] [--postgres] [--before REV]
+        [--rounds 3] [--profile] [--postgres] [--before REV] [--workers N]
 
 Needs the Debian packages `wrk` and `stunnel4` (`apt-get install -y wrk stunnel4`). Takes about
 six minutes with the defaults (24 wrk runs of 2 + 10 s). Everything listens on and talks to
@@ -26,6 +26,11 @@ duration after a short warm-up, all on the same machine, the same upstream, the 
       FULL sidecar on a journal that already holds N (and M) records, filled before the start by
       the sidecar's own writer: loop CPU per request with M records must be within 10% of N's
       (nothing on the request path may grow with uptime or journal size);
+  (aW) with --workers N (`make bench-sidecar` runs --workers 2): the same sidecar as (a), journal
+      FULL, with `workers: N` — a supervisor and N worker processes on the same ports
+      (docs/sidecar.md); the row shows (aW)/(a) (target ≥ 1.4× with 2 workers on 2 cores, where
+      wrk and stunnel share them) and each worker's loop CPU per request beside (a)'s (target
+      within 10%); CPU and loop figures are the workers' (`bench/workers_rows.py`);
   (c) the upstream directly (`bench/fast_upstream.py`, a minimal asyncio HTTP server with a small
       fixed JSON answer): it must be far faster than (a) and (b), and the table shows that it is.
 
@@ -384,6 +389,8 @@ class WrkResult:
     cpu_s: float = 0.0  # CPU time (user + system, all threads) of the target process in the run
     loop_cpu_s: float = 0.0  # the same for its main thread only (mitmproxy's asyncio loop)
     spread: tuple[float, float] | None = None  # min and max req/s over the rounds
+    worker_loops: list[float] | None = None  # --workers row: loop µs per request of each worker
+    worker_reqs: list[float] | None = None  # --workers row: requests each worker answered
 
     @property
     def cpu_us_per_req(self) -> float:
@@ -457,7 +464,7 @@ def _check_sidecar(r: httpx.Response) -> str | None:
 
 
 def write_sidecar_config(name: str, sync: str, upstream_port: int, bundle: Path,
-                         dsn: str | None = None) -> tuple[Path, int, int]:
+                         dsn: str | None = None, workers: int = 1) -> tuple[Path, int, int]:
     state = OUT / name
     state.mkdir(parents=True, exist_ok=True)
     listen, admin = free_port(), free_port()
@@ -480,6 +487,7 @@ state_dir: {state / "state"}
 journal:
 {journal}
   signing_key: {OUT / "keys" / "sidecar.key"}
+workers: {workers}
 """, encoding="utf-8")
     return config, listen, admin
 
@@ -634,6 +642,9 @@ def main() -> int:
     ap.add_argument("--journal-sizes", default="10000,200000", metavar="N,M",
                     help="also rows (a) FULL on a journal that already holds N and M records "
                          "(loop CPU per request must not grow with the journal); '' for none")
+    ap.add_argument("--workers", type=int, default=0, metavar="N",
+                    help="also a row (aW): the FULL sidecar with `workers: N` (N ≥ 2) beside (a), the same "
+                         "sidecar with one process; target ≥ 1.4× (a)'s throughput with 2 workers")
     ap.add_argument("--deadline", type=float, default=1800.0, help="overall cap in seconds")
     ap.add_argument("--postgres", action="store_true",
                     help="also a row (a'') with the PostgreSQL journal, on a throwaway local server "
@@ -741,6 +752,19 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
         wait_ready(admin, proc, name)
         sidecars[str(size)] = (proc, listen)
+    workers_target = None
+    if args.workers > 1:  # (aW): the same sidecar, journal FULL, as a supervisor and N workers
+        from bench.workers_rows import WorkersTarget
+
+        config, listen, admin = write_sidecar_config("sidecar-workers", "FULL", up_port, big, workers=args.workers)
+        with (OUT / "sidecar-workers" / "sidecar.log").open("wb") as log:
+            proc = procs.add("sidecar-workers", subprocess.Popen(
+                [str(BIN / "reestr-sidecar"), "run", "--config", str(config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+        wait_ready(admin, proc, "sidecar-workers", timeout=60)
+        workers_target = WorkersTarget(OUT / "sidecar-workers" / "state", cpu_seconds)
+        workers_target.wait_all_ready(args.workers)
+        sidecars["WORKERS"] = (proc, listen)
 
     routes = {"bare": (free_port(), bare_port), "lean": (free_port(), lean_port)}
     routes.update({f"sidecar-{s.lower()}": (free_port(), listen) for s, (_, listen) in sidecars.items()})
@@ -772,6 +796,10 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
         targets.append(Target(_size_key(size), f"(a) FULL on {size:,} old records",
                               f"http://127.0.0.1:{routes[f'sidecar-{size}'][0]}{CALL_PATH}", _check_sidecar,
                               sidecars[str(size)][0].pid))
+    if workers_target is not None:
+        targets.append(Target("a-w", f"(aW) sidecar, {args.workers} workers, FULL",
+                              f"http://127.0.0.1:{routes['sidecar-workers'][0]}{CALL_PATH}", _check_sidecar,
+                              sidecars["WORKERS"][0].pid))
     if args.postgres:
         targets.append(Target("a-pg", "(a'') sidecar, journal PostgreSQL",
                               f"http://127.0.0.1:{routes['sidecar-pg'][0]}{CALL_PATH}", _check_sidecar,
@@ -797,8 +825,15 @@ def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
                     spy = start_py_spy(t.pid, args.duration, OUT / f"py-spy-{t.key}.txt", procs)
                 cpu0 = cpu_seconds(t.pid) if t.pid is not None else 0.0
                 loop0 = cpu_seconds(t.pid, True) if t.pid is not None else 0.0
+                samples = workers_target.sample() if t.key == "a-w" and workers_target else None
                 res = wrk(t.url, c, args.duration, args.threads, lua, wrk_log)
-                if t.pid is not None:
+                if samples is not None and workers_target is not None:
+                    from bench.workers_rows import deltas
+
+                    res.cpu_s, res.worker_loops, res.worker_reqs = deltas(samples, workers_target.sample())
+                    res.loop_cpu_s = sum(lp * rq for lp, rq in zip(res.worker_loops, res.worker_reqs,
+                                                                   strict=True)) / 1e6
+                elif t.pid is not None:
                     res.cpu_s = cpu_seconds(t.pid) - cpu0
                     res.loop_cpu_s = cpu_seconds(t.pid, True) - loop0
                 if spy is not None:
@@ -881,6 +916,14 @@ def _print_report(env_line: str, conns: list[int], targets: list[Target],
             print(f"{'journal size':<34} {c:>5}  loop CPU per request with {large:,} records / with "
                   f"{small:,}: {rl.loop_us_per_req / rs.loop_us_per_req if rs.loop_us_per_req else 0:6.1%} "
                   f"[target ≤ 110%]   req/s {rl.rps / rs.rps if rs.rps else 0:6.1%}")
+        if ("a-w", c) in results:
+            w = results[("a-w", c)]
+            loops = " / ".join(f"{lp:,.0f}" for lp in w.worker_loops or [])
+            shares = " / ".join(f"{rq / w.requests:.0%}" for rq in w.worker_reqs or []) if w.requests else "-"
+            worst = max(w.worker_loops or [0.0])
+            print(f"{'workers':<34} {c:>5}  (aW)/(a) {w.rps / a:5.2f}× [target ≥ 1.40×]   loop CPU per "
+                  f"request of each worker {loops} µs (calls {shares}); slowest worker vs (a) "
+                  f"{worst / la if la else 0:6.1%} [target ≤ 110%]")
         if ("a-pg", c) in results:
             pg = results[("a-pg", c)]
             print(f"{'':<34} {c:>5}  (a'')/(a) PostgreSQL journal vs SQLite FULL {pg.rps / a:6.1%} "

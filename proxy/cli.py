@@ -81,7 +81,12 @@ def journal_group() -> None:
 @journal_group.command("verify")
 @JOURNAL
 @DSN
-@KEYS
+@click.option("--key", "key_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A sidecar's public key (PEM) that signs checkpoints; repeat for the sidecars of a --dsn. "
+                   "Required unless --config.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A sidecar config: every chain it writes (one per worker), checked against the public "
+                   "half of its journal.signing_key.")
 @click.option("--archives", type=click.Path(file_okay=False, path_type=Path),
               help="Also prove the chain from record 1 through these archives into the journal "
                    "(alone: the archives).")
@@ -93,7 +98,7 @@ def journal_group() -> None:
                    "writer's checkpoint interval).")
 @_clean_errors
 def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[Path, ...],
-                           archives: Path | None, anchor_source: str | None,
+                           config_path: Path | None, archives: Path | None, anchor_source: str | None,
                            max_unsealed_age: float | None) -> None:
     """Check the hash chain and signed checkpoints, that the journal reaches the anchor and has
     no stale unsealed tail; exit 1 naming the first problem.
@@ -104,6 +109,15 @@ def journal_verify_command(path: Path | None, dsn: str | None, key_paths: tuple[
     from proxy.journal.verify import verify_store
     from proxy.journal.writer import CHECKPOINT_INTERVAL
 
+    if config_path is not None:
+        if path is not None or dsn is not None or archives is not None or anchor_source is not None:
+            raise click.UsageError("--config names the journals: no PATH, --dsn, --archives or --anchor with it")
+        from proxy.cli_workers import verify_config
+
+        verify_config(config_path, key_paths, max_unsealed_age)
+        return
+    if not key_paths:
+        raise click.UsageError("Missing option '--key' (a sidecar's public key), or give --config")
     keys = [load_public_key(k) for k in key_paths]
     anchor = anchors.parse_anchor(anchors.load_anchor(anchor_source), keys) if anchor_source else None
     store = None
@@ -253,12 +267,16 @@ def journal_prune_command(path: Path | None, dsn: str | None, key_paths: tuple[P
 @click.option("--trusted-key", "trusted", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="For --bundle: an operator public key that signs bundles (repeatable).")
 @click.option("--threshold", type=int, help="For --bundle: signatures required (default 1, or the config's).")
+@click.option("--availability", is_flag=True,
+              help="Per service: the share of the period its upstream answered its health check (004 §7д).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
 def stats_command(paths: tuple[Path, ...], dsn: str | None, config_path: Path | None, since: str | None,
                   until: str | None, provider: str | None, archives: Path | None, priced: bool,
-                  bundle_path: Path | None, trusted: tuple[Path, ...], threshold: int | None, fmt: str) -> None:
-    """Calls per service, operation, consumer and decision over a period (R12); --priced: what they cost (R13)."""
+                  bundle_path: Path | None, trusted: tuple[Path, ...], threshold: int | None,
+                  availability: bool, fmt: str) -> None:
+    """Calls per service, operation, consumer and decision over a period (R12); --priced: what they
+    cost (R13); --availability: how much of the period each service was up (from health events)."""
     config = None
     if config_path is not None:
         from proxy.config import load_config
@@ -266,13 +284,20 @@ def stats_command(paths: tuple[Path, ...], dsn: str | None, config_path: Path | 
         config = load_config(config_path)
     stores: list[Store]
     if not paths and dsn is None and config is not None:
-        from proxy.journal.target import store_for
+        from proxy.workers import journal_stores
 
-        stores = [store_for(config)]
+        stores = journal_stores(config)
     elif len(paths) > 1 and dsn is None:
         stores = [_store(path, None) for path in paths]
     else:
         stores = [_store(paths[0] if paths else None, dsn)]
+    if availability:
+        if priced or archives is not None or provider is not None:
+            raise click.UsageError("--availability takes no --priced, --archives or --provider")
+        from proxy.cli_workers import print_availability
+
+        print_availability(stores, since, until, fmt)
+        return
     if not priced:
         _print_stats(stores, since, until, provider, archives, fmt)
         return
@@ -324,10 +349,9 @@ def run_command(config_path: Path, listen_port: int | None, admin_port: int | No
     from proxy.config import load_config
     from proxy.runner import run_forever
 
-    config = load_config(config_path, {
-        "listen.port": listen_port, "admin.port": admin_port, "upstream": upstream,
-        "bundle.source": bundle_source, "state_dir": state_dir, "journal.path": journal_path})
-    run_forever(config)
+    overrides = {"listen.port": listen_port, "admin.port": admin_port, "upstream": upstream,
+                 "bundle.source": bundle_source, "state_dir": state_dir, "journal.path": journal_path}
+    run_forever(load_config(config_path, overrides), config_path, overrides)
 
 
 @main.command("verify-message")
@@ -361,12 +385,11 @@ def verify_message_command(file: Path, bundle_path: Path | None, trusted: tuple[
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clean_errors
 def status_command(config_path: Path, fmt: str) -> None:
-    """The bundle in force, its serial and expiry, and the last refusal (from the state dir)."""
-    from proxy.bundles import read_state, render_status
-    from proxy.config import load_config
+    """The bundle in force, its serial and expiry, the last refusal, service health, and the
+    workers of a `workers: N` sidecar (from the state dir)."""
+    from proxy.cli_workers import print_status
 
-    state = read_state(load_config(config_path).state_dir)
-    click.echo(json.dumps(state, indent=2) if fmt == "json" else render_status(state))
+    print_status(config_path, fmt)
 
 
 def _print_priced(store: list[Store], since: str | None, until: str | None, provider: str | None, archives: Path | None,

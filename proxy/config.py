@@ -41,6 +41,14 @@ Relative paths are resolved against the directory of the config file. Format::
         certificate: keys/ep-ov.pem   # the registered signing certificate (PEM)
         key_file: keys/ep-ov.key      # GOST R 34.10-2012 key (PEM PKCS #8), or instead:
         # command: [/opt/csp/sign, --container, ep-ov]   # SignedInfo on stdin, base64 signature out
+    workers: 1                        # sidecar processes sharing the ports (proxy.supervisor)
+    drain_seconds: 30                 # on SIGTERM: how long in-flight calls may take to finish
+    health:                           # optional: probe the upstream per service (proxy.health)
+      interval: 10                    # seconds between rounds
+      timeout: 2                      # per probe
+      services:
+        SID0003001: {method: GET, path: /health}   # an HTTP request: up when the status is < 500
+        SID0003002: {tcp: true}                    # or a TCP connect to the upstream
     outbound:                         # optional: consumer side (DESIGN §7)
       listen: {host: 127.0.0.1, port: 8088}
       client_bundle: tls/client.pem   # our key + certificate presented to providers
@@ -51,6 +59,7 @@ Relative paths are resolved against the directory of the config file. Format::
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +69,8 @@ from compiler.yamlsrc import Positions, load_bytes
 from proxy.errors import ConfigError
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+_SID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_WORKERS = 64
 
 
 class Listen(BaseModel):
@@ -161,6 +172,39 @@ class SignaturesConfig(BaseModel):
     signer: SignerConfig | None = None
 
 
+class HealthCheck(BaseModel):
+    """One service's probe: an HTTP request to the upstream (`method` `path`; up when it answers
+    with a status below 500 within the timeout), or `tcp: true` (up when a TCP connect succeeds)."""
+
+    model_config = _STRICT
+    method: Literal["GET", "HEAD", "POST", "OPTIONS"] = "GET"
+    path: str = Field(default="/", min_length=1, max_length=2048, pattern=r"^/[\x21-\x7e]*$")
+    tcp: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HealthCheck:
+        if self.tcp and self.model_fields_set & {"method", "path"}:
+            raise ValueError("a tcp check takes no method or path")
+        return self
+
+
+class HealthConfig(BaseModel):
+    """Service health (004 §7д): probes of the upstream per SID, off the request path."""
+
+    model_config = _STRICT
+    interval: float = Field(default=10.0, ge=0.05, le=3600)
+    timeout: float = Field(default=2.0, gt=0, le=60)
+    services: dict[str, HealthCheck] = Field(min_length=1, max_length=1000)
+
+    @field_validator("services")
+    @classmethod
+    def _sids(cls, value: dict[str, HealthCheck]) -> dict[str, HealthCheck]:
+        for sid in value:
+            if not _SID_RE.fullmatch(sid):
+                raise ValueError(f"{sid[:40]!r} is not a service id (letters, digits, . _ -; 1-64)")
+        return value
+
+
 class InternalClient(BaseModel):
     """An agency system allowed to call out through the sidecar, by its TLS client certificate."""
 
@@ -193,6 +237,9 @@ class SidecarConfig(BaseModel):
     payloads: PayloadConfig = PayloadConfig()
     signatures: SignaturesConfig = SignaturesConfig()
     outbound: OutboundConfig | None = None
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)  # > 1: a supervisor and N processes
+    drain_seconds: float = Field(default=30.0, gt=0, le=3600)
+    health: HealthConfig | None = None
 
     @field_validator("upstream")
     @classmethod

@@ -58,6 +58,7 @@ REASONS: dict[str, tuple[int, str]] = {
     "internal-error": (500, "The sidecar failed while deciding on the message; nothing was forwarded"),
     "response-signature-invalid": (502, "The provider's answer is not signed by its registered signing certificate"),
     "replayed-message": (409, "The signed message was already received, or its time is outside the window"),
+    "replay-check-failed": (503, "The sidecar could not check the message against those already received"),
 }
 
 _SID_PATH = re.compile(r"^/(?P<sid>[^/?#]+)(?P<rest>/[^?#]*)?")

@@ -33,6 +33,11 @@ The config file (full reference in `proxy.config`; relative paths are relative t
       client_bundle: tls/client.pem
       provider_ca: tls/ca.pem
 
+With `workers: N` (N > 1) `run_forever` runs `proxy.supervisor` instead: N processes, each an
+ordinary `Sidecar` configured by `proxy.worker` through the hooks set before `run()`
+(`extra_addons`, `multiprocess_metrics`, `probe_health`, `health_dir`, `admin_sock`,
+`replay_file`). SIGHUP makes a running sidecar fetch its bundle at once (`reload`).
+
 Everything that can be checked is checked before anything listens (`Sidecar.__init__`): keys,
 the TLS bundle, the state directory. Then `run()` opens the journal, fetches the bundle once, binds
 the admin port and starts mitmproxy in reverse mode in front of the upstream; /healthz answers 200
@@ -150,6 +155,15 @@ class Sidecar:
         self.anchors: AnchorExporter | None = None
         self.started = threading.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        # set by a worker process (proxy.worker) before run(): more addons, metrics in
+        # prometheus-client's multiprocess mode, whether this process probes service health
+        self.extra_addons: list[Any] = []
+        self.multiprocess_metrics = False
+        self.probe_health = True
+        self.health_dir = config.state_dir  # where health.json goes (a worker: the supervisor's)
+        self.metrics: SidecarMetrics | None = None
+        self.admin_sock: Any = None  # a worker: the admin socket its supervisor bound
+        self.replay_file: Path | None = None  # a worker: the replay ledger all workers share
 
     def ready(self) -> str | None:
         """None when ready to serve; otherwise why not (for /readyz)."""
@@ -162,7 +176,13 @@ class Sidecar:
         """Serve until `shutdown()`; closes the journal on the way out."""
         cfg = self.config
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-        replay = ReplayGuard(timedelta(seconds=cfg.signatures.replay_window_seconds))
+        window = timedelta(seconds=cfg.signatures.replay_window_seconds)
+        if self.replay_file is not None:  # workers share one ledger (proxy.replay_shared)
+            from proxy.replay_shared import SharedReplayGuard
+
+            replay: ReplayGuard = SharedReplayGuard(window, self.replay_file)
+        else:
+            replay = ReplayGuard(window)
         _seed_replay(replay, cfg)  # before the writer starts: the journal as the last run left it
         self.journal = Journal(journal_store(cfg), self.signing_key)
         self.journal.start()
@@ -171,12 +191,15 @@ class Sidecar:
             self.settle_heap()  # the bundle, the config, the modules: out of every later collection
             journal = self.journal
             warn_at = cfg.bundle.expiry_warning_seconds
-            metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth), warn_at)
+            metrics = SidecarMetrics(self.store, lambda: float(journal.queue_depth), warn_at,
+                                     multiprocess=self.multiprocess_metrics, journal=journal)
+            self.metrics = metrics
             self.anchors = AnchorExporter(lambda: journal.latest_checkpoint, cfg.journal.anchor_file)
             anchors = self.anchors
             self.admin = AdminServer(cfg.admin.host, cfg.admin.port, metrics, self.ready,
                                      live=self.started.is_set, anchor=lambda: anchors.current,
-                                     warning=lambda: self.store.expiry_warning(warn_at))
+                                     warning=lambda: self.store.expiry_warning(warn_at),
+                                     sock=self.admin_sock)
             try:
                 await self.admin.start()  # before mitmproxy, so a busy port is a clean error
             except OSError as e:
@@ -184,7 +207,9 @@ class Sidecar:
                     f"admin listener {cfg.admin.host}:{cfg.admin.port}: {e.strerror}") from e
             modes = [f"reverse:{cfg.upstream}"]
             lim = cfg.limits
-            stages: list[Any] = [Timeouts(lim.header_timeout_seconds, lim.idle_timeout_seconds)]
+            # worker hooks first (proxy.worker: the drain counter), then the sidecar's stages
+            stages: list[Any] = [*self.extra_addons,
+                                 Timeouts(lim.header_timeout_seconds, lim.idle_timeout_seconds)]
             extra: dict[str, Any] = {}
             if cfg.outbound is not None:  # consumer side: a second listener, same process
                 out = cfg.outbound
@@ -236,7 +261,25 @@ class Sidecar:
                          self.config.bundle.expiry_warning_seconds, on_swap=self.settle_heap)))
         if self.anchors is not None:
             self._tasks.append(asyncio.create_task(self.anchors.run()))
+        assert self.metrics is not None and self.journal is not None
+        self._tasks.append(asyncio.create_task(self.metrics.refresh_forever()))
+        if self.config.health is not None and self.probe_health:
+            from proxy.health import HealthProber
+
+            prober = HealthProber(self.config.health, self.config.upstream, self.journal,
+                                  self.metrics.health, self.config.participant, self.health_dir)
+            self._tasks.append(asyncio.create_task(prober.run()))
         self.started.set()
+
+    def reload(self) -> None:
+        """SIGHUP: fetch the bundle now instead of at the next poll (loop thread only)."""
+        async def poll() -> None:
+            try:
+                if await poll_once(self.store, self.source):
+                    self.settle_heap()
+            except SidecarError as e:
+                print(f"reestr-sidecar: bundle update: {e}", file=sys.stderr)
+        self._tasks.append(asyncio.create_task(poll()))
 
     def shutdown(self) -> None:
         """Thread-safe."""
@@ -305,14 +348,25 @@ def _check_pem_bundle(path: Path, name: str) -> None:
 # --- running it -------------------------------------------------------------------------------
 
 
-def run_forever(config: SidecarConfig) -> None:
-    """Run in the foreground until SIGTERM/SIGINT (what `reestr-sidecar run` does)."""
+def run_forever(config: SidecarConfig, config_path: Path | None = None,
+                overrides: dict[str, Any] | None = None) -> None:
+    """Run in the foreground until SIGTERM/SIGINT (what `reestr-sidecar run` does); SIGHUP
+    fetches the bundle at once. With `workers` > 1: a supervisor and its workers
+    (`proxy.supervisor`), which need the config file to start them."""
+    if config.workers > 1:
+        from proxy.supervisor import run_supervisor
+
+        if config_path is None:
+            raise ConfigError("config: workers > 1 needs the config file (reestr-sidecar run --config)")
+        run_supervisor(config, config_path, overrides)
+        return
     sidecar = Sidecar(config, own_process=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, sidecar.shutdown)
+        loop.add_signal_handler(signal.SIGHUP, sidecar.reload)
         await sidecar.run()
 
     asyncio.run(main())

@@ -20,6 +20,7 @@ from proxy.admin import SidecarMetrics
 from proxy.policy import Decision, Policy
 
 _COUNTED = "reestr.counted"
+_MAX_CHILDREN = 100_000  # a safety net only: the labels are bounded by the bundle
 UNKNOWN = "unknown"
 
 
@@ -57,8 +58,10 @@ class Metrics:
         # the names of the bundle last seen, rebuilt when another bundle is in force: one pass
         # over the bundle per swap instead of one per request (this instance only)
         self._names: tuple[Policy, _Names] | None = None
-        # the children of the label sets seen so far; as bounded as the labels (by the bundle)
-        self._series: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        # label values -> (counter child, histogram child): prometheus-client's labels() checks
+        # and locks on every call; the set of label values is bounded by the bundle, and the cache
+        # is emptied when another bundle comes into force, so it stays bounded across updates
+        self._children: dict[tuple[str, str, str, str, str, str], tuple[Any, Any]] = {}
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._count(flow, error=False)
@@ -82,14 +85,17 @@ class Metrics:
             else:
                 sid, operation, consumer = self._names_of(bundle.policy).labels(d)
         key = (direction, sid, operation, consumer, verdict, (d.reason if d else None) or "")
-        series = self._series.get(key)
-        if series is None:  # labels() validates and locks: once per series, not once per call
-            series = self._series[key] = (self.metrics.requests.labels(*key),
-                                          self.metrics.latency.labels(direction, verdict))
-        series[0].inc()
-        series[1].observe(max(0.0, time.time() - flow.request.timestamp_start))
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) >= _MAX_CHILDREN:
+                self._children.clear()
+            children = self._children[key] = (self.metrics.requests.labels(*key),
+                                               self.metrics.latency.labels(direction, sid, verdict))
+        children[0].inc()
+        children[1].observe(max(0.0, time.time() - flow.request.timestamp_start))
 
     def _names_of(self, policy: Policy) -> _Names:
         if self._names is None or self._names[0] is not policy:
             self._names = (policy, _Names.of(policy))
+            self._children.clear()
         return self._names[1]

@@ -9,6 +9,12 @@ Record format versions (the `format` member of the text; absent means 1):
 - 1: the nineteen fields up to `client_fingerprint`.
 - 2: adds `profile`, `payload`, `message_id`, `reference_message_id`, `transaction_code`,
   `classification` and `payload_check` (null when absent), and `"format": 2`.
+- 3: event records (issue 13): `kind` `event` — something that happened to a service, not a call
+  (`service_event`: a health check's failure or recovery). The members are those of format 2;
+  `reason` names the event (`health-down`, `health-up`), `sid` the service, `method` and `path` the
+  probe (`TCP` and `host:port` for a TCP check), `status` the probe's HTTP status or null,
+  `decision` `error` (down) or `allow` (up), `direction` `inbound`, `size` 0. Call records stay
+  format 2: a reader that knows format 2 reads every call as before, and stats never count events.
 
 Within format 2, `signature_check` (issue 9) is `valid`, `absent`, ... alone, or — once a
 signature was read far enough — `<status> <SignatureMethod URI> <signer's certificate SHA-256>`
@@ -34,15 +40,17 @@ from compiler.trust import canonical_json
 from proxy.errors import SidecarError
 
 RECORD_FORMAT = 2
+EVENT_FORMAT = 3
+EVENT_REASONS = frozenset({"health-down", "health-up"})
 
 Direction = Literal["inbound", "outbound"]
-Kind = Literal["request", "response"]
+Kind = Literal["request", "response", "event"]
 Decision = Literal["allow", "deny", "error"]
 Profile = Literal["plain", "smev2", "smev3"]
 PayloadCheck = Literal["valid", "invalid"]
 
 _DIRECTIONS = frozenset({"inbound", "outbound"})
-_KINDS = frozenset({"request", "response"})
+_KINDS = frozenset({"request", "response", "event"})
 _DECISIONS = frozenset({"allow", "deny", "error"})
 _PROFILES = frozenset({"plain", "smev2", "smev3", None})
 _PAYLOAD_CHECKS = frozenset({"valid", "invalid", None})
@@ -118,6 +126,9 @@ class Record:
         if self.direction not in _DIRECTIONS or self.kind not in _KINDS or self.decision not in _DECISIONS:
             raise JournalFormatError(
                 f"bad direction/kind/decision: {self.direction!r}/{self.kind!r}/{self.decision!r}")
+        if (self.kind == "event") != (self.reason in EVENT_REASONS):
+            raise JournalFormatError(f"kind {self.kind!r} with reason {self.reason!r}: events and only "
+                                     "events have an event reason")
         if self.profile not in _PROFILES or self.payload_check not in _PAYLOAD_CHECKS:
             raise JournalFormatError(f"bad profile/payload_check: {self.profile!r}/{self.payload_check!r}")
 
@@ -164,6 +175,18 @@ def sidecar_record(*, time: str, direction: Direction, kind: Kind, exchange: str
             value = _valid_unicode(value)
         _set_field(record, name, value)
     return record
+
+
+_EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def service_event(*, time: str, event: str, exchange: str, sid: str, provider: str, method: str,
+                  path: str, status: int | None = None) -> Record:
+    """An event record (format 3): `event` is one of EVENT_REASONS (validated)."""
+    return Record(time=time, direction="inbound", kind="event", exchange=exchange,
+                  decision="allow" if event == "health-up" else "error", method=method, path=path,
+                  size=0, body_sha256=_EMPTY_SHA256, provider=provider, sid=sid, reason=event,
+                  status=status)
 
 
 def _valid_unicode(text: str) -> str:
@@ -225,7 +248,7 @@ def record_json(record: Record, record_id: int) -> str:
     """The canonical JSON text of a record with its id and format: exactly what the chain hashes."""
     data: dict[str, Any] = dict(zip(RECORD_FIELDS, _record_values(record), strict=True))
     data["id"] = record_id
-    data["format"] = RECORD_FORMAT
+    data["format"] = EVENT_FORMAT if record.kind == "event" else RECORD_FORMAT
     return canonical_json(data).decode("utf-8")
 
 

@@ -37,18 +37,22 @@ class Filter:
     message_id: str | None = None
     requests_only: bool = False
     provider: str | None = None
+    events_only: bool = False  # only event records (kind `event`, record format 3: service health)
 
     def matches(self, data: dict[str, object]) -> bool:
         """The same filter on a decoded record (archives have no index); message_id excluded."""
         time = str(data.get("time") or "")
         return ((self.since is None or time >= self.since) and (self.until is None or time < self.until)
                 and (not self.requests_only or data.get("kind") == "request")
+                and (not self.events_only or data.get("kind") == "event")
                 and (self.provider is None or data.get("provider") == self.provider))
 
     def clauses(self, column: Callable[[str], str], mark: str) -> tuple[list[str], list[object]]:
         """The same filter as SQL conditions (message_id excluded), for a backend that spells a
         record field as `column(name)` and a parameter as `mark` (`?` SQLite, `%s` psycopg)."""
         clauses = [f"{column('kind')} = 'request'"] if self.requests_only else []
+        if self.events_only:
+            clauses.append(f"{column('kind')} = 'event'")
         params: list[object] = []
         for name, op, value in (("time", ">=", self.since), ("time", "<", self.until),
                                 ("provider", "=", self.provider)):

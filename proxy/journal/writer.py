@@ -28,6 +28,7 @@ import contextlib
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,9 @@ class Journal:
         self.checkpoints_written = 0
         self.latest_checkpoint: Checkpoint | None = None
         """The last checkpoint this writer made durable: what `proxy.journal.anchor` exports."""
+        self.on_commit: Callable[[float], None] | None = None
+        """Called on the writer thread after each committed batch with the seconds the durable write
+        took (a metric: durability latency); once per transaction, never per record."""
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -252,7 +256,9 @@ class Journal:
                 digest = chain_hash(prev, text)
                 rows.append((record_id, prev, digest, text))
                 prev = digest
+            began = time.perf_counter()
             self.store.append(rows)
+            took = time.perf_counter() - began
         except Exception as e:  # JournalError from the store; anything else must fail closed too
             self._failed(e)
             self._settle(batch, 0, f"journal write failed: {self._problem}")
@@ -262,6 +268,8 @@ class Journal:
         self._chain = (last_id + len(batch), prev)
         self._last_id = last_id + len(batch)
         self._settle(batch, last_id + 1, None)
+        if self.on_commit is not None:
+            self.on_commit(took)
         if self._last_id - self._sealed_id >= self._every or time.monotonic() - self._sealed_at >= self._interval:
             self._seal_alone()
 
