@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib import parse
 
 from cryptography.hazmat.primitives import serialization
-from securesystemslib.signer import CryptoSigner, HSMSigner, Key, Signer, SSlibKey
+from securesystemslib.signer import CryptoSigner, HSMSigner, Key, Signature, Signer, SSlibKey
 
 from compiler.errors import CompilerError
 
@@ -45,12 +45,26 @@ def _pin(_message: str) -> str:
     return pin
 
 
+class _TokenSigner(HSMSigner):
+    """HSMSigner whose failures (wrong PIN, token gone, key missing) are one clear TufKeyError."""
+
+    def sign(self, payload: bytes) -> Signature:
+        try:
+            return super().sign(payload)
+        except TufKeyError:
+            raise
+        except Exception as e:  # python-pkcs11 raises its own classes (PinIncorrect, NoSuchKey, ...)
+            raise TufKeyError(f"PKCS#11 token: {type(e).__name__}: {e}") from e
+
+
 def load_public(spec: str) -> Key:
     if spec.startswith("hsm:"):
         keyid, label = _hsm(spec)
         try:
             return HSMSigner.import_(keyid, label, _pin)[1]
-        except (ValueError, OSError) as e:
+        except TufKeyError:
+            raise
+        except Exception as e:  # ValueError, or python-pkcs11's own (no token, wrong PIN)
             raise TufKeyError(f"{spec}: {e}") from e
     try:
         pem = Path(spec).read_bytes()
@@ -65,7 +79,10 @@ def load_public(spec: str) -> Key:
 def load_signer(spec: str) -> Signer:
     if spec.startswith("hsm:"):
         keyid, label = _hsm(spec)
-        return HSMSigner(keyid, load_public(spec), _pin, label)  # type: ignore[arg-type]
+        public = load_public(spec)
+        if not isinstance(public, SSlibKey):
+            raise TufKeyError(f"{spec}: not an ECDSA key")
+        return _TokenSigner(keyid, public, _pin, label)
     try:
         pem = Path(spec).read_bytes()
     except OSError as e:

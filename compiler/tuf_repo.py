@@ -155,7 +155,16 @@ def _sign(md: Metadata, role: str, keyids: Sequence[str], threshold: int,  # typ
                            f"{len(distinct)} of them")
     md.signatures.clear()
     for signer in distinct.values():
+        _sign_one(md, signer)
+
+
+def _sign_one(md: Metadata, signer: Signer) -> None:  # type: ignore[type-arg]
+    """md.sign, with a failing signer (a token's wrong PIN) as one clear TufRepoError."""
+    try:
         md.sign(signer, append=True)
+    except UnsignedMetadataError as e:
+        cause = e.__cause__ or e
+        raise TufRepoError(f"signing {md.signed.type} failed: {cause}") from None
 
 
 def _role_keys(root: Root, role: str) -> tuple[list[str], int]:
@@ -246,7 +255,7 @@ def change_root(repo: Repository, *, add: Sequence[tuple[str, Key]] = (),
             raise TufRepoError(f"the {which} root needs {n} signature(s) from its root keys; the "
                                f"signers given hold {len([k for k in distinct if k in ids])}")
     for signer in distinct.values():
-        new.sign(signer, append=True)
+        _sign_one(new, signer)
     try:
         old.verify_delegate("root", new)
         new.verify_delegate("root", new)

@@ -98,6 +98,8 @@ class TufSource:
                 return None
             path = updater.find_cached_target(info) or updater.download_target(info)
             data = Path(path).read_bytes()
+        except tuf_errors.DownloadLengthMismatchError as e:  # metadata over ngclient's per-role cap
+            raise SourceRefusal("tuf-oversized", f"{type(e).__name__}: {e}") from e
         except tuf_errors.DownloadError as e:
             raise BundleSourceError(f"{self.metadata_url}: {type(e).__name__}: {e}") from e
         except tuf_errors.RepositoryError as e:

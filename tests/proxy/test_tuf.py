@@ -147,12 +147,17 @@ def _expired_timestamp(op: Operator, srv: RepoServer, tmp: Path, pki: Pki) -> No
     op.publish({PID: signed_bundle(pki, serial=12)}, now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
 
 
+def _endless_timestamp(op: Operator, srv: RepoServer, tmp: Path, pki: Pki) -> None:
+    """A timestamp that never ends: ngclient stops reading at its cap (16 KiB)."""
+    srv.overrides["/metadata/timestamp.json"] = b"{" + b" " * 1_000_000
+
+
 ATTACKS: list[tuple[Callable[[Operator, RepoServer, Path, Pki], None], str]] = [
     (_snapshot_rollback, "tuf-rollback"), (_bin_rollback, "tuf-rollback"),
     (_timestamp_rollback, "tuf-rollback"), (_root_rollback, "tuf-rollback"),
     (_mix_snapshot, "tuf-rollback"), (_mix_bin, "tuf-rollback"),
     (_foreign_key, "tuf-bad-signature"), (_tampered_bundle, "tuf-mismatch"),
-    (_expired_timestamp, "tuf-expired"),
+    (_expired_timestamp, "tuf-expired"), (_endless_timestamp, "tuf-oversized"),
 ]
 
 
