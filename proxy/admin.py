@@ -49,6 +49,15 @@ class SidecarMetrics:
                         "1 while the bundle in force expires within the warning margin, else 0",
                         registry=self.registry)
         warning.set_function(lambda: float(store.expiry_warning(warning_seconds) is not None))
+        if store.tuf:
+            fresh = Gauge("reestr_tuf_timestamp_expiry_seconds",
+                          "Seconds until the last verified TUF timestamp expires; at 0 the sidecar "
+                          "fails closed (negative: expired or none)", registry=self.registry)
+            fresh.set_function(
+                lambda: store.fresh_until.timestamp() - time.time() if store.fresh_until else -1.0)
+            root = Gauge("reestr_tuf_root_version", "Version of the newest verified TUF root (-1: none)",
+                         registry=self.registry)
+            root.set_function(lambda: float((store.tuf_state or {}).get("root_version") or -1))
         depth = Gauge("reestr_journal_queue_depth", "Records waiting for the journal writer",
                       registry=self.registry)
         depth.set_function(queue_depth)

@@ -295,6 +295,9 @@ def test_sidecars_follow_two_root_rotations_without_a_config_change(tmp_path: Pa
     assert [c.read_bytes() for c in configs] == before  # no sidecar config was touched
     status = _status(configs[0])
     assert "tuf root:      version 3" in status and "in force:      serial 12" in status
+    priced = subprocess.run([sys.executable, "-c", "from proxy.cli import main; main()", "stats", "--config",
+                             str(configs[0]), "--priced"], capture_output=True, text=True)
+    assert priced.returncode == 0 and "tariffs of bundle serial 12" in priced.stdout, priced.stderr
 
 
 def test_withheld_timestamp_fails_closed_after_its_expiry(tmp_path: Path, pki: Pki, keys: Keys,
@@ -307,6 +310,8 @@ def test_withheld_timestamp_fails_closed_after_its_expiry(tmp_path: Path, pki: P
     admin = f"http://127.0.0.1:{handle.admin_port}"
     try:
         wait_until(lambda: httpx.get(admin + "/readyz").status_code == 200)
+        metrics = httpx.get(admin + "/metrics").text
+        assert "reestr_tuf_root_version 1.0" in metrics and "reestr_tuf_timestamp_expiry_seconds" in metrics
         server.freeze(tmp_path / "frozen")  # the mirror keeps serving what it has: updates withheld
         op.publish({PID: signed_bundle(pki, serial=11)})
         wait_until(lambda: "tuf-expired" in httpx.get(admin + "/readyz").text)
