@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap bench-gost bench-signed postgres-server
+.PHONY: install demo test lint fuzz bench bench-registry bench-journal bench-sidecar bench-soap bench-gost bench-signed bench-tuf postgres-server softhsm
 
 $(STAMP): requirements.lock pyproject.toml
 	python3.12 -m venv $(VENV)
@@ -32,12 +32,19 @@ $(GOSTPROV):
 	  apt-get install -y -qq libengine-gost-openssl >/dev/null) || \
 	  echo "install OpenSSL's GOST engine (Debian: libengine-gost-openssl) for the GOST cross-checks"
 
+# SoftHSM2 (Debian: softhsm2): the PKCS#11 token the TUF signing tests create in a temp dir.
+softhsm:
+	@command -v softhsm2-util >/dev/null && test -e /usr/lib/softhsm/libsofthsm2.so || \
+	  (command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	   apt-get install -y -qq softhsm2 >/dev/null) || \
+	  echo "install SoftHSM2 (Debian: softhsm2) for the PKCS#11 signing test"
+
 install: $(STAMP) $(ACTIONLINT)
 
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP) $(ACTIONLINT) postgres-server $(GOSTPROV)
+test: $(STAMP) $(ACTIONLINT) postgres-server $(GOSTPROV) softhsm
 	$(PY) -m pytest -q
 
 # the invariant fuzz test of tests/security with 20,000 generated requests (make test runs 2,500)
@@ -48,7 +55,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler proxy tests bench
 	$(VENV)/bin/mypy
 
-bench: bench-registry bench-journal bench-sidecar bench-soap bench-gost bench-signed
+bench: bench-registry bench-journal bench-sidecar bench-soap bench-gost bench-signed bench-tuf
 
 bench-registry: $(STAMP)
 	$(PY) bench/registry_bench.py
@@ -80,3 +87,7 @@ bench-signed: $(STAMP) $(GOSTPROV)
 	command -v wrk >/dev/null && command -v stunnel >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq wrk stunnel4)
 	$(PY) bench/signed_sidecar_bench.py $(SIGNED_BENCH_ARGS)
+
+# TUF distribution (issue 14): bytes a sidecar downloads per poll and refresh time, 10,000 participants.
+bench-tuf: $(STAMP)
+	$(PY) bench/tuf_bench.py

@@ -155,10 +155,18 @@ def keygen(prefix: str) -> None:
               help="Validity from issue time: 90m, 6h, 2d. Freshness is a security property.")
 @click.option("--issued-at", metavar="ISO-TIME",
               help="Issue time (default now). Same registry + serial + key + issue time ⇒ same bytes.")
+@click.option("--tuf-repo", type=click.Path(file_okay=False, path_type=Path),
+              help="Also publish the bundles into this TUF repository (`reestr tuf init` made it); "
+                   "--key is then optional (format-1 signatures for sidecars not yet migrated).")
+@click.option("--online-key", "online_keys", multiple=True, metavar="KEY",
+              help="With --tuf-repo: the snapshot/timestamp/bins signer (key file or hsm:...).")
+@click.option("--timestamp-expires-in", default="1h", show_default=True,
+              help="With --tuf-repo: the timestamp's lifetime (bounds a withheld update).")
 @_clean_errors
 def compile_(path: Path, key_paths: tuple[str, ...], signer_command: str | None, signer_url: str | None,
              signer_public: str | None, out: Path, serial: int | None, expires_in: str,
-             issued_at: str | None) -> None:
+             issued_at: str | None, tuf_repo: Path | None, online_keys: tuple[str, ...],
+             timestamp_expires_in: str) -> None:
     """Compile the registry at PATH into one signed policy bundle per participant.
 
     Sign with --key files, or with an external signer (--signer-command or --signer-url, with
@@ -176,8 +184,11 @@ def compile_(path: Path, key_paths: tuple[str, ...], signer_command: str | None,
         public = trust.load_public_key(signer_public)
         keys.append(signers.CommandSigner(signer_command, public) if signer_command
                     else signers.HttpSigner(signer_url or "", public))
-    if not keys:
-        raise click.UsageError("give --key, or an external signer (--signer-command / --signer-url)")
+    if not keys and tuf_repo is None:
+        raise click.UsageError("give --key, or an external signer (--signer-command / --signer-url), "
+                               "or --tuf-repo")
+    if online_keys and tuf_repo is None:
+        raise click.UsageError("--online-key goes with --tuf-repo")
     issued = trust.parse_time(issued_at) if issued_at else datetime.now(UTC).replace(microsecond=0)
     registry, problems = check_registry(path, issued.date())
     if failed(problems):
@@ -194,27 +205,53 @@ def compile_(path: Path, key_paths: tuple[str, ...], signer_command: str | None,
     bundle.write(files, out)
     click.echo(f"compiled {len(files) - 1} bundle(s) serial {info.serial} into {out}/, "
                f"expires {trust.format_time(info.expires_at)}")
+    if tuf_repo is not None:
+        from compiler import cli_tuf, tuf_keys
+        from compiler import tuf_repo as repository
+
+        done = repository.publish(
+            repository.Repository(tuf_repo), cli_tuf.read_bundles(out),
+            signers=[tuf_keys.load_signer(s) for s in online_keys],
+            lifetimes=repository.Lifetimes(timestamp=_duration(timestamp_expires_in)), now=issued)
+        cli_tuf.published(tuf_repo, len(files) - 1, done)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--trusted", "trusted_paths", required=True, multiple=True, type=click.Path(dir_okay=False),
-              help="Trusted public key (PEM); repeat for several.")
+@click.option("--trusted", "trusted_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="Trusted public key (PEM); repeat for several (format 1).")
+@click.option("--tuf-repo", type=click.Path(file_okay=False, path_type=Path),
+              help="Instead of --trusted: check FILE against this TUF repository's metadata "
+                   "(needs --audience; the walk starts from --root).")
+@click.option("--root", "root_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --tuf-repo: the trusted root.json (default: the repository's metadata/1.root.json).")
 @click.option("--threshold", default=1, show_default=True, type=click.IntRange(min=1),
               help="How many distinct trusted keys must have signed.")
 @click.option("--audience", help="Refuse a bundle issued for another participant.")
 @click.option("--min-serial", type=click.IntRange(min=0), help="Refuse a serial below this (rollback).")
 @click.option("--index", "is_index", is_flag=True, help="FILE is an index.json, not a bundle.")
 @_clean_errors
-def verify(file: Path, trusted_paths: tuple[str, ...], threshold: int, audience: str | None,
-           min_serial: int | None, is_index: bool) -> None:
+def verify(file: Path, trusted_paths: tuple[str, ...], tuf_repo: Path | None, root_path: Path | None,
+           threshold: int, audience: str | None, min_serial: int | None, is_index: bool) -> None:
     """Verify a signed bundle with the same function the sidecar uses. Exit 0 accept, 1 refuse."""
+    if bool(trusted_paths) == (tuf_repo is not None):
+        raise click.UsageError("give --trusted (format 1) or --tuf-repo")
+    if tuf_repo is not None and (audience is None or is_index):
+        raise click.UsageError("--tuf-repo checks a participant's bundle: give --audience (and no --index)")
     keys = [trust.load_public_key(k) for k in trusted_paths]
     try:
         data = file.read_bytes()
+        root = (root_path or (tuf_repo / "metadata" / "1.root.json")).read_bytes() if tuf_repo else b""
     except OSError as e:
-        raise CompilerError(f"{file}: {e.strerror}") from e
+        raise CompilerError(f"{e.filename}: {e.strerror}") from e
     try:
+        if tuf_repo is not None:
+            from compiler.tuf_verify import verify_with_repository
+
+            ok = verify_with_repository(data, tuf_repo, root, audience or "", min_serial=min_serial)
+            click.echo(f"{file}: ok: audience {audience}, serial {ok.serial}, expires "
+                       f"{trust.format_time(ok.expires_at)}, vouched for by the TUF repository {tuf_repo}")
+            return
         ok = trust.verify_envelope(data, keys, threshold=threshold, audience=audience, min_serial=min_serial,
                                    expected_type=trust.INDEX_TYPE if is_index else trust.BUNDLE_TYPE)
     except trust.TrustError as e:
@@ -509,4 +546,4 @@ def site_command(path: Path, out: Path, on: str | None) -> None:
 
 
 # The review-and-audit commands live beside this module; importing registers them on `main`.
-from compiler import cli_audit  # noqa: E402,F401
+from compiler import cli_audit, cli_tuf  # noqa: E402,F401

@@ -221,9 +221,34 @@ def verify_envelope(
     """
     if threshold < 1:
         raise TrustError("threshold must be at least 1")
+    return _accept(data, {keyid(k): k for k in trusted}, threshold, audience=audience, now=now,
+                   min_serial=min_serial, pinned=pinned, expected_type=expected_type)
+
+
+def check_target(
+    data: bytes,
+    *,
+    audience: str | None = None,
+    now: datetime | None = None,
+    min_serial: int | None = None,
+    pinned: tuple[int, str] | None = None,
+    expected_type: str = BUNDLE_TYPE,
+) -> Verified:
+    """Accept a bundle whose bytes a TUF targets role vouched for (hash and length in verified
+    metadata, docs/bundle-format.md): every check of `verify_envelope` but the signatures inside
+    the envelope, which may be empty or format-1 signatures and are not read. The digest is the
+    same as `verify_envelope`'s (of the canonical `signed` bytes), so the serial and digest in force
+    carry over when a sidecar moves from `trusted_keys` to a TUF root."""
+    return _accept(data, {}, 0, audience=audience, now=now, min_serial=min_serial, pinned=pinned,
+                   expected_type=expected_type)
+
+
+def _accept(data: bytes, by_id: Mapping[str, Ed25519PublicKey], threshold: int, *, audience: str | None,
+            now: datetime | None, min_serial: int | None, pinned: tuple[int, str] | None,
+            expected_type: str) -> Verified:
+    """verify_envelope's checks; threshold 0 (check_target only) skips the signature count."""
     if len(data) > MAX_ENVELOPE_BYTES:
         raise EnvelopeFormatError(f"envelope is {len(data)} bytes, over {MAX_ENVELOPE_BYTES}")
-    by_id = {keyid(k): k for k in trusted}
     fast = _verify_canonical(data, by_id, threshold)
     signed, payload, good = fast if fast is not None else _verify_general(data, by_id)
     if len(good) < threshold:

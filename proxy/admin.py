@@ -89,6 +89,13 @@ class SidecarMetrics:
         self._gauge("reestr_bundle_expiry_warning",
                     "1 while the bundle in force expires within the warning margin, else 0", "livemax",
                     lambda: float(store.expiry_warning(warning_seconds) is not None))
+        if store.tuf:
+            self._gauge("reestr_tuf_timestamp_expiry_seconds",
+                        "Seconds until the last verified TUF timestamp expires; at 0 the sidecar "
+                        "fails closed (negative: expired or none)", "livemin",
+                        lambda: store.fresh_until.timestamp() - time.time() if store.fresh_until else -1.0)
+            self._gauge("reestr_tuf_root_version", "Version of the newest verified TUF root (-1: none)",
+                        "livemax", lambda: float((store.tuf_state or {}).get("root_version") or -1))
         self._gauge("reestr_journal_queue_depth", "Records waiting for the journal writer", "livesum",
                     queue_depth)
         self._gauge("reestr_journal_healthy", "1 while the journal can be written", "livemin",

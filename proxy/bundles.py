@@ -10,6 +10,12 @@ Accepted bundles replace one reference (`BundleStore.current`): a request that a
 are persisted in the state directory (`bundle.json`, `state.json`) and the store starts from them.
 A refusal keeps the last good bundle and is recorded with its reason. No bundle, or the one in
 force expired ⇒ `not_ready_reason()` says why and the sidecar answers 503 (fail closed).
+
+With a TUF root instead of trusted keys (`tuf=True`, proxy.tuf_source), the bundle's bytes are
+vouched for by the verified metadata and `compiler.trust.check_target` applies the same content
+checks without the envelope's signatures; the bundle in force is then used only while the last
+verified timestamp is unexpired (`set_freshness`): a repository that withholds updates cannot keep
+a bundle alive past the timestamp's expiry, whatever the bundle's own.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from compiler import gcpause
-from compiler.trust import TrustError, Verified, format_time, parse_time, verify_envelope
-from proxy.errors import BundleSourceError, PolicyFormatError, SidecarError, StateDirError
+from compiler.trust import TrustError, Verified, check_target, format_time, parse_time, verify_envelope
+from proxy.errors import BundleSourceError, PolicyFormatError, SidecarError, SourceRefusal, StateDirError
 from proxy.payloads import PayloadSchemas, compile_schemas
 from proxy.policy import Policy, parse_policy
+from proxy.tuf_source import TufSource, TufState
 
 BUNDLE_FILE = "bundle.json"
 STATE_FILE = "state.json"
@@ -84,8 +91,11 @@ class BundleStore:
     """The bundle in force, the highest serial seen, the last refusal; persisted in `state_dir`."""
 
     def __init__(self, participant: str, trusted_keys: Sequence[Ed25519PublicKey], threshold: int,
-                 state_dir: Path, max_bytes: int = MAX_BUNDLE_BYTES) -> None:
+                 state_dir: Path, max_bytes: int = MAX_BUNDLE_BYTES, *, tuf: bool = False) -> None:
         self.participant = participant
+        self.tuf = tuf
+        self.tuf_state: dict[str, Any] | None = None  # TufState.as_dict() of the last good refresh
+        self.fresh_until: datetime | None = None  # TUF: the verified timestamp's expiry
         self.max_bytes = max_bytes
         self.trusted_keys = tuple(trusted_keys)
         self.threshold = threshold
@@ -109,6 +119,12 @@ class BundleStore:
             self.highest = (state["highest_serial"], state["highest_digest"])
         if isinstance(state.get("last_refusal"), dict):
             self.last_refusal = Refusal(**state["last_refusal"])
+        if self.tuf and isinstance(state.get("tuf"), dict):
+            self.tuf_state = state["tuf"]
+            try:
+                self.fresh_until = parse_time(str(state["tuf"].get("timestamp_expires")))
+            except TrustError:
+                self.fresh_until = None
         path = self.state_dir / BUNDLE_FILE
         if path.exists():
             try:
@@ -124,10 +140,12 @@ class BundleStore:
         with self._lock:
             try:
                 with gcpause.paused():  # ~200,000 acyclic objects for a big bundle (DESIGN §6 / issue 3)
-                    verified = verify_envelope(
+                    floor = self.highest[0] if self.highest else None
+                    verified = check_target(
+                        data, audience=self.participant, now=now, min_serial=floor, pinned=self.highest,
+                    ) if self.tuf else verify_envelope(
                         data, self.trusted_keys, threshold=self.threshold, audience=self.participant,
-                        now=now, min_serial=self.highest[0] if self.highest else None,
-                        pinned=self.highest)
+                        now=now, min_serial=floor, pinned=self.highest)
                     policy = parse_policy(verified.signed)
                     if self.current is not None and self.current.verified.digest == verified.digest:
                         return False  # the bundle in force, fetched again
@@ -146,6 +164,19 @@ class BundleStore:
             self.current = active  # the atomic swap: one reference
             self._persist()
             return True
+
+    def refuse(self, origin: str, code: str, message: str, now: datetime | None = None) -> None:
+        """Record a refusal made before the bundle was read (TUF metadata: SourceRefusal)."""
+        with self._lock:
+            self._refuse(origin, code, message, now)
+
+    def set_freshness(self, state: TufState) -> None:
+        """A refresh verified this metadata: the bundle in force may be used until the timestamp's expiry."""
+        changed = state.as_dict() != self.tuf_state
+        self.tuf_state = state.as_dict()
+        self.fresh_until = state.timestamp_expires
+        if changed:
+            self._persist()
 
     def _refuse(self, origin: str, code: str, message: str, now: datetime | None) -> None:
         moment = now or datetime.now(UTC)
@@ -167,6 +198,8 @@ class BundleStore:
             "last_refusal": None if self.last_refusal is None else vars(self.last_refusal),
             "last_fetch_error": self.last_fetch_error,
         }
+        if self.tuf:
+            state["tuf"] = self.tuf_state
         try:
             _atomic_write(self.state_dir / STATE_FILE,
                           json.dumps(state, indent=2, sort_keys=True).encode() + b"\n")
@@ -178,9 +211,13 @@ class BundleStore:
     def in_force(self, now: datetime | None = None) -> ActiveBundle | None:
         """The bundle requests are decided with, or None (fail closed) if none or expired."""
         cur = self.current
-        if cur is None or cur.expires_at <= (now or datetime.now(UTC)):
+        moment = now or datetime.now(UTC)
+        if cur is None or cur.expires_at <= moment or self._stale(moment):
             return None
         return cur
+
+    def _stale(self, moment: datetime) -> bool:
+        return self.tuf and (self.fresh_until is None or self.fresh_until <= moment)
 
     def not_ready_reason(self, now: datetime | None = None) -> str | None:
         cur = self.current
@@ -188,9 +225,22 @@ class BundleStore:
             why = f" (last refusal: {self.last_refusal.code}: {self.last_refusal.message})" \
                 if self.last_refusal else ""
             return f"no valid bundle{why}"
-        if cur.expires_at <= (now or datetime.now(UTC)):
+        moment = now or datetime.now(UTC)
+        if cur.expires_at <= moment:
             return f"bundle serial {cur.serial} expired at {format_time(cur.expires_at)}"
+        if self._stale(moment):
+            return self._stale_reason()
         return None
+
+    def _stale_reason(self) -> str:
+        why = f" (last refusal: {self.last_refusal.code}: {self.last_refusal.message})" \
+            if self.last_refusal else ""
+        fetch = f" (last fetch error: {self.last_fetch_error})" if self.last_fetch_error else ""
+        if self.fresh_until is None:
+            return f"no TUF timestamp verified yet{why}{fetch}"
+        version = (self.tuf_state or {}).get("timestamp_version")
+        return (f"TUF timestamp version {version} expired at {format_time(self.fresh_until)} and no newer "
+                f"one verified: the repository is withholding updates or unreachable{why}{fetch}")
 
     def expiry_warning(self, margin_seconds: float | None = None, now: datetime | None = None) -> str | None:
         """Why to worry before the cliff: the bundle in force expires within the margin (default a
@@ -322,20 +372,30 @@ def make_source(source: str, max_bytes: int = MAX_BUNDLE_BYTES) -> FileSource | 
     return FileSource(Path(source), max_bytes)
 
 
-async def poll_once(store: BundleStore, source: FileSource | UrlSource) -> bool:
+Source = FileSource | UrlSource | TufSource
+
+
+async def poll_once(store: BundleStore, source: Source) -> bool:
     """Fetch and offer one candidate; verification runs off the event loop. True if swapped in."""
     try:
         data = await source.fetch()
+    except SourceRefusal as e:
+        store.refuse(source.origin, e.code, str(e))
+        store.record_fetch_error(None)
+        return False
     except BundleSourceError as e:
         store.record_fetch_error(str(e))
         return False
+    finally:
+        if isinstance(source, TufSource) and source.state is not None:
+            store.set_freshness(source.state)
     store.record_fetch_error(None)
     if data is None:
         return False
     return await asyncio.to_thread(store.offer, data, source.origin)
 
 
-async def poll_forever(store: BundleStore, source: FileSource | UrlSource, interval: float,
+async def poll_forever(store: BundleStore, source: Source, interval: float,
                        warning_seconds: float | None = None,
                        on_swap: Callable[[], None] | None = None) -> None:
     """Poll until cancelled; a failing state directory is reported, never ends the polling; the
@@ -367,6 +427,15 @@ def render_status(state: dict[str, Any]) -> str:
     else:
         lines.append("in force:      none (serving 503)")
     lines.append(f"highest serial seen: {state.get('highest_serial')}")
+    tuf = state.get("tuf")
+    if isinstance(tuf, dict):
+        stale = str(tuf.get("timestamp_expires")) <= format_time(datetime.now(UTC))
+        lines += [f"tuf root:      version {tuf.get('root_version')}",
+                  f"tuf timestamp: version {tuf.get('timestamp_version')}, expires {tuf.get('timestamp_expires')}"
+                  f"{'  (EXPIRED: serving 503, no fresh metadata)' if stale else ''}",
+                  f"tuf snapshot:  version {tuf.get('snapshot_version')}"]
+    elif "tuf" in state:
+        lines.append("tuf:           no metadata verified yet (serving 503)")
     refusal = state.get("last_refusal")
     lines.append("last refusal:  " + (f"{refusal['time']} {refusal['code']} from {refusal['origin']}: "
                                       f"{refusal['message']}" if refusal else "none"))

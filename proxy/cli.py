@@ -301,10 +301,15 @@ def stats_command(paths: tuple[Path, ...], dsn: str | None, config_path: Path | 
     if not priced:
         _print_stats(stores, since, until, provider, archives, fmt)
         return
+    state_bundle = False
     if config is not None:
+        state_bundle = bundle_path is None and not trusted and config.bundle.root is not None
         bundle_path = bundle_path or config.state_dir / "bundle.json"
         trusted = trusted or tuple(config.bundle.trusted_keys)
         threshold = threshold or config.bundle.threshold
+    if state_bundle and bundle_path is not None:  # TUF: the saved bundle was a verified target
+        _print_priced(stores, since, until, provider, archives, fmt, bundle_path, (), 0)
+        return
     if bundle_path is None or not trusted:
         raise click.UsageError("--priced needs --bundle and --trusted-key, or --config")
     _print_priced(stores, since, until, provider, archives, fmt, bundle_path, trusted, threshold or 1)
@@ -396,7 +401,7 @@ def _print_priced(store: list[Store], since: str | None, until: str | None, prov
                   fmt: str, bundle_path: Path, trusted: tuple[Path, ...], threshold: int) -> None:
     from datetime import UTC, datetime
 
-    from compiler.trust import verify_envelope
+    from compiler.trust import check_target, verify_envelope
     from proxy.journal.pricing import priced, tariffs, totals
     from proxy.journal.query import stats
 
@@ -406,8 +411,10 @@ def _print_priced(store: list[Store], since: str | None, until: str | None, prov
         raise click.UsageError(f"{bundle_path}: {e.strerror}") from e
     # The signature is what matters for a price list; a bundle that has expired since still says
     # which tariffs were in force while it was.
+    # threshold 0: the config's state dir under a TUF root holds a bundle ngclient verified.
     verified = verify_envelope(data, [load_public_key(k) for k in trusted], threshold=threshold,
-                               now=datetime(1970, 1, 2, tzinfo=UTC))
+                               now=datetime(1970, 1, 2, tzinfo=UTC)) if threshold else \
+        check_target(data, now=datetime(1970, 1, 2, tzinfo=UTC))
     rows = priced(stats(store, since=since, until=until, provider=provider, archives=archives),
                   tariffs(verified.signed))
     sums = totals(rows)

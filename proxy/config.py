@@ -16,6 +16,9 @@ Relative paths are resolved against the directory of the config file. Format::
       poll_seconds: 30
       trusted_keys: [keys/operator.pub]          # Ed25519 public keys (PEM) of the operator
       threshold: 1
+      # or, a TUF repository (docs/bundle-format.md): source is its URL, root its trusted root.json
+      # source: https://bundles.example/repo
+      # root: keys/root.json          # bootstrap only: newer roots are followed and kept in state_dir
       max_bytes: 33554432             # a larger bundle is refused before it is read
       # expiry_warning_seconds: 64800 # warn this long before expiry (default: a quarter of its lifetime)
     state_dir: state                  # last good bundle, highest serial seen, last refusal
@@ -90,7 +93,11 @@ class BundleConfig(BaseModel):
     model_config = _STRICT
     source: str
     poll_seconds: float = Field(default=30.0, gt=0)
-    trusted_keys: list[Path] = Field(min_length=1)
+    # Format 1: the operator's Ed25519 public keys, `threshold` of them sign each bundle. Or, with
+    # a TUF repository (docs/bundle-format.md): `root`, the trusted root.json it starts from, and
+    # `source` the repository's URL. Exactly one of the two.
+    trusted_keys: list[Path] = Field(default_factory=list)
+    root: Path | None = None
     threshold: int = Field(default=1, ge=1)
     max_bytes: int = Field(default=32 * 1024 * 1024, gt=0)  # larger bundles refused unread
     # Warn (/readyz body, log, metric) when the bundle in force expires within this many seconds;
@@ -100,6 +107,16 @@ class BundleConfig(BaseModel):
     @property
     def is_url(self) -> bool:
         return self.source.startswith(("http://", "https://"))
+
+    @model_validator(mode="after")
+    def _one_trust(self) -> BundleConfig:
+        if (self.root is None) == (not self.trusted_keys):
+            raise ValueError("give exactly one of `trusted_keys` (format 1) and `root` (a TUF repository)")
+        if self.root is not None and not self.is_url:
+            raise ValueError("with `root`, `source` is the TUF repository's http(s) URL")
+        if self.root is not None and "threshold" in self.model_fields_set:
+            raise ValueError("`threshold` is format 1's; with `root` the root metadata sets every threshold")
+        return self
 
 
 class JournalConfig(BaseModel):
@@ -319,6 +336,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
             client["certificate"] = str(base / client["certificate"])
     bundle = raw.get("bundle")
     if isinstance(bundle, dict):
+        if isinstance(bundle.get("root"), str):
+            bundle["root"] = str(base / bundle["root"])
         keys = bundle.get("trusted_keys")
         if isinstance(keys, list):
             bundle["trusted_keys"] = [str(base / k) if isinstance(k, str) else k for k in keys]

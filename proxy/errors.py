@@ -28,3 +28,12 @@ class BundleSourceError(SidecarError):
 
 class PolicyFormatError(SidecarError):
     """A verified bundle's content does not have the shape the sidecar needs."""
+
+
+class SourceRefusal(BundleSourceError):
+    """The source answered, and what it answered was refused before any bundle was read (TUF
+    metadata that does not verify, roll back or expired); `code` is the stable refusal code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

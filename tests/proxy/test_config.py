@@ -50,10 +50,15 @@ def edit(path: Path, change: dict[str, object]) -> Path:
     ({"listen.port": 70000}, "listen.port"),
     ({"upstream": "ftp://x"}, "upstream"),
     ({"bundle.threshold": 0}, "bundle.threshold"),
-    ({"bundle.trusted_keys": []}, "bundle.trusted_keys"),
+    ({"bundle.trusted_keys": []}, "bundle"),
+    ({"bundle.root": "root.json"}, "bundle"),  # both trusted_keys and a TUF root
+    ({"bundle.trusted_keys": ..., "bundle.threshold": ..., "bundle.root": "root.json"}, "bundle"),  # file source
+    ({"bundle.trusted_keys": ..., "bundle.root": "root.json", "bundle.source": "http://127.0.0.1:1/repo"},
+     "bundle"),  # threshold is format 1's
     ({"journal.synchronous": "OFF"}, "journal.synchronous"),
     ({"participant": ...}, "participant"),
-], ids=["typo", "port-range", "upstream-scheme", "threshold", "no-keys", "synchronous", "missing"])
+], ids=["typo", "port-range", "upstream-scheme", "threshold", "no-keys", "keys-and-root", "root-file-source",
+        "root-threshold", "synchronous", "missing"])
 def test_errors_name_file_and_field(config_path: Path, change: dict[str, object], field: str) -> None:
     edit(config_path, change)
     with pytest.raises(ConfigError) as e:
