@@ -336,7 +336,9 @@ def test_withheld_timestamp_fails_closed_after_its_expiry(tmp_path: Path, pki: P
         tuf_repo.resign_timestamp(op.repo, signers=[op.online])  # the cron job re-signs (1 h)
         server.directory = op.repo.path  # and updates flow again
         wait_until(lambda: httpx.get(admin + "/readyz").status_code == 200, timeout=40)
-        assert handle.sidecar.store.current is not None and handle.sidecar.store.current.serial == 11
+        # ready again once a fresh timestamp verifies; the new bundle follows in the same refresh
+        # or the next poll
+        wait_until(lambda: (cur := handle.sidecar.store.current) is not None and cur.serial == 11, timeout=40)
     finally:
         handle.stop()
         server.close()
