@@ -487,8 +487,7 @@ state_dir: {state / "state"}
 journal:
 {journal}
   signing_key: {OUT / "keys" / "sidecar.key"}
-workers: {workers}
-""", encoding="utf-8")
+""" + (f"workers: {workers}\n" if workers > 1 else ""), encoding="utf-8")  # (a0) knows no `workers`
     return config, listen, admin
 
 
