@@ -15,6 +15,7 @@ out: it needs a certificate store and costs both layouts the same) and:
 
 Then the pipeline's stages timed one by one (CPU time of each stage's hooks, summed per request):
 which stage costs what, and what the hardening stages (issue 10: header hygiene, timeouts) add.
+The heap is frozen first, as in the sidecar (`proxy/heap.py`).
 The journal is replaced by one that answers at once (the writer's own cost and the durability
 wait are measured by `bench/journal_bench.py` and `bench/sidecar_bench.py`). CPU time is
 `time.process_time`, median of 5 repeats of `--calls` calls, caches hot (a lower bound for the
@@ -53,6 +54,7 @@ from mitmproxy.proxy.layers.http import (  # noqa: E402
 from mitmproxy.test import tflow  # noqa: E402
 
 from compiler.trust import generate_keypair, load_public_key  # noqa: E402
+from proxy import heap  # noqa: E402
 from proxy.addons.enforce import Enforce  # noqa: E402
 from proxy.addons.hygiene import Hygiene  # noqa: E402
 from proxy.addons.journaling import Journaling  # noqa: E402
@@ -188,6 +190,7 @@ def stage_costs(store: BundleStore, calls: int = 3000, repeats: int = 5) -> dict
         return {name: us / calls for name, us in spent.items()}
 
     async def run() -> dict[str, Any]:
+        heap.settle()  # as the sidecar does once its bundle is in force (proxy/heap.py)
         base = await layout(_none)
         separate = await layout(lambda: _stages(store))
         pipeline = await layout(lambda: [Pipeline(*_stages(store))])
