@@ -188,6 +188,25 @@ def _on_signal(signum: int, frame: object) -> None:
     raise Stopped(f"stopped by {signal.Signals(signum).name}")
 
 
+def guarded(bench: Callable[[Procs], int], deadline: float) -> int:
+    """Run `bench(procs)` with every process it starts stopped at the end — also on Ctrl-C,
+    SIGTERM/SIGHUP (even when started in the background, where a shell leaves SIGINT ignored),
+    a failure, or when `deadline` seconds have passed (exit 130 then)."""
+    signal.signal(signal.SIGALRM, _on_alarm)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    signal.alarm(int(deadline))
+    procs = Procs()
+    try:
+        return bench(procs)
+    except (KeyboardInterrupt, Stopped, DeadlineExceeded) as e:
+        print(f"\n{e or 'interrupted'}: stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        signal.alarm(0)
+        procs.stop_all()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -45,7 +45,6 @@ import base64
 import copy
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -65,16 +64,12 @@ from sidecar_bench import (
     BIN,
     ROOT,
     WRK_LUA,
-    DeadlineExceeded,
     Procs,
-    Stopped,
     Target,
     WrkResult,
     _loadavg,
     _median_run,
     _nproc,
-    _on_alarm,
-    _on_signal,
     _wrk_version,
     cpu_seconds,
     free_port,
@@ -205,19 +200,7 @@ def main() -> int:
     if not ENGINE:
         sys.exit("OpenSSL's GOST engine not found: apt-get install -y libengine-gost-openssl")
     sb.OUT = OUT  # sidecar_bench's config writers put their files under its OUT: ours here
-    signal.signal(signal.SIGALRM, _on_alarm)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    signal.alarm(int(args.deadline))
-    procs = Procs()
-    try:
-        return _bench(args, conns, procs)
-    except (KeyboardInterrupt, Stopped, DeadlineExceeded) as e:
-        print(f"\n{e or 'interrupted'}: stopping everything", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        procs.stop_all()
+    return sb.guarded(lambda procs: _bench(args, conns, procs), args.deadline)
 
 
 def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:

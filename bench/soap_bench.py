@@ -67,7 +67,6 @@ import copy
 import hashlib
 import json
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -90,9 +89,7 @@ from sidecar_bench import (
     PKI,
     ROOT,
     WRK_LUA,
-    DeadlineExceeded,
     Procs,
-    Stopped,
     Target,
     WrkResult,
     _check_sidecar,
@@ -100,8 +97,6 @@ from sidecar_bench import (
     _loadavg,
     _median_run,
     _nproc,
-    _on_alarm,
-    _on_signal,
     _wrk_version,
     cpu_seconds,
     free_port,
@@ -431,20 +426,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install -y wrk stunnel4")
     sb.OUT = OUT  # sidecar_bench's config writers put their files under its OUT: ours here
-
-    signal.signal(signal.SIGALRM, _on_alarm)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    signal.alarm(int(args.deadline))
-    procs = Procs()
-    try:
-        return _bench(args, conns, procs)
-    except (KeyboardInterrupt, Stopped, DeadlineExceeded) as e:
-        print(f"\n{e or 'interrupted'}: stopping everything", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        procs.stop_all()
+    return sb.guarded(lambda procs: _bench(args, conns, procs), args.deadline)
 
 
 def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:
