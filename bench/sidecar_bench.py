@@ -676,32 +676,24 @@ def main() -> int:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install -y wrk stunnel4")
 
-    signal.signal(signal.SIGALRM, _on_alarm)
-    # also when started in the background, where a shell leaves SIGINT ignored
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    signal.alarm(int(args.deadline))
-    procs = Procs()
-    cluster = None
-    try:
-        if args.postgres:
-            from tests.proxy.pgcluster import PgCluster, server_binaries
+    def run_all(procs: Procs) -> int:
+        if not args.postgres:
+            return _bench(args, conns, procs)
+        from tests.proxy.pgcluster import PgCluster, server_binaries
 
-            bindir = server_binaries()
-            if bindir is None:
-                sys.exit("PostgreSQL server binaries not found: apt-get install -y postgresql")
-            cluster = PgCluster(bindir)
+        bindir = server_binaries()
+        if bindir is None:
+            sys.exit("PostgreSQL server binaries not found: apt-get install -y postgresql")
+        cluster = PgCluster(bindir)
+        try:
             cluster.start()
             args.dsn = cluster.new_database()
-        return _bench(args, conns, procs)
-    except (KeyboardInterrupt, Stopped, DeadlineExceeded) as e:
-        print(f"\n{e or 'interrupted'}: stopping everything", file=sys.stderr)
-        return 130
-    finally:
-        signal.alarm(0)
-        procs.stop_all()
-        if cluster is not None:
+            return _bench(args, conns, procs)
+        finally:
+            procs.stop_all()  # the sidecars first, then the database they write to
             cluster.destroy()
+
+    return guarded(run_all, args.deadline)
 
 
 def _bench(args: argparse.Namespace, conns: list[int], procs: Procs) -> int:

@@ -277,6 +277,14 @@ class Upstream:
         self.server.server_close()
 
 
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A real HTTP server on 127.0.0.1 with `handler`, serving in a daemon thread: (server, URL)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Upstream]:
     up = Upstream()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import base64
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from tests.proxy.conftest import (
     Pki,
     Upstream,
     free_port,
+    serve_http,
     sign,
     signed_bundle,
     signed_consumer_bundle,
@@ -310,10 +310,7 @@ class _SmevAnswers:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.url = serve_http(Handler)
 
 
 @pytest.mark.parametrize("registered", [True, False], ids=["provider-registered", "provider-not-registered"])

@@ -7,10 +7,9 @@ someone else or changed after signing. Every record on both sides carries `signa
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,16 @@ from proxy.soap import authorship
 from proxy.soap.gost import certs
 from proxy.soap.header_signing import PemSigner
 from proxy.soap.signing import KeyFileSigner, Signer
-from tests.proxy.conftest import Keys, Pki, free_port, sign, signed_bundle, signed_consumer_bundle, write_config
+from tests.proxy.conftest import (
+    Keys,
+    Pki,
+    free_port,
+    serve_http,
+    sign,
+    signed_bundle,
+    signed_consumer_bundle,
+    write_config,
+)
 from tests.proxy.gost_pki import GostIdentity, GostPki
 from tests.proxy.test_header_signing import PUT_DATA, SOAP11, unsigned_smev2
 
@@ -68,10 +76,7 @@ class Answers:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.url = serve_http(Handler)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from proxy.journal.query import export
 from proxy.journal.verify import verify_journal
 from proxy.runner import ProcessHandle, start_subprocess
 from proxy.workers import journal_stores, read_status
-from tests.proxy.conftest import Keys, Pki, Upstream, sign, signed_bundle, write_config
+from tests.proxy.conftest import Keys, Pki, Upstream, serve_http, sign, signed_bundle, write_config
 from tests.proxy.test_runner import postgres_journal
 from tests.proxy.test_sidecar_e2e import cli, wait_for
 
@@ -255,10 +255,7 @@ class SlowUpstream:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.url = serve_http(Handler)
 
     def close(self) -> None:
         self.server.shutdown()
