@@ -589,12 +589,13 @@ def rss_kb(pid: int) -> dict[str, int]:
 # --- optional profile ---------------------------------------------------------------------------
 
 
-def start_py_spy(pid: int, seconds: int, out: Path, procs: Procs) -> subprocess.Popen[Any]:
+def start_py_spy(pid: int, seconds: float, out: Path, procs: Procs) -> subprocess.Popen[Any]:
     exe = shutil.which("py-spy") or str(BIN / "py-spy")
     return procs.add(f"py-spy {pid}", subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
+        [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", "200",
          "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=out.with_suffix(".log").open("wb")))
 
 
 def print_profile(path: Path, label: str, top: int = 14) -> None:

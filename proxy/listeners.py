@@ -25,6 +25,19 @@ from proxy.errors import SidecarError
 
 ENV = "REESTR_LISTEN_FDS"
 BACKLOG = 1024
+ACCEPTS_PER_WAKEUP = 1
+"""asyncio accepts up to its `backlog` argument connections each time the listening socket is
+readable. With one queue shared by N workers, the first worker to wake took every waiting
+connection (ten connections that arrive together all went to one worker; the others idled), so a
+worker takes one per wake-up and the kernel wakes each worker that waits (docs/performance.md)."""
+
+
+class _OneAtATime(socket.socket):
+    """The inherited listening socket; asyncio calls `listen(backlog)` with the accepts per
+    wake-up, but the queue the workers share keeps its full length."""
+
+    def listen(self, backlog: int = BACKLOG) -> None:
+        super().listen(BACKLOG)
 
 
 class ListenerError(SidecarError):
@@ -80,9 +93,9 @@ def use_inherited(fds: dict[tuple[str, int], int]) -> None:
         # over TCP
         # a duplicate: asyncio closes its socket when mitmproxy stops the server (a drain), and the
         # inherited descriptor must stay valid for a later start
-        sock = socket.socket(fileno=socket.dup(fd))
+        sock = _OneAtATime(fileno=socket.dup(fd))
         sock.setblocking(False)
-        return [await asyncio.start_server(self.handle_stream, sock=sock, backlog=BACKLOG)]
+        return [await asyncio.start_server(self.handle_stream, sock=sock, backlog=ACCEPTS_PER_WAKEUP)]
 
     listen._reestr_inherited = True  # type: ignore[attr-defined]
     cls.listen = listen  # type: ignore[method-assign]

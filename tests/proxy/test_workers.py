@@ -296,6 +296,43 @@ def test_sigterm_drains_calls_in_flight(cluster_factory: Callable[..., Cluster],
         slow.close()
 
 
+def test_connections_that_arrive_together_are_shared(cluster_factory: Callable[..., Cluster],
+                                                     upstream: Upstream) -> None:
+    """Ten connections waiting in the shared queue when the workers wake: each worker takes one
+    per wake-up, so no worker takes them all (asyncio's default took the whole queue at once)."""
+    c = cluster_factory(upstream.url)
+    c.publish(sign(signed_bundle(c.pki), c.keys.operator))
+    c.start()
+    wait_for(c.all_ready, timeout=20)
+    pids = [p for p in c.pids() if p]
+    assert len(pids) == 2
+    paths = [f"/SID0003001/certificates/together-{i}" for i in range(10)]
+    statuses: list[int] = []
+
+    def call(path: str) -> None:
+        with httpx.Client(verify=c.pki.client_context("ved1"), timeout=30) as client:
+            statuses.append(client.get(c.url(path)).status_code)
+
+    for pid in pids:  # the connections queue up in the kernel while no worker runs
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=call, args=(p,), daemon=True) for p in paths]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    for t in threads:
+        t.join(40)
+    assert statuses == [200] * 10
+    c.proc.stop(timeout=60)  # type: ignore[union-attr]
+    per_worker = [sum(1 for r in export(store) if r["kind"] == "request" and r["path"] in paths)
+                  for store in journal_stores(load_config(c.config_path))]
+    assert sum(per_worker) == 10
+    assert min(per_worker) >= 2, per_worker
+
+
 def test_readyz_waits_for_every_worker(cluster_factory: Callable[..., Cluster], upstream: Upstream) -> None:
     c = cluster_factory(upstream.url, workers=3)  # no bundle published: no worker can be ready
     c.start()
