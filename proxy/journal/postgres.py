@@ -5,8 +5,9 @@ column, part of every key) and signs its own checkpoints with its own key, so no
 across sidecars on the hot path. A writer holds a session advisory lock on its chain's name: a
 second sidecar configured with the same chain is refused instead of forking it.
 
-Durability: a batch is one binary `COPY` in autocommit mode, one transaction
-whose commit PostgreSQL acknowledges only once its WAL is flushed (`synchronous_commit` on; a
+Durability: a batch is one statement in autocommit mode — a prepared multi-row `INSERT` for
+the small batches of few connections (one round trip), a binary `COPY` for large ones — one
+transaction whose commit PostgreSQL acknowledges only once its WAL is flushed (`synchronous_commit` on; a
 session where the server default is `off` is switched back on). The writer (`proxy.journal.writer`)
 returns ids, and the sidecar forwards, only after that acknowledgement. A lost connection is a
 failed write; the store reconnects on its next call, at most once per backoff interval (0.1 s
@@ -78,6 +79,15 @@ _TABLES = ("journal_meta", "journal_records", "journal_checkpoints", "journal_pr
 
 _APPEND = "COPY journal_records (chain, id, prev_hash, hash, record) FROM STDIN (FORMAT BINARY)"
 _APPEND_TYPES = ("text", "int8", "text", "text", "text")
+_INSERT_MAX = 32
+"""Batches up to this many rows are one prepared INSERT: a COPY costs two round trips to the
+server (the COPY statement, then the data) and more Python on the writer thread per batch, which
+dominates when few connections make batches of a few records (docs/performance.md)."""
+
+
+def _insert_sql(count: int) -> str:
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * count)
+    return f"INSERT INTO journal_records (chain, id, prev_hash, hash, record) VALUES {values}"
 
 # Every chain in the records (a loose index scan over the primary key), the checkpoints and the
 # pruned prefixes: a chain cannot hide from verify by being left out of some list.
@@ -219,22 +229,26 @@ class PostgresStore(Store):
         return int(row[0]) if row else 0
 
     def append(self, rows: Sequence[Row]) -> None:
-        """One binary COPY: a single statement, so in autocommit mode a single transaction that is
-        committed (and acknowledged) when the copy ends; about twice the rows/s of
-        `INSERT … SELECT FROM unnest(…)` here (bench/journal_bench.py).
+        """One statement, so in autocommit mode a single transaction that is committed (and
+        acknowledged) when it ends: up to `_INSERT_MAX` rows a prepared multi-row INSERT (one
+        round trip), more a binary COPY (about twice the rows/s of `INSERT … SELECT FROM
+        unnest(…)` on large batches here, bench/journal_bench.py).
 
         A connection found dead (the server restarted, an idle session was closed) is replaced and
         the batch sent once more: if the first attempt did commit, its ids are taken and the
         second fails, so a batch is never written twice and the chain never forks."""
         with self._errors(JournalWriteError):
             try:
-                self._copy(self._connection(), rows)
+                self._write(self._connection(), rows)
             except psycopg.OperationalError:
                 self.reset()
-                self._copy(self._connection(), rows)
+                self._write(self._connection(), rows)
 
-    def _copy(self, conn: psycopg.Connection[Any], rows: Sequence[Row]) -> None:
+    def _write(self, conn: psycopg.Connection[Any], rows: Sequence[Row]) -> None:
         chain = self.chain
+        if len(rows) <= _INSERT_MAX:
+            conn.execute(_insert_sql(len(rows)), [v for row in rows for v in (chain, *row)], prepare=True)
+            return
         with conn.cursor() as cursor, cursor.copy(_APPEND) as copy:
             copy.set_types(list(_APPEND_TYPES))
             for row in rows:

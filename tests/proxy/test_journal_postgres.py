@@ -69,6 +69,40 @@ def test_each_sidecar_keeps_its_own_chain_and_both_verify(two_chains: str) -> No
         ("a", True, 7, 3, 0), ("b", True, 4, 1, 0)]
 
 
+@pytest.mark.parametrize("sizes", [
+    pytest.param([1, 2, 32], id="insert-batches"),
+    pytest.param([33, 500], id="copy-batches"),
+    pytest.param([5, 400, 1, 40], id="mixed"),
+])
+def test_batches_of_every_size_keep_one_chain(pg_dsn: str, sizes: list[int]) -> None:
+    """Small batches are one INSERT, large ones one COPY: the same rows and chain either way."""
+    from proxy.journal.chain import chain_hash
+    from proxy.journal.record import record_json
+
+    store = PostgresStore(pg_dsn, "batches")
+    store.open_writer()
+    try:
+        last, prev = store.head()
+        for size in sizes:
+            rows = []
+            for record_id in range(last + 1, last + size + 1):
+                text = record_json(record(record_id), record_id)
+                digest = chain_hash(prev, text)
+                rows.append((record_id, prev, digest, text))
+                prev = digest
+            store.append(rows)
+            last += size
+        assert store.head() == (last, prev)
+        with pytest.raises(JournalWriteError):  # an id already written: refused, never a fork
+            store.append([rows[-1]])
+    finally:
+        store.close()
+    reports = verify_store(PostgresStore(pg_dsn), [KEY_A.public_key()])
+    mine = [r for r in reports if r.chain == "batches"]
+    assert (mine[0].records, mine[0].ok, mine[0].unsealed_tail) == (sum(sizes), True, sum(sizes)), \
+        mine[0].problems
+
+
 def test_a_second_writer_on_the_same_chain_is_refused(pg_dsn: str) -> None:
     with Journal(PostgresStore(pg_dsn, "a"), KEY_A), pytest.raises(JournalWriteError, match="another sidecar"):
         Journal(PostgresStore(pg_dsn, "a"), KEY_A).start()
