@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -40,7 +40,9 @@ from compiler.trust import TrustError, Verified, check_target, format_time, pars
 from proxy.errors import BundleSourceError, PolicyFormatError, SidecarError, SourceRefusal, StateDirError
 from proxy.payloads import PayloadSchemas, compile_schemas
 from proxy.policy import Policy, parse_policy
-from proxy.tuf_source import TufSource, TufState
+
+if TYPE_CHECKING:  # imported by the runner only for a `bundle.tuf` sidecar: tuf, securesystemslib
+    from proxy.tuf_source import TufSource, TufState
 
 BUNDLE_FILE = "bundle.json"
 STATE_FILE = "state.json"
@@ -372,7 +374,7 @@ def make_source(source: str, max_bytes: int = MAX_BUNDLE_BYTES) -> FileSource | 
     return FileSource(Path(source), max_bytes)
 
 
-Source = FileSource | UrlSource | TufSource
+type Source = FileSource | UrlSource | TufSource
 
 
 async def poll_once(store: BundleStore, source: Source) -> bool:
@@ -387,8 +389,9 @@ async def poll_once(store: BundleStore, source: Source) -> bool:
         store.record_fetch_error(str(e))
         return False
     finally:
-        if isinstance(source, TufSource) and source.state is not None:
-            store.set_freshness(source.state)
+        freshness = getattr(source, "state", None)  # a TufSource's last verified metadata
+        if freshness is not None:
+            store.set_freshness(freshness)
     store.record_fetch_error(None)
     if data is None:
         return False

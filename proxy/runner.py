@@ -97,7 +97,6 @@ from proxy.soap.authorship import Signers
 from proxy.soap.errors import SignatureError
 from proxy.soap.header_signing import PemSigner
 from proxy.soap.signing import CommandSigner, KeyFileSigner, Signer, xmldsig_method
-from proxy.tuf_source import TufSource
 
 # the outbound listener's nominal upstream; every allowed flow is re-targeted at its provider
 _PLACEHOLDER = "127.0.0.1:9"
@@ -151,8 +150,7 @@ class Sidecar:
                                  config.state_dir, config.bundle.max_bytes, tuf=root is not None)
         self.store.load_state()
         self.source: Source = make_source(config.bundle.source, config.bundle.max_bytes) if root is None \
-            else TufSource(config.bundle.source, config.participant, root, config.state_dir,
-                           config.bundle.max_bytes)
+            else _tuf_source(config, root)
         self.journal: Journal | None = None
         self.master: Any = None  # mitmproxy's Master; its API is only partly typed
         self.admin: AdminServer | None = None
@@ -338,6 +336,13 @@ def _internal_clients(config: SidecarConfig) -> dict[str, str]:
             raise ConfigError(f"{where}: the same certificate as {clients[cert.sha256]!r}")
         clients[cert.sha256] = client.name
     return clients
+
+
+def _tuf_source(config: SidecarConfig, root: bytes) -> Source:
+    """The TUF client source; python-tuf is imported by sidecars that use it only."""
+    from proxy.tuf_source import TufSource
+
+    return TufSource(config.bundle.source, config.participant, root, config.state_dir, config.bundle.max_bytes)
 
 
 def _bootstrap_root(path: Path) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.journal.postgres import PostgresStore
 from proxy.journal.sqlite import SqliteStore
 from proxy.journal.store import Store
 
@@ -18,6 +17,8 @@ def store_for(config: SidecarConfig) -> Store:
     journal = config.journal
     if journal.backend == "postgres":
         assert journal.dsn is not None  # the config model requires it
+        from proxy.journal.postgres import PostgresStore  # psycopg (≈8 MB) only where it is used
+
         return PostgresStore(journal.dsn, journal.chain or config.participant)
     assert journal.path is not None
     return SqliteStore(journal.path, synchronous=journal.synchronous)

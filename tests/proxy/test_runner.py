@@ -369,3 +369,15 @@ def test_a_stage_that_raises_refuses_the_call_and_journals_it(
     rid = int(r.headers["Reestr-Journal-Id"])
     records = {rec["id"]: rec for rec in export(journal_store(sidecar.config))}
     assert records[rid]["decision"] == "deny" and records[rid]["reason"] == "internal-error"
+
+
+def test_a_sidecar_without_tuf_or_postgres_does_not_load_them() -> None:
+    """python-tuf and psycopg (≈13 MB of a sidecar's RSS) are imported only by the sidecars
+    configured to use them (docs/performance.md)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, proxy.runner, proxy.cli; "
+            "print(sorted(m for m in ('tuf', 'securesystemslib', 'psycopg') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
