@@ -76,3 +76,19 @@ def test_fast_upstream_answers_pipelined_requests() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _run(requests: int, loop_s: float) -> object:
+    return sidecar_bench.WrkResult(requests=requests, seconds=10, errors=0, non2xx=0, p50_ms=1, p99_ms=2,
+                                   mean_ms=1, loop_cpu_s=loop_s)
+
+
+def test_target_ratios_pair_the_rows_of_each_round() -> None:
+    """The machine slows down between rounds: the verdict is the median of each round's own
+    ratio, so the drift cancels and one odd round does not move it."""
+    runs = {("a", 10): [_run(800, 1.0), _run(600, 1.0), _run(400, 1.0)],
+            ("b", 10): [_run(1000, 1.0), _run(750, 1.0), _run(900, 1.0)]}
+    assert round(sidecar_bench.paired(runs, "a", "b", 10), 6) == 0.8  # rounds: 80%, 80%, 44%
+    runs[("a", 10)] = [_run(1000, 1.2), _run(1000, 1.5), _run(1000, 3.0)]
+    runs[("b", 10)] = [_run(1000, 1.0), _run(1000, 1.25), _run(1000, 2.0)]
+    assert round(sidecar_bench.paired(runs, "a", "b", 10, "loop_us_per_req"), 6) == 1.2  # 120%, 120%, 150%

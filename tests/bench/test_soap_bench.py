@@ -96,3 +96,4 @@ def test_fast_upstream_answers_posts_with_the_soap_answer(tmp_path: Path) -> Non
     finally:
         proc.terminate()
         proc.wait(10)
+
