@@ -3,10 +3,11 @@ sidecar on the real ~6 KB SMEV 3 request, routed by its payload and validated ag
 ЕГРЗ XSD, beside the same sidecar on a REST call and the lean mitmproxy row.
 
     .venv/bin/python bench/soap_bench.py [--duration 8] [--warmup 2] [--connections 10,50]
-        [--rounds 3] [--profile]
+        [--rounds 5] [--profile]
 
-Needs the Debian packages `wrk` and `stunnel4` (`make bench-soap` installs them). About four and a
-half minutes with the defaults (24 wrk runs of 2 + 8 s). Everything listens on and talks to
+Needs the Debian packages `wrk` and `stunnel4` (`make bench-soap` installs them). About seven
+minutes with the defaults (40 wrk runs of 2 + 8 s: five rounds, because one round's ratio can
+be off by 20 points on these machines). Everything listens on and talks to
 127.0.0.1 only; every process started is stopped at the end, also on Ctrl-C, on failure or when
 `--deadline` passes. The machinery is `bench/sidecar_bench.py`'s (imported, not copied): wrk
 through a client-mode stunnel holding Ведомство 1's certificate, the wrk Lua `done()` figures,
@@ -416,7 +417,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=8, help="seconds of each measured wrk run")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each run")
     ap.add_argument("--connections", default="10,50", help="comma-separated connection counts")
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=5,
                     help="measure every row this many times, interleaved; the table shows the median")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--profile", action="store_true",
